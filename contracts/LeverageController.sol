@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
+import {FeedConfig, FeedKind, ILeverageController, MarketQuote, RiskParams} from "../interfaces/ILeverageController.sol";
+import {ConstantsLib} from "./libraries/ConstantsLib.sol";
+import {ErrorsLib} from "./libraries/ErrorsLib.sol";
+import {EventsLib} from "./libraries/EventsLib.sol";
+import {Fractions, MarginMath, RiskInputs} from "./libraries/MarginMath.sol";
+import {ParamsLib} from "./libraries/ParamsLib.sol";
+import {Ramp, RampLib} from "./libraries/RampLib.sol";
+import {RiskOracleBase} from "./RiskOracleBase.sol";
+
+/// @title LeverageController
+/// @notice Ballast's dynamic leverage model: initial and maintenance margin fractions from the live
+/// volatility, skew, depth, funding and open interest of each market (see `MarginMath`).
+/// @dev Anti front-running and anti cascade rules:
+///  - new risk is always checked against the live feeds at execution (no window to race);
+///  - a proposed parameter change that tightens applies to new risk at once (imfParams = the
+///    tighter of active and pending), a loosening only after the timelock;
+///  - the maintenance fraction of existing positions only tightens through a `Ramp`: it starts
+///    after a random delay drawn when the tightening is committed and rises at a bounded rate.
+contract LeverageController is RiskOracleBase {
+    using FixedPointMathLib for uint256;
+    using RampLib for Ramp;
+
+    /// @dev A timelocked change is stored as the hash of its payload; execution re-supplies it.
+    struct Pending {
+        bytes32 payloadHash;
+        uint64 etaSec;
+    }
+
+    /// @notice Timelock between proposing and executing a change once bootstrap is sealed, seconds.
+    uint256 public immutable paramDelaySec;
+
+    mapping(uint256 marketId => RiskParams) internal _active;
+    mapping(uint256 marketId => RiskParams) internal _imfParams;
+    mapping(uint256 marketId => Pending) internal _pendingParams;
+    mapping(uint256 marketId => Pending) internal _pendingListing;
+    /// @dev Index 0: long, 1: short.
+    mapping(uint256 marketId => Ramp[2]) internal _ramps;
+    uint256 internal _rampNonce;
+
+    constructor(address admin, uint256 paramDelaySec_) RiskOracleBase(admin) {
+        if (paramDelaySec_ < ConstantsLib.MIN_PARAM_DELAY_SEC || paramDelaySec_ > ConstantsLib.MAX_PARAM_DELAY_SEC) {
+            revert ErrorsLib.DelayOutOfBounds(
+                paramDelaySec_, ConstantsLib.MIN_PARAM_DELAY_SEC, ConstantsLib.MAX_PARAM_DELAY_SEC
+            );
+        }
+        paramDelaySec = paramDelaySec_;
+    }
+
+    // ---------------------------------------------------------------- listing and parameters
+
+    /// @notice Lists a market at once. Bootstrap only.
+    function listMarket(uint256 marketId, FeedConfig[5] calldata feeds, RiskParams calldata params)
+        external
+        onlyRole(RISK_ADMIN_ROLE)
+    {
+        _onlyBootstrap();
+        _list(marketId, feeds, params);
+    }
+
+    /// @notice Proposes a new market; `executeMarket` with the same payload lists it after
+    /// `paramDelaySec`.
+    function proposeMarket(uint256 marketId, FeedConfig[5] calldata feeds, RiskParams calldata params)
+        external
+        onlyRole(RISK_ADMIN_ROLE)
+    {
+        _checkNewMarket(marketId);
+        ParamsLib.validate(params);
+        uint64 eta = uint64(block.timestamp + paramDelaySec);
+        _pendingListing[marketId] = Pending(keccak256(abi.encode(feeds, params)), eta);
+        emit EventsLib.MarketProposed(marketId, eta);
+    }
+
+    /// @notice Lists a proposed market once its timelock has passed. Anyone may call.
+    function executeMarket(uint256 marketId, FeedConfig[5] calldata feeds, RiskParams calldata params) external {
+        _consume(_pendingListing[marketId], marketId, keccak256(abi.encode(feeds, params)));
+        _list(marketId, feeds, params);
+    }
+
+    /// @notice Proposes new parameters for a listed market. Each field must lie within its hard
+    /// bounds and within one step of the active value. A tightening applies to new positions at
+    /// once; the whole change becomes active through `executeParams` after the timelock
+    /// (bootstrap: at once).
+    function proposeParams(uint256 marketId, RiskParams calldata params) external onlyRole(RISK_ADMIN_ROLE) {
+        _requireListed(marketId);
+        RiskParams memory cur = _active[marketId];
+        ParamsLib.validate(params);
+        ParamsLib.validateStep(cur, params);
+        if (!bootstrapSealed) {
+            _activate(marketId, params);
+            return;
+        }
+        uint64 eta = uint64(block.timestamp + paramDelaySec);
+        _pendingParams[marketId] = Pending(keccak256(abi.encode(params)), eta);
+        _imfParams[marketId] = ParamsLib.tighter(cur, params);
+        emit EventsLib.ParamsProposed(marketId, params, eta);
+    }
+
+    /// @notice Activates proposed parameters (the same payload) after the timelock. Anyone may call.
+    function executeParams(uint256 marketId, RiskParams calldata params) external {
+        _consume(_pendingParams[marketId], marketId, keccak256(abi.encode(params)));
+        _activate(marketId, params);
+    }
+
+    /// @notice Withdraws a proposal; new risk goes back to the active parameters.
+    function cancelParams(uint256 marketId) external onlyRole(RISK_ADMIN_ROLE) {
+        if (_pendingParams[marketId].etaSec == 0) revert ErrorsLib.NoPendingChange(marketId);
+        delete _pendingParams[marketId];
+        _imfParams[marketId] = _active[marketId];
+        emit EventsLib.ParamsCancelled(marketId);
+    }
+
+    // ---------------------------------------------------------------- maintenance ramp
+
+    /// @inheritdoc ILeverageController
+    function poke(uint256 marketId) external {
+        _requireListed(marketId);
+        (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
+        (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
+        if (!okV || !okS) revert ErrorsLib.RiskFeedInvalid(marketId);
+        RiskParams memory p = _active[marketId];
+        _commit(marketId, true, p, uint256(sigma), skew);
+        _commit(marketId, false, p, uint256(sigma), skew);
+    }
+
+    /// @notice The maintenance ramp of a side.
+    function ramp(uint256 marketId, bool isLong) external view returns (Ramp memory) {
+        return _ramps[marketId][isLong ? 0 : 1];
+    }
+
+    /// @notice The live maintenance target of a side (what `poke` would commit), WAD.
+    function maintenanceTarget(uint256 marketId, bool isLong) external view returns (bool ok, uint256 targetWad) {
+        (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
+        (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
+        if (!okV || !okS) return (false, 0);
+        RiskParams memory p = _active[marketId];
+        return (true, MarginMath.maintenanceBase(p, MarginMath.varMove(p, uint256(sigma), skew, isLong)));
+    }
+
+    // ---------------------------------------------------------------- quotes
+
+    /// @inheritdoc ILeverageController
+    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad, uint256 tradeSizeWad)
+        public
+        view
+        returns (MarketQuote memory q)
+    {
+        q.priceWad = priceWad(marketId);
+        q.sequencerUp = sequencerUp();
+        RiskParams memory p = _imfParams[marketId];
+        RiskInputs memory x;
+        x.isLong = isLong;
+        x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
+        (q.riskFeedsOk, q.fundingOk, x) = _inputs(marketId, x);
+        q.fundingRateWad = x.fundingRateWad;
+        (x.oiSideWad, x.oiOtherWad) = _openInterest(marketId, isLong);
+
+        Fractions memory f = MarginMath.compute(p, x);
+        q.slipWad = f.slipWad;
+        q.impactWad = MarginMath.slippage(p.impactWad, tradeSizeWad.mulWadUp(q.priceWad), x.depthUsdWad);
+        q.liqFeeWad = _active[marketId].liqFeeWad;
+        q.maxMmfWad = _active[marketId].maxMmfWad;
+        q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
+        uint256 imfLive = q.riskFeedsOk ? f.imfWad : p.maxImfWad;
+        q.imfWad = MarginMath.requiredInitial(
+            imfLive, MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad), p.minBufferWad, p.maxImfWad
+        );
+    }
+
+    /// @inheritdoc ILeverageController
+    function initialMarginFraction(uint256 marketId, bool isLong, uint256 notionalUsdWad)
+        external
+        view
+        returns (uint256)
+    {
+        uint256 price = priceWad(marketId);
+        return quote(marketId, isLong, notionalUsdWad.divWad(price), 0).imfWad;
+    }
+
+    /// @inheritdoc ILeverageController
+    function maintenanceMarginFraction(uint256 marketId, bool isLong, uint256 notionalUsdWad)
+        external
+        view
+        returns (uint256)
+    {
+        uint256 price = priceWad(marketId);
+        MarketQuote memory q = quote(marketId, isLong, notionalUsdWad.divWad(price), 0);
+        return MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad);
+    }
+
+    /// @inheritdoc ILeverageController
+    function maxLeverageWad(uint256 marketId, bool isLong) external view returns (uint256) {
+        return ConstantsLib.WAD.divWad(quote(marketId, isLong, 0, 0).imfWad);
+    }
+
+    /// @notice Active parameters of a market.
+    function activeParams(uint256 marketId) external view returns (RiskParams memory) {
+        return _active[marketId];
+    }
+
+    /// @notice Parameters that price new risk now (tighter of active and pending).
+    function imfParams(uint256 marketId) external view returns (RiskParams memory) {
+        return _imfParams[marketId];
+    }
+
+    /// @notice Hash of a pending parameter change and its eta (0: none).
+    function pendingParams(uint256 marketId) external view returns (bytes32 payloadHash, uint256 etaSec) {
+        Pending storage pp = _pendingParams[marketId];
+        return (pp.payloadHash, pp.etaSec);
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _consume(Pending storage p, uint256 marketId, bytes32 payloadHash) internal {
+        if (p.etaSec == 0 || p.payloadHash != payloadHash) revert ErrorsLib.NoPendingChange(marketId);
+        if (block.timestamp < p.etaSec) revert ErrorsLib.ChangeNotReady(marketId, p.etaSec, block.timestamp);
+        delete p.payloadHash;
+        delete p.etaSec;
+    }
+
+    function _checkNewMarket(uint256 marketId) internal view {
+        if (marketId >= ConstantsLib.MAX_MARKETS) {
+            revert ErrorsLib.MarketIdOutOfRange(marketId, ConstantsLib.MAX_MARKETS);
+        }
+        if (_listed[marketId]) revert ErrorsLib.MarketAlreadyListed(marketId);
+    }
+
+    function _list(uint256 marketId, FeedConfig[5] memory feeds, RiskParams memory params) internal {
+        _checkNewMarket(marketId);
+        ParamsLib.validate(params);
+        _setFeeds(marketId, feeds);
+        _listed[marketId] = true;
+        _active[marketId] = params;
+        _imfParams[marketId] = params;
+        // Until the first poke, maintenance sits at its cap: conservative, and reachable only by
+        // loosening (which applies at once).
+        Ramp memory r = Ramp({
+            fromWad: params.maxMmfWad,
+            toWad: params.maxMmfWad,
+            activationSec: uint64(block.timestamp),
+            rateWadPerSec: params.mmfRampWadPerSec
+        });
+        _ramps[marketId][0] = r;
+        _ramps[marketId][1] = r;
+        emit EventsLib.MarketListed(marketId, feeds, params);
+    }
+
+    function _activate(uint256 marketId, RiskParams memory params) internal {
+        _active[marketId] = params;
+        _imfParams[marketId] = params;
+        emit EventsLib.ParamsExecuted(marketId, params);
+    }
+
+    /// @dev Volatility, skew, depth and funding inputs. Bad risk feeds fall back to the most
+    /// conservative bound (the caller then prices new risk at maxImf).
+    function _inputs(uint256 marketId, RiskInputs memory x)
+        internal
+        view
+        returns (bool riskOk, bool fundingOk, RiskInputs memory)
+    {
+        (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
+        (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
+        (bool okD, int256 depth) = _read(marketId, FeedKind.Depth);
+        (bool okF, int256 funding) = _read(marketId, FeedKind.Funding);
+        FeedSlot[5] storage fs = _feeds[marketId];
+        x.sigmaWad = okV ? uint256(sigma) : uint256(int256(fs[uint256(FeedKind.Volatility)].maxWad));
+        x.skewWad = okS ? skew : int256(0);
+        x.depthUsdWad = okD ? uint256(depth) : uint256(int256(fs[uint256(FeedKind.Depth)].minWad));
+        x.fundingRateWad = okF ? funding : int256(0);
+        return (okV && okS && okD && okF, okF, x);
+    }
+
+    /// @dev Moves one side's ramp toward the live target: loosen at once, tighten after a random
+    /// delay at the bounded rate, or raise/lower the target of a ramp already under way.
+    function _commit(uint256 marketId, bool isLong, RiskParams memory p, uint256 sigma, int256 skew) internal {
+        uint256 target = MarginMath.maintenanceBase(p, MarginMath.varMove(p, sigma, skew, isLong));
+        Ramp storage rs = _ramps[marketId][isLong ? 0 : 1];
+        Ramp memory r = rs;
+        uint256 cur = r.valueAt(block.timestamp);
+        if (target < cur) {
+            rs.fromWad = uint64(target);
+            rs.toWad = uint64(target);
+            rs.activationSec = uint64(block.timestamp);
+            rs.rateWadPerSec = p.mmfRampWadPerSec;
+            emit EventsLib.MaintenanceLoosened(marketId, isLong, cur, target);
+        } else if (target > r.toWad && cur >= r.toWad) {
+            uint256 activation = block.timestamp + _jitter(marketId, isLong, p.rampJitterSec);
+            rs.fromWad = uint64(cur);
+            rs.toWad = uint64(target);
+            rs.activationSec = uint64(activation);
+            rs.rateWadPerSec = p.mmfRampWadPerSec;
+            emit EventsLib.MaintenanceTighteningScheduled(marketId, isLong, cur, target, activation, p.mmfRampWadPerSec);
+        } else if (target != r.toWad && target >= cur) {
+            // A ramp is under way (or pending): keep its start and rate, move its end.
+            rs.toWad = uint64(target);
+            emit EventsLib.MaintenanceTargetRaised(marketId, isLong, target);
+        }
+    }
+
+    /// @dev A delay in [0, jitterSec] that nobody can know before the committing block.
+    /// Warning: a block proposer, or a caller that reverts unless it likes the draw, can bias it
+    /// within the window; the ramp rate bound holds whatever the draw.
+    function _jitter(uint256 marketId, bool isLong, uint256 jitterSec) internal returns (uint256) {
+        if (jitterSec == 0) return 0;
+        uint256 nonce = ++_rampNonce;
+        uint256 rand = uint256(
+            keccak256(abi.encode(block.prevrandao, blockhash(block.number - 1), marketId, isLong, nonce, address(this)))
+        );
+        return rand % (jitterSec + 1);
+    }
+}

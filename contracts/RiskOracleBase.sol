@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
+import {FeedConfig, FeedKind, ILeverageController} from "../interfaces/ILeverageController.sol";
+import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
+import {ConstantsLib} from "./libraries/ConstantsLib.sol";
+import {ErrorsLib, ParamField} from "./libraries/ErrorsLib.sol";
+import {EventsLib} from "./libraries/EventsLib.sol";
+
+/// @title RiskOracleBase
+/// @notice Feed configuration and validated reads shared by the dynamic and the static controller:
+/// per-feed heartbeat, bounds and sign checks, a feed that reverts counts as bad, and an optional
+/// L2 sequencer uptime feed with a grace period.
+abstract contract RiskOracleBase is AccessControl, ILeverageController {
+    /// @notice Lists markets and proposes parameter changes.
+    bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
+
+    /// @dev Storage form of a FeedConfig (two slots), with the feed's decimals read at listing.
+    struct FeedSlot {
+        address feed;
+        uint32 heartbeatSec;
+        uint8 decimals;
+        int128 minWad;
+        int128 maxWad;
+    }
+
+    /// @notice The margin engine whose open interest feeds the crowding term (bound once).
+    address public engine;
+    /// @notice Optional L2 sequencer uptime feed (zero address: none).
+    address public sequencerFeed;
+    /// @notice Seconds after the sequencer comes back during which new risk stays closed.
+    uint256 public sequencerGraceSec;
+    /// @notice Once sealed, listings and parameter changes go through the timelock.
+    bool public bootstrapSealed;
+
+    mapping(uint256 marketId => bool) internal _listed;
+    mapping(uint256 marketId => FeedSlot[5]) internal _feeds;
+
+    constructor(address admin) {
+        if (admin == address(0)) revert ErrorsLib.ZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(RISK_ADMIN_ROLE, admin);
+    }
+
+    // ---------------------------------------------------------------- admin
+
+    /// @notice Binds the engine whose open interest the controller reads. Once.
+    function bindEngine(address engine_) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (engine_ == address(0)) revert ErrorsLib.ZeroAddress();
+        if (engine != address(0)) revert ErrorsLib.EngineAlreadyBound(engine);
+        engine = engine_;
+        emit EventsLib.EngineBound(engine_);
+    }
+
+    /// @notice Sets the L2 sequencer uptime feed and its grace period. Bootstrap only.
+    function setSequencerFeed(address feed, uint256 graceSec) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _onlyBootstrap();
+        if (graceSec > 1 days) revert ErrorsLib.ParamOutOfBounds(ParamField.SequencerGrace, graceSec, 0, 1 days);
+        sequencerFeed = feed;
+        sequencerGraceSec = graceSec;
+        emit EventsLib.SequencerFeedSet(feed, graceSec);
+    }
+
+    /// @notice Ends the bootstrap phase: from now on every change is timelocked. One way.
+    function sealBootstrap() external onlyRole(DEFAULT_ADMIN_ROLE) {
+        _onlyBootstrap();
+        bootstrapSealed = true;
+        emit EventsLib.BootstrapSealedEvent(msg.sender);
+    }
+
+    // ---------------------------------------------------------------- views
+
+    function isListed(uint256 marketId) public view returns (bool) {
+        return _listed[marketId];
+    }
+
+    /// @notice The feed configuration of a market input.
+    function feedConfig(uint256 marketId, FeedKind kind) external view returns (FeedConfig memory c) {
+        FeedSlot storage s = _feeds[marketId][uint256(kind)];
+        c = FeedConfig({feed: s.feed, heartbeatSec: s.heartbeatSec, minWad: s.minWad, maxWad: s.maxWad});
+    }
+
+    /// @notice A feed's answer scaled to WAD, and whether it passed every check.
+    function readFeed(uint256 marketId, FeedKind kind) external view returns (bool ok, int256 valueWad) {
+        return _read(marketId, kind);
+    }
+
+    /// @notice Oracle price, USD per base unit, WAD. Reverts `PriceFeedInvalid` when bad.
+    function priceWad(uint256 marketId) public view returns (uint256) {
+        _requireListed(marketId);
+        (bool ok, int256 p) = _read(marketId, FeedKind.Price);
+        if (!ok) revert ErrorsLib.PriceFeedInvalid(marketId);
+        return uint256(p);
+    }
+
+    /// @notice False while the sequencer is down or within the grace period after it came back.
+    function sequencerUp() public view returns (bool) {
+        address f = sequencerFeed;
+        if (f == address(0)) return true;
+        try AggregatorV3Interface(f).latestRoundData() returns (uint80, int256 answer, uint256 startedAt, uint256, uint80) {
+            if (answer != 0 || startedAt == 0 || startedAt > block.timestamp) return false;
+            return block.timestamp - startedAt > sequencerGraceSec;
+        } catch {
+            return false;
+        }
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    function _onlyBootstrap() internal view {
+        if (bootstrapSealed) revert ErrorsLib.BootstrapSealed();
+    }
+
+    function _requireListed(uint256 marketId) internal view {
+        if (!_listed[marketId]) revert ErrorsLib.MarketNotListed(marketId);
+    }
+
+    /// @dev Validates and stores the five feeds of a market.
+    function _setFeeds(uint256 marketId, FeedConfig[5] memory cfg) internal {
+        for (uint256 k; k < 5; ++k) {
+            FeedConfig memory c = cfg[k];
+            FeedKind kind = FeedKind(k);
+            if (c.feed == address(0) || c.heartbeatSec == 0) revert ErrorsLib.FeedMissing(marketId, kind);
+            bool positive = kind == FeedKind.Price || kind == FeedKind.Volatility || kind == FeedKind.Depth;
+            if (c.minWad >= c.maxWad || (positive && c.minWad <= 0)) {
+                revert ErrorsLib.FeedBoundsInvalid(marketId, kind, c.minWad, c.maxWad);
+            }
+            uint8 dec = AggregatorV3Interface(c.feed).decimals();
+            if (dec > 18) revert ErrorsLib.FeedDecimalsInvalid(marketId, kind, dec);
+            _feeds[marketId][k] = FeedSlot({
+                feed: c.feed, heartbeatSec: c.heartbeatSec, decimals: dec, minWad: c.minWad, maxWad: c.maxWad
+            });
+        }
+    }
+
+    /// @dev Reads a feed: (false, 0) when it reverts, is stale, from the future, too large, or
+    /// outside its bounds.
+    function _read(uint256 marketId, FeedKind kind) internal view returns (bool, int256) {
+        FeedSlot storage s = _feeds[marketId][uint256(kind)];
+        address feed = s.feed;
+        if (feed == address(0)) return (false, 0);
+        try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
+            if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > s.heartbeatSec) {
+                return (false, 0);
+            }
+            if (answer == type(int256).min) return (false, 0);
+            uint256 mag = answer < 0 ? uint256(-answer) : uint256(answer);
+            if (mag > ConstantsLib.MAX_RAW_ANSWER) return (false, 0);
+            int256 v = answer * int256(10 ** (18 - uint256(s.decimals)));
+            if (v < s.minWad || v > s.maxWad) return (false, 0);
+            return (true, v);
+        } catch {
+            return (false, 0);
+        }
+    }
+
+    /// @dev Open interest of the quoted side and of the other side, base units, WAD.
+    function _openInterest(uint256 marketId, bool isLong) internal view returns (uint256 side, uint256 other) {
+        address e = engine;
+        if (e == address(0)) return (0, 0);
+        (uint256 l, uint256 s) = IMarginEngine(e).openInterest(marketId);
+        return isLong ? (l, s) : (s, l);
+    }
+}

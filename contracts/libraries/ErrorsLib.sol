@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {FeedKind} from "../../interfaces/ILeverageController.sol";
+
+/// @notice The fields of `RiskParams` (and engine or static settings) named by parameter errors.
+enum ParamField {
+    Z,
+    SkewSens,
+    TailCap,
+    BufferMult,
+    MinBuffer,
+    LiqFee,
+    Impact,
+    Crowd,
+    FundingSens,
+    FundingThreshold,
+    Horizon,
+    RampJitter,
+    MinImf,
+    MaxImf,
+    MinMmf,
+    MaxMmf,
+    MmfRamp,
+    SequencerGrace
+}
+
+/// @title ErrorsLib
+/// @notice Every rejection in Ballast, each with the data that explains it.
+library ErrorsLib {
+    // Markets and feeds.
+    error MarketNotListed(uint256 marketId);
+    error MarketAlreadyListed(uint256 marketId);
+    error MarketIdOutOfRange(uint256 marketId, uint256 maxMarkets);
+    error FeedMissing(uint256 marketId, FeedKind kind);
+    error FeedBoundsInvalid(uint256 marketId, FeedKind kind, int256 minWad, int256 maxWad);
+    error FeedDecimalsInvalid(uint256 marketId, FeedKind kind, uint8 decimals);
+    error PriceFeedInvalid(uint256 marketId);
+    error RiskFeedInvalid(uint256 marketId);
+    error SequencerDown();
+    error ZeroAddress();
+
+    // Parameters and governance.
+    error ParamOutOfBounds(ParamField field, uint256 value, uint256 minValue, uint256 maxValue);
+    error ParamStepTooLarge(ParamField field, uint256 oldValue, uint256 newValue, uint256 maxStep);
+    /// @dev `a` must not exceed `b` (for the buffer checks: a + minBuffer must not exceed b).
+    error ParamsInconsistent(ParamField a, ParamField b);
+    error DelayOutOfBounds(uint256 delaySec, uint256 minSec, uint256 maxSec);
+    error NoPendingChange(uint256 marketId);
+    error ChangeNotReady(uint256 marketId, uint256 etaSec, uint256 nowSec);
+    error BootstrapSealed();
+    error EngineAlreadyBound(address engine);
+
+    // Engine.
+    error ZeroAmount();
+    error ZeroSize();
+    error InsufficientCollateral(int256 collateral, uint256 requested);
+    error InitialMarginViolated(int256 equityUsdWad, uint256 initialUsdWad);
+    error AccountHealthy(int256 equityUsdWad, uint256 maintenanceUsdWad);
+    error NoPosition(address account, uint256 marketId);
+    error TooManyPositions(address account, uint256 maxPositions);
+    error PriceLimitExceeded(uint256 priceWad, uint256 acceptablePriceWad);
+    error SizeOverflow(int256 sizeWad);
+    error EngineConfigOutOfBounds(uint256 index, uint256 value, uint256 maxValue);
+    error VaultWithdrawTooLarge(uint256 requested, int256 vaultBalance);
+}

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {FeedConfig, RiskParams} from "../../interfaces/ILeverageController.sol";
+
+/// @title EventsLib
+/// @notice Every state change in Ballast emits one of these. Units as in the interfaces.
+library EventsLib {
+    // Controller.
+    event MarketListed(uint256 indexed marketId, FeedConfig[5] feeds, RiskParams params);
+    event MarketProposed(uint256 indexed marketId, uint256 etaSec);
+    event ParamsProposed(uint256 indexed marketId, RiskParams params, uint256 etaSec);
+    event ParamsExecuted(uint256 indexed marketId, RiskParams params);
+    event ParamsCancelled(uint256 indexed marketId);
+    event BootstrapSealedEvent(address indexed by);
+    event EngineBound(address indexed engine);
+    event SequencerFeedSet(address indexed feed, uint256 graceSec);
+    event MaintenanceLoosened(uint256 indexed marketId, bool isLong, uint256 fromWad, uint256 toWad);
+    event MaintenanceTighteningScheduled(
+        uint256 indexed marketId, bool isLong, uint256 fromWad, uint256 toWad, uint256 activationSec, uint256 rateWadPerSec
+    );
+    event MaintenanceTargetRaised(uint256 indexed marketId, bool isLong, uint256 toWad);
+    event StaticFractionsSet(uint256 indexed marketId, uint256 imfWad, uint256 mmfWad);
+
+    // Engine.
+    event Deposited(address indexed account, address indexed payer, uint256 amount);
+    event Withdrawn(address indexed account, uint256 amount);
+    event PositionModified(
+        address indexed account,
+        uint256 indexed marketId,
+        int256 sizeDeltaWad,
+        int256 newSizeWad,
+        uint256 priceWad,
+        int256 realizedPnlTokens,
+        uint256 feeTokens,
+        uint256 impactTokens
+    );
+    event FundingSettled(address indexed account, uint256 indexed marketId, int256 fundingTokens);
+    event FundingAccrued(uint256 indexed marketId, int256 rateWad, int256 indexWad, uint256 timestamp);
+    event Liquidated(
+        address indexed account,
+        uint256 indexed marketId,
+        address indexed liquidator,
+        int256 sizeClosedWad,
+        uint256 notionalClosedUsdWad,
+        uint256 priceWad,
+        uint256 penaltyTokens,
+        uint256 rewardTokens
+    );
+    event BadDebt(address indexed account, uint256 amountTokens, uint256 coveredByInsuranceTokens, uint256 socializedTokens);
+    event VaultFunded(address indexed by, uint256 amount);
+    event VaultWithdrawn(address indexed to, uint256 amount);
+    event InsuranceFunded(address indexed by, uint256 amount);
+    event FeesWithdrawn(address indexed to, uint256 amount);
+}
