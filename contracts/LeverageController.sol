@@ -154,6 +154,7 @@ contract LeverageController is RiskOracleBase {
         RiskInputs memory x;
         x.isLong = isLong;
         x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
+        x.priceWad = q.priceWad;
         (q.riskFeedsOk, q.fundingOk, x) = _inputs(marketId, x);
         q.fundingRateWad = x.fundingRateWad;
         (x.oiSideWad, x.oiOtherWad) = _openInterest(marketId, isLong);

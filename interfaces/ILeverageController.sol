@@ -37,7 +37,8 @@ struct FeedConfig {
 /// @param minBufferWad Constant part of the buffer between initial and maintenance margin.
 /// @param liqFeeWad Liquidation penalty, a fraction of the notional closed by a liquidation.
 /// @param impactWad Price impact of trading the depth feed's notional (0.01e18 = 1%).
-/// @param crowdWad Initial-margin add-on of the crowded side at a full open-interest imbalance.
+/// @param crowdWad Initial-margin add-on of the crowded side when its net open-interest imbalance
+/// reaches the depth feed's notional (scales linearly below).
 /// @param fundingSensWad Initial-margin add-on per unit of hourly funding paid above the threshold.
 /// @param fundingThresholdWad Hourly funding rate (0.0005e18 = 0.05%/h) the payer may pay penalty free.
 /// @param horizonSec Liquidation horizon h in seconds: how long a liquidation may take.

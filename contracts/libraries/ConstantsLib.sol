@@ -39,7 +39,7 @@ library ConstantsLib {
     uint256 internal constant LIQ_FEE_MIN = 0.001e18;
     uint256 internal constant LIQ_FEE_MAX = 0.1e18;
     uint256 internal constant IMPACT_MAX = 0.2e18;
-    uint256 internal constant CROWD_MAX = 0.5e18;
+    uint256 internal constant CROWD_MAX = 1e18;
     uint256 internal constant FUNDING_SENS_MAX = 1000e18;
     uint256 internal constant FUNDING_THRESHOLD_MAX = 0.01e18;
     uint256 internal constant HORIZON_MIN_SEC = 60;
@@ -49,9 +49,9 @@ library ConstantsLib {
     uint256 internal constant MIN_IMF_MIN = 0.005e18;
     uint256 internal constant IMF_MAX = 1e18;
     uint256 internal constant MIN_MMF_MIN = 0.001e18;
-    /// @dev Maintenance may tighten by at most 1e18 per day, at least 1e18 per year.
+    /// @dev Maintenance may tighten by at most 25 percentage points per hour, at least 1e18 per year.
     uint256 internal constant MMF_RAMP_MIN = uint256(1e18) / 365 days;
-    uint256 internal constant MMF_RAMP_MAX = uint256(1e18) / 1 days;
+    uint256 internal constant MMF_RAMP_MAX = uint256(0.25e18) / 1 hours;
 
     /// @dev Largest absolute feed answer before scaling (keeps scaling free of overflow).
     uint256 internal constant MAX_RAW_ANSWER = 1e40;

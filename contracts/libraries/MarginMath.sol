@@ -13,6 +13,7 @@ import {ConstantsLib} from "./ConstantsLib.sol";
 /// @param oiSideWad Open interest of the quoted side after the trade, base units.
 /// @param oiOtherWad Open interest of the other side, base units.
 /// @param notionalUsdWad Absolute notional of the position, USD.
+/// @param priceWad Oracle price, USD per base unit (values the open-interest imbalance).
 /// @param isLong Side.
 struct RiskInputs {
     uint256 sigmaWad;
@@ -22,6 +23,7 @@ struct RiskInputs {
     uint256 oiSideWad;
     uint256 oiOtherWad;
     uint256 notionalUsdWad;
+    uint256 priceWad;
     bool isLong;
 }
 
@@ -43,7 +45,8 @@ struct Fractions {
 ///   varMove  = z * sigma * sqrt(h / YEAR) * tail                 the VaR move over h
 ///   mmfBase  = clamp(varMove + liqFee, minMmf, maxMmf)           maintenance, size independent
 ///   slip     = min(1, impact * notional / depth)                 cost of closing against depth
-///   crowd    = crowdK * max(0, (oiSide - oiOther) / (oiSide + oiOther))
+///   crowd    = crowdK * min(1, max(0, oiSide - oiOther) * price / depth)
+///                                 the net imbalance the vault carries, relative to depth
 ///   funding  = fundingSens * max(0, payerRate - threshold)       payerRate = rate long, -rate short
 ///   imf      = clamp(mmfBase + slip + bufferMult * varMove + minBuffer + crowd + funding,
 ///                    minImf, maxImf)
@@ -96,11 +99,16 @@ library MarginMath {
         return s < WAD ? s : WAD;
     }
 
-    /// @notice Initial-margin add-on of the over-represented side.
-    function crowding(uint256 crowdK, uint256 oiSideWad, uint256 oiOtherWad) internal pure returns (uint256) {
+    /// @notice Initial-margin add-on of the over-represented side: grows with the net open-interest
+    /// imbalance (which the counterparty vault carries) relative to the market's depth.
+    function crowding(uint256 crowdK, uint256 oiSideWad, uint256 oiOtherWad, uint256 priceWad, uint256 depthUsdWad)
+        internal
+        pure
+        returns (uint256)
+    {
         if (oiSideWad <= oiOtherWad) return 0;
-        uint256 imbalance = (oiSideWad - oiOtherWad).mulDivUp(WAD, oiSideWad + oiOtherWad);
-        return crowdK.mulWadUp(imbalance);
+        uint256 ratio = slippage(WAD, (oiSideWad - oiOtherWad).mulWadUp(priceWad), depthUsdWad);
+        return crowdK.mulWadUp(ratio);
     }
 
     /// @notice Initial-margin add-on of the side paying funding above the threshold.
@@ -116,7 +124,7 @@ library MarginMath {
         f.varMoveWad = varMove(p, x.sigmaWad, x.skewWad, x.isLong);
         f.mmfBaseWad = maintenanceBase(p, f.varMoveWad);
         f.slipWad = slippage(p.impactWad, x.notionalUsdWad, x.depthUsdWad);
-        f.crowdWad = crowding(p.crowdWad, x.oiSideWad, x.oiOtherWad);
+        f.crowdWad = crowding(p.crowdWad, x.oiSideWad, x.oiOtherWad, x.priceWad, x.depthUsdWad);
         f.fundingWad = fundingPenalty(p, x.fundingRateWad, x.isLong);
         uint256 raw = f.mmfBaseWad + f.slipWad + uint256(p.bufferMultWad).mulWadUp(f.varMoveWad) + p.minBufferWad
             + f.crowdWad + f.fundingWad;

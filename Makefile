@@ -1,0 +1,58 @@
+# Ballast: every target installs what it needs, idempotently (a .venv and node_modules).
+# Quick start: `make demo` (crash stress test on an embedded Anvil, with its report), `make test`.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP_PY := $(VENV)/.installed
+STAMP_NODE := node_modules/.installed
+STAMP_SOLC := $(VENV)/.solc-shim
+FORGE = $(shell $(PY) -m ballast.toolchain which forge)
+
+.PHONY: install demo test test-forge test-python test-deep bench lint typecheck clean
+
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC)
+
+$(STAMP_NODE): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(STAMP_PY): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	@touch $@
+
+$(STAMP_SOLC): $(STAMP_PY) $(STAMP_NODE) bin/solc
+	$(PY) -m ballast.toolchain install-solc
+	@touch $@
+
+## The main job: the default crash scenario on an embedded Anvil, report in out/demo/.
+demo: install
+	$(PY) -m ballast demo
+
+## Every test: solc shim, forge (unit, fuzz, invariant), Python unit and integration (Anvil).
+test: install
+	$(MAKE) --no-print-directory test-forge
+	$(MAKE) --no-print-directory test-python
+
+test-forge: install
+	$(FORGE) build --sizes > /dev/null
+	$(FORGE) test
+	$(FORGE) snapshot --check .gas-snapshot
+
+test-python: install
+	$(PY) -m mypy
+	$(PY) -m pytest -q
+
+## Deeper invariant/fuzz profile (thousands of runs).
+test-deep: install
+	FOUNDRY_PROFILE=deep $(FORGE) test
+
+bench: install
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf build forge-out forge-cache out reports .pytest_cache .mypy_cache

@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Test} from "forge-std/Test.sol";
+import {FeedConfig, FeedKind, RiskParams} from "../../../interfaces/ILeverageController.sol";
+import {LeverageController} from "../../../contracts/LeverageController.sol";
+import {MarginEngine} from "../../../contracts/MarginEngine.sol";
+import {StaticLeverageController} from "../../../contracts/StaticLeverageController.sol";
+import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
+import {MockUSD} from "../../../contracts/mocks/MockUSD.sol";
+
+/// @notice Deploys a dynamic engine with one BTC-like market (id 0) and helpers to move feeds,
+/// fund accounts and open positions. Feeds have 8 decimals.
+abstract contract BaseTest is Test {
+    uint256 internal constant WAD = 1e18;
+    uint256 internal constant BTC = 0;
+    uint256 internal constant USDC = 1e6;
+
+    address internal admin = makeAddr("admin");
+    address internal alice = makeAddr("alice");
+    address internal bob = makeAddr("bob");
+    address internal liquidator = makeAddr("liquidator");
+
+    MockUSD internal usd;
+    LeverageController internal controller;
+    MarginEngine internal engine;
+    MockAggregator[5] internal feeds;
+
+    function defaultParams() internal pure returns (RiskParams memory p) {
+        p = RiskParams({
+            zWad: 2.326e18,
+            skewSensWad: 5e18,
+            tailCapWad: 2e18,
+            bufferMultWad: 1e18,
+            minBufferWad: 0.005e18,
+            liqFeeWad: 0.005e18,
+            impactWad: 0.01e18,
+            crowdWad: 0.2e18,
+            fundingSensWad: 20e18,
+            fundingThresholdWad: 0.0005e18,
+            horizonSec: 3600,
+            rampJitterSec: 600,
+            minImfWad: 0.01e18,
+            maxImfWad: 0.5e18,
+            minMmfWad: 0.003e18,
+            maxMmfWad: 0.4e18,
+            mmfRampWadPerSec: uint64(uint256(0.05e18) / 3600)
+        });
+    }
+
+    function defaultEngineConfig() internal pure returns (MarginEngine.EngineConfig memory) {
+        return MarginEngine.EngineConfig({
+            tradingFeeWad: 0.0005e18,
+            feeInsuranceShareWad: 0.5e18,
+            liquidatorShareWad: 0.5e18,
+            liqTargetRatioWad: 1.25e18
+        });
+    }
+
+    function feedConfigs(MockAggregator[5] memory f) internal pure returns (FeedConfig[5] memory c) {
+        c[uint256(FeedKind.Price)] = FeedConfig(address(f[0]), 3600, 1e18, 1e25);
+        c[uint256(FeedKind.Volatility)] = FeedConfig(address(f[1]), 3600, 0.01e18, 10e18);
+        c[uint256(FeedKind.Funding)] = FeedConfig(address(f[2]), 3600, -0.05e18, 0.05e18);
+        c[uint256(FeedKind.Depth)] = FeedConfig(address(f[3]), 3600, 1e21, 1e30);
+        c[uint256(FeedKind.Skew)] = FeedConfig(address(f[4]), 3600, -1e18, 1e18);
+    }
+
+    function setUp() public virtual {
+        vm.warp(1_700_000_000);
+        vm.startPrank(admin);
+        usd = new MockUSD();
+        feeds[0] = new MockAggregator(8, "BTC / USD", 50_000e8);
+        feeds[1] = new MockAggregator(8, "BTC realized vol", 0.5e8);
+        feeds[2] = new MockAggregator(8, "BTC funding per hour", 0);
+        feeds[3] = new MockAggregator(8, "BTC depth USD", 50_000_000e8);
+        feeds[4] = new MockAggregator(8, "BTC 25d risk reversal", 0);
+        controller = new LeverageController(admin, 1 days);
+        engine = new MarginEngine(admin, usd, controller, defaultEngineConfig());
+        controller.bindEngine(address(engine));
+        controller.listMarket(BTC, feedConfigs(feeds), defaultParams());
+        controller.poke(BTC);
+        controller.sealBootstrap();
+        vm.stopPrank();
+
+        usd.mint(address(this), 100_000_000 * USDC);
+        usd.approve(address(engine), type(uint256).max);
+        engine.fundVault(50_000_000 * USDC);
+        engine.fundInsurance(1_000_000 * USDC);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    function setFeed(uint256 k, int256 answer8) internal {
+        vm.prank(admin);
+        feeds[k].transmit(answer8);
+    }
+
+    function setPrice(uint256 usdPerBtc) internal {
+        setFeed(0, int256(usdPerBtc * 1e8));
+    }
+
+    function fund(address who, uint256 amountTokens) internal {
+        usd.mint(who, amountTokens);
+        vm.startPrank(who);
+        usd.approve(address(engine), type(uint256).max);
+        engine.deposit(amountTokens);
+        vm.stopPrank();
+    }
+
+    function open(address who, int256 sizeWad) internal {
+        vm.prank(who);
+        engine.trade(BTC, sizeWad, 0);
+    }
+
+    /// @notice Token conservation: the engine's balance equals every bucket.
+    function assertConserved() internal view {
+        address[4] memory accts = [alice, bob, liquidator, address(this)];
+        int256 sum;
+        for (uint256 i; i < accts.length; ++i) {
+            sum += engine.collateralOf(accts[i]);
+        }
+        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees());
+        assertEq(int256(usd.balanceOf(address(engine))), buckets, "token conservation");
+        assertEq(usd.balanceOf(address(engine)), engine.netDeposits(), "net deposits");
+    }
+}
