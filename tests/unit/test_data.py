@@ -23,8 +23,8 @@ from ballast.errors import DataError, ValidationError
 HEADER = "Datetime,Open,High,Low,Close,Adj Close,Volume\n"
 
 
-def _utc(*args: int) -> int:
-    return int(datetime(*args, tzinfo=timezone.utc).timestamp())
+def _utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
+    return int(datetime(year, month, day, hour, minute, tzinfo=timezone.utc).timestamp())
 
 
 def _write(tmp_path: Path, body: str, name: str = "prices.csv") -> Path:
