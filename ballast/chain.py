@@ -1,0 +1,265 @@
+"""Chain layer on web3.py (no brownie): an embedded Anvil, compiled artifacts, deployments.
+
+Everything the stress lab, the keeper and the tests do on chain goes through here, so that the
+library does not depend on brownie.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Iterable, Sequence
+
+import requests
+from eth_abi import decode as abi_decode
+from web3 import HTTPProvider, Web3
+from web3.contract import Contract
+
+from ballast.errors import ChainError
+from ballast.toolchain import ROOT, native_binary
+
+ARTIFACTS_DIR = ROOT / "build" / "forge"
+FORGE_CACHE = ROOT / "build" / "forge-cache"
+DEFAULT_GAS = 3_000_000
+
+
+# ------------------------------------------------------------------------------ artifacts
+
+
+def build_contracts(root: Path = ROOT, quiet: bool = True) -> Path:
+    """Compile ``contracts/`` (not the tests) with the native forge; cached by forge. Returns the
+    artifacts folder."""
+    forge = native_binary("forge", root)
+    cmd = [str(forge), "build", "--skip", "test", "--skip", "script", "--out", str(ARTIFACTS_DIR),
+           "--cache-path", str(FORGE_CACHE)]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ChainError(f"forge build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    if not quiet:
+        print(proc.stdout.strip())
+    return ARTIFACTS_DIR
+
+
+def load_artifact(name: str, artifacts: Path = ARTIFACTS_DIR) -> dict[str, Any]:
+    """ABI and creation bytecode of a contract compiled by ``build_contracts``."""
+    path = artifacts / f"{name}.sol" / f"{name}.json"
+    if not path.is_file():
+        build_contracts()
+    if not path.is_file():
+        raise ChainError(f"artifact {path} not found after building: is {name} a contract in contracts/?")
+    data = json.loads(path.read_text())
+    return {"abi": data["abi"], "bytecode": data["bytecode"]["object"]}
+
+
+# ------------------------------------------------------------------------------ anvil
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Anvil:
+    """An Anvil node on a free local port, stopped on exit, error or Ctrl-C.
+
+    Parameters
+    ----------
+    fork_url
+        Fork this RPC instead of starting an empty chain.
+    extra_args
+        More anvil arguments.
+    """
+
+    def __init__(self, *, fork_url: str | None = None, extra_args: Sequence[str] = (), port: int | None = None,
+                 timestamp: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._args = [str(native_binary("anvil")), "--port", str(self.port), "--silent", "--accounts", "3",
+                      "--balance", "1000000", "--gas-limit", "1000000000", "--code-size-limit", "50000",
+                      "--hardfork", "cancun"]
+        if timestamp is not None:
+            self._args += ["--timestamp", str(timestamp)]
+        if fork_url:
+            self._args += ["--fork-url", fork_url]
+        self._args += list(extra_args)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_sec: float = 20.0) -> Anvil:
+        self._proc = subprocess.Popen(self._args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True)
+        deadline = time.monotonic() + timeout_sec
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode() if self._proc.stderr else ""
+                raise ChainError(f"anvil exited with {self._proc.returncode}: {err[-2000:]}")
+            try:
+                r = requests.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
+                                  timeout=1)
+                if r.ok:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        self.stop()
+        raise ChainError(f"anvil did not answer on {self.url} within {timeout_sec} s")
+
+    def stop(self) -> None:
+        p = self._proc
+        if p is None:
+            return
+        self._proc = None
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if p.stderr:
+            p.stderr.close()
+
+    def __enter__(self) -> Anvil:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+# ------------------------------------------------------------------------------ RPC
+
+
+class Rpc:
+    """A minimal JSON-RPC client with batching, for throughput where web3.py adds overhead.
+
+    Retries a request that fails at the transport level (``retries`` times) and raises
+    ``ChainError`` with the method and the node's message when the node answers with an error.
+    """
+
+    def __init__(self, url: str, *, retries: int = 3, timeout_sec: float = 60.0) -> None:
+        self.url = url
+        self.retries = retries
+        self.timeout_sec = timeout_sec
+        self._session = requests.Session()
+        self._id = 0
+
+    def _post(self, payload: Any) -> Any:
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                r = self._session.post(self.url, json=payload, timeout=self.timeout_sec)
+                r.raise_for_status()
+                return r.json()
+            except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as e:
+                last = e
+                time.sleep(0.05 * (attempt + 1))
+        raise ChainError(f"RPC {self.url} unreachable after {self.retries + 1} attempts: {last}")
+
+    def call(self, method: str, params: list[Any] | None = None) -> Any:
+        self._id += 1
+        out = self._post({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params or []})
+        if "error" in out:
+            raise ChainError(f"{method} failed: {out['error']}")
+        return out["result"]
+
+    def batch(self, calls: Iterable[tuple[str, list[Any]]]) -> list[Any]:
+        """Send many requests in one HTTP round trip; results (or error dicts) in order."""
+        reqs = []
+        for method, params in calls:
+            self._id += 1
+            reqs.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        if not reqs:
+            return []
+        out = self._post(reqs)
+        by_id = {o["id"]: o for o in out}
+        return [by_id[r["id"]].get("result", {"error": by_id[r["id"]].get("error")}) for r in reqs]
+
+
+# ------------------------------------------------------------------------------ contracts
+
+
+@dataclass
+class Chain:
+    """A web3 connection plus the batching RPC client, with helpers for Anvil cheat codes."""
+
+    url: str
+    w3: Web3 = field(init=False)
+    rpc: Rpc = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.w3 = Web3(HTTPProvider(self.url, request_kwargs={"timeout": 120}))
+        self.rpc = Rpc(self.url)
+        if not self.w3.is_connected():
+            raise ChainError(f"no node answers at {self.url}")
+
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def accounts(self) -> list[str]:
+        return [Web3.to_checksum_address(a) for a in self.w3.eth.accounts]
+
+    def deploy(self, name: str, *args: Any, sender: str) -> Contract:
+        art = load_artifact(name)
+        factory = self.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+        tx_hash = factory.constructor(*args).transact({"from": sender, "gas": 12_000_000})
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise ChainError(f"deploying {name} reverted (tx {tx_hash.hex()})")
+        return self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+
+    def at(self, name: str, address: str) -> Contract:
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])
+
+    def transact(self, fn: Any, sender: str, gas: int = DEFAULT_GAS) -> Any:
+        """Send a contract call and wait; raise ChainError with the decoded revert on failure."""
+        try:
+            tx_hash = fn.transact({"from": sender, "gas": gas})
+        except Exception as e:  # web3 raises ContractLogicError etc. on estimation/eth_call
+            raise ChainError(f"{fn.fn_name} from {sender} rejected: {e}") from e
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
+        if receipt["status"] != 1:
+            raise ChainError(f"{fn.fn_name} from {sender} reverted (tx {tx_hash.hex()})")
+        return receipt
+
+    # Anvil cheats -----------------------------------------------------------------
+    def set_automine(self, on: bool) -> None:
+        self.rpc.call("evm_setAutomine", [on])
+
+    def mine(self, timestamp: int | None = None) -> None:
+        self.rpc.call("evm_mine", [timestamp] if timestamp is not None else [])
+
+    def set_next_timestamp(self, ts: int) -> None:
+        self.rpc.call("evm_setNextBlockTimestamp", [ts])
+
+    def increase_time(self, seconds: int) -> None:
+        self.rpc.call("evm_increaseTime", [seconds])
+
+    def auto_impersonate(self, on: bool = True) -> None:
+        self.rpc.call("anvil_autoImpersonateAccount", [on])
+
+    def set_balance(self, address: str, wei: int) -> None:
+        self.rpc.call("anvil_setBalance", [address, hex(wei)])
+
+    def latest_timestamp(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+
+def decode_revert(data: str | bytes) -> str:
+    """Best-effort name of a custom error from revert data (selector and raw arguments)."""
+    raw = bytes.fromhex(data[2:]) if isinstance(data, str) else data
+    if len(raw) < 4:
+        return "revert without data"
+    return f"0x{raw[:4].hex()}({raw[4:].hex()})"
+
+
+__all__ = ["Anvil", "Chain", "Rpc", "build_contracts", "load_artifact", "free_port", "decode_revert", "abi_decode"]

@@ -1,0 +1,221 @@
+"""Typed, validated configuration: engine settings and markets, from a reviewed TOML file.
+
+Every field is checked on load against the contracts' hard bounds, with an error that names the
+field, the value and the allowed range. Nothing secret lives here: keys come from the environment
+or the account store (see ``ballast.deploy``).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from scipy.stats import norm  # type: ignore[import-untyped]
+
+from ballast._typing import WAD
+from ballast.errors import ValidationError
+from ballast.model import RiskParams, validate_params
+from ballast.toolchain import ROOT
+
+DEFAULT_CONFIG = ROOT / "config" / "markets.toml"
+FEED_KINDS = ("price", "volatility", "funding", "depth", "skew")
+
+
+def to_wad(x: float) -> int:
+    """A decimal number as a WAD integer, exactly for decimal literals (via repr)."""
+    from decimal import Decimal
+
+    return int(Decimal(repr(float(x))) * WAD)
+
+
+def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
+    if key not in d:
+        raise ValidationError(f"{where}.{key}", None, "a value (field missing)")
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, kind):
+        raise ValidationError(f"{where}.{key}", v, f"a value of type {kind}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValidationError(f"{where}.{key}", v, "a finite number")
+    return v
+
+
+def _in(name: str, v: float, lo: float, hi: float) -> float:
+    if not lo <= v <= hi:
+        raise ValidationError(name, v, f"[{lo}, {hi}]")
+    return v
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Engine-wide settings (``MarginEngine.EngineConfig`` plus local seeding)."""
+
+    trading_fee: float
+    """Fee on traded notional, fraction (<= 0.01)."""
+    fee_insurance_share: float
+    """Share of trading fees to the insurance fund, fraction."""
+    liquidator_share: float
+    """Share of the liquidation penalty to the liquidator, fraction."""
+    liq_target_ratio: float
+    """A partial liquidation restores equity to this multiple of maintenance (1..3)."""
+    param_delay_sec: int
+    """Timelock of parameter changes after bootstrap, seconds (3600..30 days)."""
+    vault_seed_usd: float
+    """Vault liquidity seeded on local chains, USD."""
+    insurance_seed_usd: float
+    """Insurance fund seeded on local chains, USD."""
+
+    def engine_config_tuple(self) -> tuple[int, int, int, int]:
+        return (to_wad(self.trading_fee), to_wad(self.fee_insurance_share), to_wad(self.liquidator_share),
+                to_wad(self.liq_target_ratio))
+
+
+@dataclass(frozen=True)
+class StaticFractions:
+    """Fixed fractions of a static baseline."""
+
+    imf: float
+    mmf: float
+
+
+@dataclass(frozen=True)
+class MarketConfig:
+    """One market: feeds, bounds and the model's parameters."""
+
+    id: int
+    symbol: str
+    feed_decimals: int
+    heartbeat_sec: int
+    initial: dict[str, float]
+    bounds: dict[str, tuple[float, float]]
+    alpha: float
+    params: RiskParams
+    static_calm: StaticFractions
+    static_conservative: StaticFractions
+
+    def feed_answer(self, kind: str, value: float) -> int:
+        """A value as the integer answer of a feed with ``feed_decimals``."""
+        return round(value * 10**self.feed_decimals)
+
+    def bounds_wad(self, kind: str) -> tuple[int, int]:
+        lo, hi = self.bounds[kind]
+        return to_wad(lo), to_wad(hi)
+
+    def with_params(self, params: RiskParams) -> MarketConfig:
+        return replace(self, params=validate_params(params))
+
+
+@dataclass(frozen=True)
+class Config:
+    engine: EngineSettings
+    markets: tuple[MarketConfig, ...]
+
+    def market(self, market_id: int) -> MarketConfig:
+        for m in self.markets:
+            if m.id == market_id:
+                return m
+        raise ValidationError("market_id", market_id, f"one of {[m.id for m in self.markets]}")
+
+
+def _engine(d: dict[str, Any]) -> EngineSettings:
+    w = "engine"
+    return EngineSettings(
+        trading_fee=_in(f"{w}.trading_fee", _get(d, "trading_fee", w), 0.0, 0.01),
+        fee_insurance_share=_in(f"{w}.fee_insurance_share", _get(d, "fee_insurance_share", w), 0.0, 1.0),
+        liquidator_share=_in(f"{w}.liquidator_share", _get(d, "liquidator_share", w), 0.0, 1.0),
+        liq_target_ratio=_in(f"{w}.liq_target_ratio", _get(d, "liq_target_ratio", w), 1.0, 3.0),
+        param_delay_sec=int(_in(f"{w}.param_delay_sec", _get(d, "param_delay_sec", w, int), 3600, 30 * 86400)),
+        vault_seed_usd=_in(f"{w}.vault_seed_usd", _get(d, "vault_seed_usd", w), 0.0, 1e15),
+        insurance_seed_usd=_in(f"{w}.insurance_seed_usd", _get(d, "insurance_seed_usd", w), 0.0, 1e15),
+    )
+
+
+def params_from_model(d: dict[str, Any], where: str) -> tuple[float, RiskParams]:
+    """RiskParams from the human-unit ``[markets.model]`` table (alpha becomes z exactly once)."""
+    g = lambda k: _get(d, k, where)  # noqa: E731
+    alpha = _in(f"{where}.alpha", g("alpha"), 0.8, 0.999999)
+    z = float(norm.ppf(alpha))
+    p = RiskParams(
+        z_wad=round(z * 1e6) * 10**12,
+        skew_sens_wad=to_wad(g("skew_sens")),
+        tail_cap_wad=to_wad(g("tail_cap")),
+        buffer_mult_wad=to_wad(g("buffer_mult")),
+        min_buffer_wad=to_wad(g("min_buffer")),
+        liq_fee_wad=to_wad(g("liq_fee")),
+        impact_wad=to_wad(g("impact")),
+        crowd_wad=to_wad(g("crowd")),
+        funding_sens_wad=to_wad(g("funding_sens")),
+        funding_threshold_wad=to_wad(g("funding_threshold")),
+        horizon_sec=int(_get(d, "horizon_sec", where, int)),
+        ramp_jitter_sec=int(_get(d, "ramp_jitter_sec", where, int)),
+        min_imf_wad=to_wad(g("min_imf")),
+        max_imf_wad=to_wad(g("max_imf")),
+        min_mmf_wad=to_wad(g("min_mmf")),
+        max_mmf_wad=to_wad(g("max_mmf")),
+        mmf_ramp_wad_per_sec=to_wad(g("mmf_ramp_per_hour")) // 3600,
+    )
+    try:
+        validate_params(p)
+    except ValidationError as e:
+        raise ValidationError(f"{where}.{e.field.removesuffix('_wad').removesuffix('_sec')}", e.value, e.allowed) from e
+    return alpha, p
+
+
+def _static(d: dict[str, Any], where: str) -> StaticFractions:
+    imf = _in(f"{where}.imf", _get(d, "imf", where), 0.005, 1.0)
+    mmf = _in(f"{where}.mmf", _get(d, "mmf", where), 0.001, imf)
+    if mmf >= imf:
+        raise ValidationError(f"{where}.mmf", mmf, f"< imf ({imf})")
+    return StaticFractions(imf, mmf)
+
+
+def _market(d: dict[str, Any], i: int) -> MarketConfig:
+    w = f"markets[{i}]"
+    mid = int(_in(f"{w}.id", _get(d, "id", w, int), 0, 255))
+    symbol = _get(d, "symbol", w, str)
+    dec = int(_in(f"{w}.feed_decimals", _get(d, "feed_decimals", w, int), 0, 18))
+    hb = int(_in(f"{w}.heartbeat_sec", _get(d, "heartbeat_sec", w, int), 1, 2**32 - 1))
+    init_t = _get(d, "initial", w, dict)
+    bounds_t = _get(d, "bounds", w, dict)
+    initial: dict[str, float] = {}
+    bounds: dict[str, tuple[float, float]] = {}
+    for k in FEED_KINDS:
+        b = _get(bounds_t, k, f"{w}.bounds", list)
+        if len(b) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b) or b[0] >= b[1]:
+            raise ValidationError(f"{w}.bounds.{k}", b, "[min, max] with min < max")
+        if k in ("price", "volatility", "depth") and b[0] <= 0:
+            raise ValidationError(f"{w}.bounds.{k}", b, "a positive minimum")
+        bounds[k] = (float(b[0]), float(b[1]))
+        v = float(_get(init_t, k, f"{w}.initial"))
+        initial[k] = _in(f"{w}.initial.{k}", v, bounds[k][0], bounds[k][1])
+    alpha, params = params_from_model(_get(d, "model", w, dict), f"{w}.model")
+    return MarketConfig(mid, symbol, dec, hb, initial, bounds, alpha, params,
+                        _static(_get(d, "static_calm", w, dict), f"{w}.static_calm"),
+                        _static(_get(d, "static_conservative", w, dict), f"{w}.static_conservative"))
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate a parsed TOML document."""
+    engine = _engine(_get(data, "engine", "config", dict))
+    mlist = _get(data, "markets", "config", list)
+    if not 1 <= len(mlist) <= 256:
+        raise ValidationError("markets", len(mlist), "1..256 markets")
+    markets = tuple(_market(m if isinstance(m, dict) else {}, i) for i, m in enumerate(mlist))
+    ids = [m.id for m in markets]
+    if len(set(ids)) != len(ids):
+        raise ValidationError("markets.id", ids, "unique ids")
+    return Config(engine, markets)
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
+    """Load and validate a TOML configuration file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise ValidationError("config", str(p), "an existing TOML file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ValidationError("config", str(p), f"valid TOML ({e})") from e
+    return parse_config(data)

@@ -1,0 +1,137 @@
+"""Deploy Ballast (mock USD, feeds, controller, engine) on a chain through web3.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from web3.contract import Contract
+
+from ballast.chain import Chain
+from ballast.config import FEED_KINDS, Config, MarketConfig, StaticFractions, to_wad
+from ballast.model import RiskParams
+
+ControllerKind = Literal["dynamic", "static_calm", "static_conservative"]
+TOKEN_DECIMALS = 6
+
+
+@dataclass
+class Deployment:
+    """Addresses and contract handles of one deployed system."""
+
+    chain: Chain
+    config: Config
+    kind: ControllerKind
+    admin: str
+    usd: Contract
+    controller: Contract
+    engine: Contract
+    feeds: dict[int, dict[str, Contract]] = field(default_factory=dict)
+    static: dict[int, StaticFractions] = field(default_factory=dict)
+
+    def addresses(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "admin": self.admin,
+            "usd": self.usd.address,
+            "controller": self.controller.address,
+            "engine": self.engine.address,
+            "feeds": {str(m): {k: c.address for k, c in f.items()} for m, f in self.feeds.items()},
+        }
+
+
+def feed_config_tuples(m: MarketConfig, feeds: dict[str, Contract]) -> list[tuple[str, int, int, int]]:
+    out = []
+    for k in FEED_KINDS:
+        lo, hi = m.bounds_wad(k)
+        out.append((feeds[k].address, m.heartbeat_sec, lo, hi))
+    return out
+
+
+def static_tuple(m: MarketConfig, s: StaticFractions) -> tuple[int, int, int, int]:
+    return (to_wad(s.imf), to_wad(s.mmf), m.params.impact_wad, m.params.liq_fee_wad)
+
+
+def deploy(
+    chain: Chain,
+    config: Config,
+    *,
+    kind: ControllerKind = "dynamic",
+    admin: str | None = None,
+    static_overrides: dict[int, StaticFractions] | None = None,
+    params_overrides: dict[int, RiskParams] | None = None,
+    seal: bool = True,
+    seed_liquidity: bool = True,
+) -> Deployment:
+    """Deploy a full system with every market of ``config`` listed.
+
+    Parameters
+    ----------
+    kind
+        ``dynamic`` (LeverageController) or a static baseline (StaticLeverageController) with the
+        market's ``static_calm`` / ``static_conservative`` fractions (or ``static_overrides``).
+    seal
+        End the bootstrap phase (every later change is timelocked).
+    seed_liquidity
+        Mint mock USD and fund the vault and the insurance fund with the configured seeds.
+    """
+    admin = admin or chain.accounts()[0]
+    usd = chain.deploy("MockUSD", sender=admin)
+    if kind == "dynamic":
+        controller = chain.deploy("LeverageController", admin, config.engine.param_delay_sec, sender=admin)
+    else:
+        controller = chain.deploy("StaticLeverageController", admin, sender=admin)
+    engine = chain.deploy("MarginEngine", admin, usd.address, controller.address,
+                          config.engine.engine_config_tuple(), sender=admin)
+    chain.transact(controller.functions.bindEngine(engine.address), admin)
+    dep = Deployment(chain, config, kind, admin, usd, controller, engine)
+    for m in config.markets:
+        feeds = {}
+        for k in FEED_KINDS:
+            feeds[k] = chain.deploy("MockAggregator", m.feed_decimals, f"{m.symbol} {k}",
+                                    m.feed_answer(k, m.initial[k]), sender=admin)
+        dep.feeds[m.id] = feeds
+        cfg = feed_config_tuples(m, feeds)
+        if kind == "dynamic":
+            params = (params_overrides or {}).get(m.id, m.params)
+            chain.transact(controller.functions.listMarket(m.id, cfg, params.as_tuple()), admin)
+            chain.transact(controller.functions.poke(m.id), admin)
+        else:
+            s = (static_overrides or {}).get(m.id) or (m.static_calm if kind == "static_calm" else m.static_conservative)
+            dep.static[m.id] = s
+            chain.transact(controller.functions.listMarket(m.id, cfg, static_tuple(m, s)), admin)
+    if seal:
+        chain.transact(controller.functions.sealBootstrap(), admin)
+    if seed_liquidity:
+        unit = 10**TOKEN_DECIMALS
+        vault = int(config.engine.vault_seed_usd * unit)
+        ins = int(config.engine.insurance_seed_usd * unit)
+        chain.transact(usd.functions.mint(admin, vault + ins), admin)
+        chain.transact(usd.functions.approve(engine.address, 2**256 - 1), admin)
+        if vault:
+            chain.transact(engine.functions.fundVault(vault), admin)
+        if ins:
+            chain.transact(engine.functions.fundInsurance(ins), admin)
+    return dep
+
+
+def market_table(dep: Deployment) -> list[dict[str, Any]]:
+    """Live parameters of every market: price, feeds, max leverage and fractions per side."""
+    rows = []
+    c = dep.controller
+    for m in dep.config.markets:
+        price = c.functions.priceWad(m.id).call()
+        row: dict[str, Any] = {"market": m.symbol, "id": m.id, "price_usd": price / 1e18}
+        for k in ("volatility", "funding", "depth", "skew"):
+            ok, v = c.functions.readFeed(m.id, FEED_KINDS.index(k)).call()
+            row[k] = v / 1e18 if ok else None
+        for side, is_long in (("long", True), ("short", False)):
+            q = c.functions.quote(m.id, is_long, 0, 0).call()
+            imf = q[2]
+            mmf = min(q[3] + q[5], q[4])
+            row[f"max_leverage_{side}"] = 1e18 / imf
+            row[f"imf_{side}"] = imf / 1e18
+            row[f"mmf_{side}"] = mmf / 1e18
+            row[f"risk_feeds_ok_{side}"] = bool(q[8])
+        rows.append(row)
+    return rows
