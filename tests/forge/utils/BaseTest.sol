@@ -25,6 +25,9 @@ abstract contract BaseTest is Test {
     LeverageController internal controller;
     MarginEngine internal engine;
     MockAggregator[5] internal feeds;
+    /// @dev Feeds of markets listed through `listExtraMarket` (BTC's are `feeds`).
+    mapping(uint256 marketId => MockAggregator[5]) internal marketFeeds;
+    uint256[] internal extraMarkets;
 
     function defaultParams() internal pure returns (RiskParams memory p) {
         p = RiskParams({
@@ -79,6 +82,7 @@ abstract contract BaseTest is Test {
         controller.bindEngine(address(engine));
         controller.listMarket(BTC, feedConfigs(feeds), defaultParams());
         controller.poke(BTC);
+        beforeSeal();
         controller.sealBootstrap();
         vm.stopPrank();
 
@@ -88,7 +92,64 @@ abstract contract BaseTest is Test {
         engine.fundInsurance(1_000_000 * USDC);
     }
 
+    /// @dev Hook run inside setUp while `admin` is pranked and before the bootstrap is sealed
+    /// (list extra markets, set a sequencer feed). Default: nothing.
+    function beforeSeal() internal virtual {}
+
     // ---------------------------------------------------------------- helpers
+
+    /// @notice Lists market `id` with fresh 8-decimal feeds (funding and skew 0) and default params,
+    /// then pokes it. Call from `beforeSeal` (bootstrap, admin pranked).
+    function listExtraMarket(uint256 id, uint256 usdPrice, uint256 vol8, uint256 depthUsd)
+        internal
+        returns (MockAggregator[5] memory f)
+    {
+        f[0] = new MockAggregator(8, "price", int256(usdPrice * 1e8));
+        f[1] = new MockAggregator(8, "vol", int256(vol8));
+        f[2] = new MockAggregator(8, "funding", 0);
+        f[3] = new MockAggregator(8, "depth", int256(depthUsd * 1e8));
+        f[4] = new MockAggregator(8, "skew", 0);
+        controller.listMarket(id, feedConfigs(f), defaultParams());
+        controller.poke(id);
+        marketFeeds[id] = f;
+        extraMarkets.push(id);
+    }
+
+    /// @notice Pushes an 8-decimal answer to feed `k` of any market (BTC or extra).
+    function setMarketFeed(uint256 id, uint256 k, int256 answer8) internal {
+        MockAggregator f = id == BTC ? feeds[k] : marketFeeds[id][k];
+        vm.prank(admin);
+        f.transmit(answer8);
+    }
+
+    /// @notice Re-transmits every feed's current answer, timestamped now (after a warp).
+    function refreshFeeds() internal {
+        for (uint256 k; k < 5; ++k) {
+            _refresh(feeds[k]);
+        }
+        for (uint256 i; i < extraMarkets.length; ++i) {
+            for (uint256 k; k < 5; ++k) {
+                _refresh(marketFeeds[extraMarkets[i]][k]);
+            }
+        }
+    }
+
+    /// @notice Advances time by `dt` seconds and refreshes every feed.
+    function skipAndRefresh(uint256 dt) internal {
+        vm.warp(block.timestamp + dt);
+        refreshFeeds();
+    }
+
+    function _refresh(MockAggregator f) private {
+        (, int256 answer,,,) = f.latestRoundData();
+        vm.prank(admin);
+        f.transmit(answer);
+    }
+
+    /// @notice Current answer of BTC feed `k` (8 decimals).
+    function feedAnswer(uint256 k) internal view returns (int256 answer) {
+        (, answer,,,) = feeds[k].latestRoundData();
+    }
 
     function setFeed(uint256 k, int256 answer8) internal {
         vm.prank(admin);
