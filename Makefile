@@ -9,6 +9,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_SOLC := $(VENV)/.solc-shim
 FORGE = $(shell $(PY) -m ballast.toolchain which forge)
+ANVIL_DIR = $(dir $(shell $(PY) -m ballast.toolchain which anvil))
 
 .PHONY: install demo test test-forge test-python test-deep bench lint typecheck clean
 
@@ -45,7 +46,8 @@ test-forge: install
 
 test-python: install
 	$(PY) -m mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -p no:pytest-brownie -q tests/unit tests/integration
+	PATH="$(ANVIL_DIR):$$PATH" $(VENV)/bin/brownie test tests/brownie --network development
 
 ## Deeper invariant/fuzz profile (thousands of runs).
 test-deep: install
