@@ -1,0 +1,527 @@
+"""The crash stress lab: replays a scenario block by block on an embedded Anvil with a population
+of traders and liquidators, mirrors every transaction in Python, and verifies the chain.
+
+Per block: the oracle keeper pushes the feeds that are due (and pokes the controller), liquidators
+liquidate what they saw under water ``latency`` blocks ago, traders open, close and cut positions;
+then the block is mined and every receipt is applied, in order, to the exact engine mirror
+(``ballast.mirror``). The lab fails the run on any disagreement between chain and mirror, on a
+liquidation of an account the mirror finds healthy, on an account left below maintenance more than
+``max_unhealthy_blocks`` blocks while liquidations can run, and on any token-conservation gap.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Literal
+
+import numpy as np
+from eth_abi import decode as abi_decode
+from web3 import Web3
+
+from ballast._typing import WAD
+from ballast.chain import Anvil, Chain
+from ballast.config import FEED_KINDS, Config, StaticFractions, load_config, to_wad
+from ballast.deploy import ControllerKind, Deployment, deploy
+from ballast.errors import ValidationError, VerificationError
+from ballast.keeper import FeedModel, OracleKeeper, VolMode
+from ballast.mirror import EngineMirror, Feed, MarketMirror, MirrorRevert
+from ballast.model import Ramp, RiskInputs, compute, notional
+from ballast.population import LiquidatorSpec, Trader, liquidator_address
+from ballast.scenarios import ScenarioPath
+
+MARKET = 0
+TOKEN = 10**6
+GAS = hex(3_000_000)
+
+
+def _topic(sig: str) -> str:
+    return "0x" + Web3.keccak(text=sig).hex().removeprefix("0x")
+
+
+T_POSITION = _topic("PositionModified(address,uint256,int256,int256,uint256,int256,uint256,uint256)")
+T_LIQUIDATED = _topic("Liquidated(address,uint256,address,int256,uint256,uint256,uint256,uint256)")
+T_BADDEBT = _topic("BadDebt(address,uint256,uint256,uint256)")
+T_LOOSENED = _topic("MaintenanceLoosened(uint256,bool,uint256,uint256)")
+T_SCHEDULED = _topic("MaintenanceTighteningScheduled(uint256,bool,uint256,uint256,uint256,uint256)")
+T_RAISED = _topic("MaintenanceTargetRaised(uint256,bool,uint256)")
+
+
+@dataclass
+class Violation:
+    block: int
+    check: str
+    account: str
+    detail: str
+
+
+@dataclass
+class RunResult:
+    """Everything one run measured (plain data: picklable and JSON-ready)."""
+
+    kind: str
+    metrics: dict[str, float]
+    series: dict[str, list[float]]
+    checks: int
+    violations: list[dict[str, Any]]
+    tx_sent: int
+    wall_sec: float
+    static: dict[str, float] | None = None
+
+
+@dataclass
+class _Pending:
+    kind: str
+    account: str = ""
+    delta: int = 0
+    feed: str = ""
+    answer: int = 0
+
+
+class LabRun:
+    """One scenario x population x controller run on its own chain."""
+
+    def __init__(self, chain: Chain, scenario: ScenarioPath, traders: list[Trader], config: Config,
+                 kind: ControllerKind, *, static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
+                 liquidators: LiquidatorSpec = LiquidatorSpec(), max_unhealthy_blocks: int = 5,
+                 progress: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
+        self.chain = chain
+        self.sc = scenario
+        self.traders = traders
+        self.cfg = config
+        self.kind = kind
+        self.static = static
+        self.liq = liquidators
+        self.max_unhealthy = max_unhealthy_blocks
+        self.progress = progress
+        self.model = FeedModel(scenario, keeper_mode, base_depth_usd=config.market(MARKET).initial["depth"])
+        self.keeper = OracleKeeper(decimals=config.market(MARKET).feed_decimals)
+        self.violations: list[Violation] = []
+        self.checks = 0
+        self.tx_sent = 0
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        ch = self.chain
+        overrides = {MARKET: self.static} if self.static else None
+        self.dep: Deployment = deploy(ch, self.cfg, kind=self.kind, static_overrides=overrides)
+        d = self.dep
+        self.admin = d.admin
+        e = d.engine
+        m = self.cfg.market(MARKET)
+        mir = EngineMirror(e.functions.tradingFeeWad().call(), e.functions.feeInsuranceShareWad().call(),
+                           e.functions.liquidatorShareWad().call(), e.functions.liqTargetRatioWad().call(),
+                           e.functions.tokenScale().call())
+        feeds = {}
+        for i, k in enumerate(FEED_KINDS):
+            f = d.feeds[MARKET][k]
+            _, ans, _, upd, _ = f.functions.latestRoundData().call()
+            c = d.controller.functions.feedConfig(MARKET, i).call()
+            feeds[k] = Feed(ans, m.feed_decimals, upd, c[1], c[2], c[3])
+        if self.kind == "dynamic":
+            mm = MarketMirror(MARKET, feeds, "dynamic", params=m.params)
+            mm.ramps = [Ramp(*d.controller.functions.ramp(MARKET, True).call()),
+                        Ramp(*d.controller.functions.ramp(MARKET, False).call())]
+        else:
+            s = d.static[MARKET]
+            mm = MarketMirror(MARKET, feeds, "static", static_imf_wad=to_wad(s.imf), static_mmf_wad=to_wad(s.mmf),
+                              static_impact_wad=m.params.impact_wad, static_liq_fee_wad=m.params.liq_fee_wad)
+        mir.markets[MARKET] = mm
+        mir.vault = e.functions.vaultBalance().call()
+        mir.insurance = e.functions.insuranceFund().call()
+        mir.net_deposits = e.functions.netDeposits().call()
+        self.mir = mir
+        self.insurance0 = mir.insurance
+        ch.auto_impersonate(True)
+        # Fund every trader in one block: the admin mints and deposits for them.
+        total = sum(int(t.collateral_usd * TOKEN) for t in self.traders)
+        ch.transact(d.usd.functions.mint(self.admin, total), self.admin)
+        ch.set_automine(False)
+        calls = [self._tx(self.admin, e.address, e.encode_abi("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
+                 for t in self.traders]
+        hashes = ch.rpc.batch(calls)
+        ch.mine()
+        rec = ch.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        for t, r in zip(self.traders, rec):
+            if not isinstance(r, dict) or r.get("status") != "0x1":
+                raise VerificationError(f"deposit for {t.address} failed: {r}")
+            mir.deposit(t.address, int(t.collateral_usd * TOKEN))
+        self.tx_sent += len(calls)
+        self.deposit_tokens = {t.address: int(t.collateral_usd * TOKEN) for t in self.traders}
+
+    def _tx(self, sender: str, to: str, data: str) -> tuple[str, list[Any]]:
+        return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": GAS, "gasPrice": "0x0"}])
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> RunResult:
+        t0 = time.monotonic()
+        self._setup()
+        sc, mir, ch, d = self.sc, self.mir, self.chain, self.dep
+        e, ctrl = d.engine, d.controller
+        feeds = d.feeds[MARKET]
+        n = sc.blocks
+        series: dict[str, list[float]] = {k: [] for k in (
+            "price", "oracle_price", "vol", "max_lev_long", "max_lev_short", "liquidations", "liquidated_notional_usd",
+            "insurance_usd", "bad_debt_usd", "oi_long", "oi_short", "unhealthy", "depth_usd", "skew", "funding")}
+        state = {t.address: {"session": 0, "open": False, "entry_vol": 0.0, "cut": False} for t in self.traders}
+        unhealthy_streak: dict[str, int] = {}
+        seen_liquidatable: list[list[str]] = []
+        liq_count = 0
+        liq_notional = 0
+        accounts_liquidated: set[str] = set()
+        peak_ins = self.insurance0
+        ins_drawdown = 0
+        for b in range(n):
+            ts = sc.start_utc + b * sc.block_sec
+            ch.set_next_timestamp(ts)
+            mm = mir.markets[MARKET]
+            sends: list[tuple[str, list[Any]]] = []
+            meta: list[_Pending] = []
+            # 1. oracle keeper
+            targets = self.model.targets(b, mm.oi_long / WAD, mm.oi_short / WAD)
+            onchain = {k: (mm.feeds[k].answer, mm.feeds[k].updated_at) for k in FEED_KINDS}
+            pushes = self.keeper.decide(ts, targets, onchain, stale_price=bool(sc.oracle_stale[b]))
+            for k, ans in pushes.items():
+                sends.append(self._tx(self.admin, feeds[k].address, feeds[k].encode_abi("transmit", [ans])))
+                meta.append(_Pending("feed", feed=k, answer=ans))
+            if self.kind == "dynamic" and ({"volatility", "skew"} & set(pushes) or b == 0):
+                sends.append(self._tx(self.admin, ctrl.address, ctrl.encode_abi("poke", [MARKET])))
+                meta.append(_Pending("poke"))
+            # 2. liquidators act on what they saw `latency` blocks ago
+            lb = b - self.liq.latency_blocks
+            if lb >= 0 and lb < len(seen_liquidatable):
+                cap = self.liq.count * self.liq.max_per_block
+                for i, acct in enumerate(seen_liquidatable[lb][:cap]):
+                    liq = liquidator_address(i % self.liq.count)
+                    sends.append(self._tx(liq, e.address, e.encode_abi("liquidate", [acct, MARKET])))
+                    meta.append(_Pending("liquidate", account=acct))
+            # 3. traders (decisions from the last mined state)
+            prev_now = ts  # decisions use the last mined state (this block's pushes are not applied yet)
+            for t in self.traders:
+                stt = state[t.address]
+                acc = mir.accounts.get(t.address)
+                pos = acc.positions.get(MARKET) if acc else None
+                size = pos.size if pos else 0
+                if size != 0:
+                    stt["open"] = True
+                sess = t.sessions[stt["session"]] if stt["session"] < len(t.sessions) else None
+                if size == 0 and stt["open"]:
+                    stt["open"] = False  # closed or liquidated: move to the next session
+                    stt["session"] += 1
+                    continue
+                if size == 0 and sess and sess[0] <= b < sess[1]:
+                    delta = self._open_size(t, prev_now)
+                    if delta:
+                        sends.append(self._tx(t.address, e.address, e.encode_abi("trade", [MARKET, delta, 0])))
+                        meta.append(_Pending("trade", account=t.address, delta=delta))
+                        stt["entry_vol"] = float(self.model.vol[max(0, b - 1)])
+                        stt["cut"] = False
+                elif size != 0 and sess and b >= sess[1]:
+                    sends.append(self._tx(t.address, e.address, e.encode_abi("closePosition", [MARKET, 0])))
+                    meta.append(_Pending("close", account=t.address))
+                elif (size != 0 and t.anticipatory and not stt["cut"]
+                      and self.model.vol[max(0, b - 1)] > 1.5 * stt["entry_vol"] > 0):
+                    cut = -(size // 2)
+                    if cut:
+                        sends.append(self._tx(t.address, e.address, e.encode_abi("trade", [MARKET, cut, 0])))
+                        meta.append(_Pending("trade", account=t.address, delta=cut))
+                        stt["cut"] = True
+            # 4. mine and apply receipts in order
+            hashes = ch.rpc.batch(sends) if sends else []
+            ch.mine()
+            self.tx_sent += len(sends)
+            recs = ch.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes if isinstance(h, str)])
+            by_hash = {r["transactionHash"]: r for r in recs if isinstance(r, dict) and "transactionHash" in r}
+            ordered = []
+            for h, p in zip(hashes, meta):
+                if not isinstance(h, str) or h not in by_hash:
+                    self._violate(b, "tx-dropped", p.account, f"{p.kind} not mined: {h}")
+                    continue
+                ordered.append((int(by_hash[h]["transactionIndex"], 16), by_hash[h], p))
+            ordered.sort(key=lambda x: x[0])
+            blk_liqs = 0
+            blk_liq_notional = 0
+            for _, r, p in ordered:
+                ok = r["status"] == "0x1"
+                res = self._apply(b, ts, r, p, ok)
+                if p.kind == "liquidate" and ok and res is not None:
+                    blk_liqs += 1
+                    blk_liq_notional += res
+                    accounts_liquidated.add(p.account)
+            liq_count += blk_liqs
+            liq_notional += blk_liq_notional
+            # 5. verify the buckets against the chain (exact)
+            self._check_buckets(b)
+            # 6. health of every account with a position, streaks, metrics
+            price_ok, _ = mm.feeds["price"].read(ts)
+            now_liq: list[str] = []
+            unhealthy = 0
+            for a, acc in mir.accounts.items():
+                if not acc.positions or not any(p.size for p in acc.positions.values()):
+                    unhealthy_streak.pop(a, None)
+                    continue
+                if not price_ok:
+                    continue
+                h = mir.health(a, ts)
+                if h.liquidatable:
+                    unhealthy += 1
+                    now_liq.append(a)
+                    s = unhealthy_streak.get(a, 0) + 1
+                    unhealthy_streak[a] = s
+                    if s > self.max_unhealthy + self.liq.latency_blocks:
+                        self._violate(b, "unhealthy-too-long", a, f"below maintenance for {s} blocks")
+                else:
+                    unhealthy_streak.pop(a, None)
+            now_liq.sort(key=lambda a: -mir.health(a, ts).notional_usd_wad)
+            seen_liquidatable.append(now_liq)
+            peak_ins = max(peak_ins, mir.insurance)
+            ins_drawdown = max(ins_drawdown, peak_ins - mir.insurance)
+            ok_p, p_wad = mm.feeds["price"].read(ts)
+            ml, ms = self._max_leverage(ts)
+            series["price"].append(float(sc.price[b]))
+            series["oracle_price"].append(p_wad / WAD if ok_p else float("nan"))
+            series["vol"].append(mm.feeds["volatility"].answer / 10 ** mm.feeds["volatility"].decimals)
+            series["depth_usd"].append(mm.feeds["depth"].answer / 10 ** mm.feeds["depth"].decimals)
+            series["skew"].append(mm.feeds["skew"].answer / 10 ** mm.feeds["skew"].decimals)
+            series["funding"].append(mm.feeds["funding"].answer / 10 ** mm.feeds["funding"].decimals)
+            series["max_lev_long"].append(ml)
+            series["max_lev_short"].append(ms)
+            series["liquidations"].append(blk_liqs)
+            series["liquidated_notional_usd"].append(blk_liq_notional / WAD)
+            series["insurance_usd"].append(mir.insurance / TOKEN)
+            series["bad_debt_usd"].append(mir.bad_debt_total / TOKEN)
+            series["oi_long"].append(mm.oi_long / WAD)
+            series["oi_short"].append(mm.oi_short / WAD)
+            series["unhealthy"].append(unhealthy)
+            if self.progress:
+                self.progress(b + 1, n, {"liquidations": liq_count, "bad_debt_usd": mir.bad_debt_total / TOKEN,
+                                         "tx": self.tx_sent, "sec": time.monotonic() - t0})
+        self._final_check(n)
+        wall = time.monotonic() - t0
+        vol = np.asarray(series["vol"])
+        lev = (np.asarray(series["max_lev_long"]) + np.asarray(series["max_lev_short"])) / 2
+        calm = vol < np.median(vol)
+        wiped = 0
+        end_ts = sc.start_utc + (n - 1) * sc.block_sec
+        for t in self.traders:
+            eq = mir.health(t.address, end_ts).equity_usd_wad if mm.feeds["price"].read(end_ts)[0] else \
+                mir.account(t.address).collateral * mir.token_scale
+            if eq < 0.05 * self.deposit_tokens[t.address] * mir.token_scale:
+                wiped += 1
+        metrics = {
+            "bad_debt_usd": mir.bad_debt_total / TOKEN,
+            "bad_debt_socialized_usd": mir.bad_debt_socialized / TOKEN,
+            "liquidations": float(liq_count),
+            "accounts_liquidated": float(len(accounts_liquidated)),
+            "liquidated_notional_usd": liq_notional / WAD,
+            "peak_liquidations_per_block": float(max(series["liquidations"]) if n else 0),
+            "insurance_drawdown_usd": ins_drawdown / TOKEN,
+            "insurance_end_usd": mir.insurance / TOKEN,
+            "mean_max_leverage": float(np.mean(lev)),
+            "calm_mean_max_leverage": float(np.mean(lev[calm])) if calm.any() else float(np.mean(lev)),
+            "stress_mean_max_leverage": float(np.mean(lev[~calm])) if (~calm).any() else float(np.mean(lev)),
+            "accounts_wiped_out": float(wiped),
+            "vault_pnl_usd": (mir.vault - self._vault0) / TOKEN if hasattr(self, "_vault0") else 0.0,
+            "tx_sent": float(self.tx_sent),
+            "tx_per_s": self.tx_sent / wall if wall > 0 else 0.0,
+        }
+        return RunResult(self.kind, metrics, series, self.checks, [asdict(v) for v in self.violations], self.tx_sent,
+                         wall, asdict(self.static) if self.static else None)
+
+    # ------------------------------------------------------------------ helpers
+    def _open_size(self, t: Trader, now: int) -> int:
+        """Base-unit size for the trader's chosen fraction of the live maximum leverage."""
+        mm = self.mir.markets[MARKET]
+        ok, price = mm.feeds["price"].read(now)
+        if not ok:
+            return 0
+        eq = self.mir.health(t.address, now).equity_usd_wad
+        if eq < 10 * WAD:
+            return 0
+        is_long = t.side > 0
+        try:
+            q = mm.quote(is_long, 0, 0, now)
+            size = int(eq * t.lev_frac * WAD / q.imf_wad * WAD / price)
+            q = mm.quote(is_long, size, size, now)
+            size = int(eq * t.lev_frac * WAD / (q.imf_wad + q.impact_wad + 2 * self.mir.trading_fee_wad) * WAD / price)
+        except MirrorRevert:
+            return 0
+        return size if is_long else -size
+
+    def _max_leverage(self, now: int) -> tuple[float, float]:
+        mm = self.mir.markets[MARKET]
+        try:
+            return (WAD / mm.quote(True, 0, 0, now).imf_wad, WAD / mm.quote(False, 0, 0, now).imf_wad)
+        except MirrorRevert:
+            return (float("nan"), float("nan"))
+
+    def _violate(self, b: int, check: str, account: str, detail: str) -> None:
+        self.violations.append(Violation(b, check, account, detail))
+
+    def _apply(self, b: int, ts: int, r: dict[str, Any], p: _Pending, ok: bool) -> int | None:
+        """Apply one mined transaction to the mirror; compare. Returns liquidated notional (WAD)."""
+        mir = self.mir
+        mm = mir.markets[MARKET]
+        logs = r.get("logs", [])
+        self.checks += 1
+        if p.kind == "feed":
+            if ok:
+                mm.feeds[p.feed].answer = p.answer
+                mm.feeds[p.feed].updated_at = ts
+            else:
+                self._violate(b, "feed-push", self.admin, f"{p.feed} transmit reverted")
+            return None
+        if p.kind == "poke":
+            if not ok:
+                self._violate(b, "poke", self.admin, "poke reverted")
+                return None
+            for lg in logs:
+                t0 = lg["topics"][0]
+                data = bytes.fromhex(lg["data"][2:])
+                if t0 == T_LOOSENED:
+                    side, _frm, to = abi_decode(["bool", "uint256", "uint256"], data)
+                    mm.ramps[0 if side else 1] = Ramp(to, to, ts, mm.params.mmf_ramp_wad_per_sec if mm.params else 0)
+                elif t0 == T_SCHEDULED:
+                    side, frm, to, act, rate = abi_decode(["bool", "uint256", "uint256", "uint256", "uint256"], data)
+                    mm.ramps[0 if side else 1] = Ramp(frm, to, act, rate)
+                elif t0 == T_RAISED:
+                    side, to = abi_decode(["bool", "uint256"], data)
+                    r0 = mm.ramps[0 if side else 1]
+                    mm.ramps[0 if side else 1] = Ramp(r0.from_wad, to, r0.activation_sec, r0.rate_wad_per_sec)
+            return None
+        if p.kind in ("trade", "close"):
+            acc = mir.account(p.account)
+            pos = acc.positions.get(MARKET)
+            delta = p.delta if p.kind == "trade" else -(pos.size if pos else 0)
+            try:
+                if delta == 0:
+                    raise MirrorRevert("NoPosition")
+                realized, fee, impact = mir.trade(p.account, MARKET, delta, ts)
+                m_ok = True
+            except MirrorRevert as err:
+                m_ok, reason = False, err.error
+            if m_ok != ok:
+                self._violate(b, "trade-outcome", p.account,
+                              f"chain {'ok' if ok else 'reverted'}, mirror {'ok' if m_ok else 'reverted: ' + reason}")
+                return None
+            if ok:
+                for lg in logs:
+                    if lg["topics"][0] == T_POSITION:
+                        vals = abi_decode(["int256", "int256", "uint256", "int256", "uint256", "uint256"],
+                                          bytes.fromhex(lg["data"][2:]))
+                        if (vals[3], vals[4], vals[5]) != (realized, fee, impact):
+                            self._violate(b, "trade-amounts", p.account, f"chain {vals[3:]} mirror {(realized, fee, impact)}")
+            return None
+        if p.kind == "liquidate":
+            try:
+                res = mir.liquidate(p.account, MARKET, ts)
+                m_ok = True
+            except MirrorRevert as err:
+                m_ok, reason = False, err.error
+            if m_ok != ok:
+                self._violate(b, "liquidation-outcome", p.account,
+                              f"chain {'ok' if ok else 'reverted'}, mirror {'ok' if m_ok else 'reverted: ' + reason}")
+                return None
+            if not ok:
+                return None
+            if not res.health_before.liquidatable:
+                self._violate(b, "liquidated-healthy", p.account, "mirror finds the account healthy")
+            for lg in logs:
+                t0 = lg["topics"][0]
+                data = bytes.fromhex(lg["data"][2:])
+                if t0 == T_LIQUIDATED:
+                    size, ntl, _price, pen, rew = abi_decode(["int256", "uint256", "uint256", "uint256", "uint256"], data)
+                    if (size, pen, rew) != (res.size_closed_wad, res.penalty_tokens, res.reward_tokens):
+                        self._violate(b, "liquidation-amounts", p.account,
+                                      f"chain {(size, pen, rew)} mirror {(res.size_closed_wad, res.penalty_tokens, res.reward_tokens)}")
+                elif t0 == T_BADDEBT:
+                    amount = abi_decode(["uint256", "uint256", "uint256"], data)[0]
+                    if amount != res.bad_debt_tokens:
+                        self._violate(b, "bad-debt", p.account, f"chain {amount} mirror {res.bad_debt_tokens}")
+            return res.notional_closed_usd_wad
+        return None
+
+    def _eth_call(self, calls: list[tuple[str, str]]) -> list[bytes]:
+        out = self.chain.rpc.batch([("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in calls])
+        return [bytes.fromhex(o[2:]) if isinstance(o, str) else b"" for o in out]
+
+    def _check_buckets(self, b: int) -> None:
+        d, mir = self.dep, self.mir
+        e = d.engine
+        calls = [(d.usd.address, d.usd.encode_abi("balanceOf", [e.address]))] + [
+            (e.address, e.encode_abi(fn, [])) for fn in
+            ("vaultBalance", "insuranceFund", "protocolFees", "badDebtTotal", "netDeposits")]
+        raw = self._eth_call(calls)
+        bal, vault, ins, fees, bad, net = (abi_decode(["int256"], x)[0] for x in raw)
+        if not hasattr(self, "_vault0"):
+            self._vault0 = vault
+        mine = {"vault": mir.vault, "insurance": mir.insurance, "fees": mir.fees, "bad_debt": mir.bad_debt_total,
+                "net_deposits": mir.net_deposits}
+        chain = {"vault": vault, "insurance": ins, "fees": fees, "bad_debt": bad, "net_deposits": net}
+        self.checks += 2
+        if mine != chain:
+            self._violate(b, "buckets", "", f"chain {chain} mirror {mine}")
+        total = mir.sum_collateral() + mir.vault + mir.insurance + mir.fees
+        if bal != total or bal != net:
+            self._violate(b, "conservation", "", f"engine holds {bal}, buckets sum {total}, net deposits {net}")
+
+    def _final_check(self, b: int) -> None:
+        e, mir = self.dep.engine, self.mir
+        calls = []
+        for t in self.traders:
+            calls.append((e.address, e.encode_abi("collateralOf", [t.address])))
+            calls.append((e.address, e.encode_abi("position", [t.address, MARKET])))
+        raw = self._eth_call(calls)
+        for i, t in enumerate(self.traders):
+            coll = abi_decode(["int256"], raw[2 * i])[0]
+            size, basis, fidx, slip = abi_decode(["int128", "int128", "int128", "uint64"], raw[2 * i + 1])
+            acc = mir.account(t.address)
+            pos = acc.positions.get(MARKET)
+            mine = (acc.collateral, pos.size if pos else 0, pos.basis if pos else 0, pos.slip_snap if pos else 0)
+            self.checks += 1
+            if (coll, size, basis, slip) != mine:
+                self._violate(b, "final-account", t.address, f"chain {(coll, size, basis, slip)} mirror {mine}")
+
+
+def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: VolMode = "trailing") -> StaticFractions:
+    """The dynamic model's calm-period fractions for a scenario: mean IMF and MMF of a small
+    position over the blocks whose volatility is below the median (no crowding, no funding)."""
+    m = config.market(MARKET)
+    fm = FeedModel(scenario, keeper_mode, base_depth_usd=m.initial["depth"])
+    vol = fm.vol
+    calm = np.flatnonzero(vol < np.median(vol))
+    imfs, mmfs = [], []
+    for b in calm:
+        tg = fm.targets(int(b), 0.0, 0.0)
+        for is_long in (True, False):
+            x = RiskInputs(to_wad(tg["volatility"]), to_wad(tg["skew"]), to_wad(tg["depth"]), 0, 0, 0, 0,
+                           to_wad(tg["price"]), is_long)
+            f = compute(m.params, x)
+            imfs.append(f.imf_wad / WAD)
+            mmfs.append(f.mmf_base_wad / WAD)
+    imf = round(float(np.mean(imfs)), 6)
+    mmf = round(float(np.mean(mmfs)), 6)
+    return StaticFractions(imf, min(mmf, imf * 0.9))
+
+
+def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader], config: Config, *,
+            static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
+            liquidators: LiquidatorSpec = LiquidatorSpec(), fork_url: str | None = None,
+            progress: Callable[[int, int, dict[str, float]], None] | None = None) -> RunResult:
+    """Start a chain (or fork ``fork_url``), run, stop the chain (also on error or Ctrl-C)."""
+    with Anvil(fork_url=fork_url, timestamp=scenario.start_utc - 3_600,
+               extra_args=["--base-fee", "0", "--gas-price", "0", "--no-mining"] if not fork_url else
+               ["--base-fee", "0", "--gas-price", "0"]) as node:
+        chain = Chain(node.url)
+        if fork_url:
+            chain.set_next_timestamp(max(scenario.start_utc - 3_600, chain.latest_timestamp() + 1))
+        chain.set_automine(True)
+        run = LabRun(chain, scenario, traders, config, kind, static=static, keeper_mode=keeper_mode,
+                     liquidators=liquidators, progress=progress)
+        return run.run()
+
+
+__all__ = ["LabRun", "RunResult", "run_one", "calm_static_fractions", "load_config", "field", "math", "sys",
+           "notional", "ValidationError", "Literal"]
