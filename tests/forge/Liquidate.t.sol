@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
+import {BaseTest} from "./utils/BaseTest.sol";
+import {ErrorsLib} from "../../contracts/libraries/ErrorsLib.sol";
+import {EventsLib} from "../../contracts/libraries/EventsLib.sol";
+import {SignedMath} from "../../contracts/libraries/SignedMath.sol";
+import {Health, Position} from "../../interfaces/IMarginEngine.sol";
+import {MarketQuote} from "../../interfaces/ILeverageController.sol";
+
+/// @notice `liquidate`: partial to the target ratio, full when underwater or dust, penalty split,
+/// bad debt covered by the insurance fund then socialized to the vault, all to the token unit.
+contract LiquidateTest is BaseTest {
+    using FixedPointMathLib for uint256;
+    using SignedMath for int256;
+
+    uint256 internal constant TARGET = 1.25e18;
+
+    /// @dev Everything a liquidation of `who` in BTC should move, computed from the pre-state with
+    /// the documented formulas (no funding pending in these scenarios).
+    struct Expect {
+        uint256 closeSize;
+        uint256 closedNotional;
+        uint256 penalty;
+        uint256 reward;
+        uint256 impact;
+        int256 realized;
+        int256 closedBasis;
+        bool full;
+    }
+
+    function expectLiquidation(address who) internal view returns (Expect memory e) {
+        Position memory p = engine.position(who, BTC);
+        uint256 absSize = int256(p.sizeWad).abs();
+        MarketQuote memory q = controller.quote(BTC, p.sizeWad > 0, absSize, absSize);
+        Health memory h = engine.health(who);
+        uint256 mmf = q.mmfBaseWad + p.slipSnapWad;
+        if (mmf > q.maxMmfWad) mmf = q.maxMmfWad;
+        uint256 posNotional = absSize.mulWadUp(q.priceWad);
+        // c = (T * R - E) / (T * mmf - (liqFee + impact)), everything against the account
+        uint256 denom = mmf.mulWad(TARGET);
+        uint256 cost = q.liqFeeWad + q.impactWad;
+        uint256 c;
+        if (denom <= cost) {
+            c = posNotional;
+        } else {
+            int256 deficit = int256(h.maintenanceUsdWad.mulWadUp(TARGET)) - h.equityUsdWad;
+            c = uint256(deficit).divWadUp(denom - cost);
+        }
+        e.closeSize = c >= posNotional ? absSize : c.divWadUp(q.priceWad);
+        if (e.closeSize > absSize) e.closeSize = absSize;
+        if ((absSize - e.closeSize).mulWadUp(q.priceWad) < 10e18) e.closeSize = absSize;
+        e.full = e.closeSize == absSize;
+        e.closedNotional = e.closeSize.mulWadUp(q.priceWad);
+        e.penalty = e.closedNotional.mulWadUp(q.liqFeeWad).divUp(1e12);
+        e.reward = e.penalty / 2;
+        e.impact = e.closedNotional.mulWadUp(q.impactWad.mulDivUp(e.closeSize, absSize)).divUp(1e12);
+        e.closedBasis = (int256(p.basisUsdWad) * int256(e.closeSize)).divCeil(int256(absSize));
+        int256 closedSigned = p.sizeWad > 0 ? int256(e.closeSize) : -int256(e.closeSize);
+        int256 valueWad = (closedSigned * int256(q.priceWad)).divFloor(1e18);
+        e.realized = (valueWad - e.closedBasis).divFloor(1e12);
+    }
+
+    function liquidateAs(address who, address account) internal {
+        vm.prank(who);
+        engine.liquidate(account, BTC);
+    }
+
+    // ================================================================ partial
+
+    function test_liquidate_partialRestoresTargetRatioExactly() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(45_500);
+        assertTrue(engine.isLiquidatable(alice));
+        Expect memory e = expectLiquidation(alice);
+        assertFalse(e.full);
+        int256 c0 = engine.collateralOf(alice);
+        int256 v0 = engine.vaultBalance();
+        uint256 i0 = engine.insuranceFund();
+        Position memory p0 = engine.position(alice, BTC);
+
+        vm.expectEmit(true, true, true, true, address(engine));
+        emit EventsLib.Liquidated(
+            alice, BTC, liquidator, -int256(e.closeSize), e.closedNotional, 45_500e18, e.penalty, e.reward
+        );
+        liquidateAs(liquidator, alice);
+
+        Position memory p1 = engine.position(alice, BTC);
+        assertEq(p1.sizeWad, int256(p0.sizeWad) - int256(e.closeSize));
+        assertEq(p1.basisUsdWad, int256(p0.basisUsdWad) - e.closedBasis);
+        assertEq(p1.slipSnapWad, p0.slipSnapWad);
+        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - int256(e.impact));
+        assertEq(engine.vaultBalance(), v0 + int256(e.impact) - e.realized);
+        assertEq(engine.insuranceFund(), i0 + e.penalty - e.reward);
+        assertEq(usd.balanceOf(liquidator), e.reward);
+        assertGt(e.reward, 0);
+        (uint256 l,) = engine.openInterest(BTC);
+        assertEq(l, uint256(int256(p1.sizeWad)));
+
+        // The account is back at the target ratio (a hair above: the close rounds up).
+        Health memory h = engine.health(alice);
+        assertGe(uint256(h.equityUsdWad), h.maintenanceUsdWad.mulWad(TARGET), "at least the target ratio");
+        assertLe(uint256(h.equityUsdWad), h.maintenanceUsdWad.mulWad(1.26e18), "not much more");
+        assertFalse(engine.isLiquidatable(alice));
+        assertEq(engine.badDebtTotal(), 0);
+        assertConserved();
+    }
+
+    /// @dev The smoke scenario, pinned: numbers logged by Smoke.t.sol.
+    function test_liquidate_partialSmokeNumbers() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(45_500);
+        liquidateAs(liquidator, alice);
+        Health memory h = engine.health(alice);
+        assertEq(h.equityUsdWad, 638.565388287189557500e18);
+        assertEq(h.maintenanceUsdWad, 510.563241469125952236e18);
+        assertEq(engine.position(alice, BTC).sizeWad, 0.643198326602846765e18);
+    }
+
+    function test_liquidate_shortPosition() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, -2e18);
+        setPrice(54_500);
+        assertTrue(engine.isLiquidatable(alice));
+        Expect memory e = expectLiquidation(alice);
+        assertFalse(e.full);
+        int256 c0 = engine.collateralOf(alice);
+        liquidateAs(liquidator, alice);
+        assertEq(engine.position(alice, BTC).sizeWad, -2e18 + int256(e.closeSize));
+        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - int256(e.impact));
+        Health memory h = engine.health(alice);
+        assertGe(uint256(h.equityUsdWad), h.maintenanceUsdWad.mulWad(TARGET));
+        (, uint256 s) = engine.openInterest(BTC);
+        assertEq(s, 2e18 - e.closeSize);
+        assertConserved();
+    }
+
+    /// @dev Pending funding is settled before health is judged: funding alone can make an
+    /// account liquidatable.
+    function test_liquidate_settlesFundingFirst() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setFeed(2, 0.01e8); // longs pay 1% per hour, from the next accrual (bob's trade) on
+        fund(bob, 10_000 * USDC);
+        open(bob, -0.01e18);
+        assertFalse(engine.isLiquidatable(alice));
+        skipAndRefresh(9 hours); // 9% of 100k = 9k of funding
+        assertTrue(engine.isLiquidatable(alice));
+        int256 c0 = engine.collateralOf(alice);
+        vm.expectEmit(true, true, false, true, address(engine));
+        emit EventsLib.FundingSettled(alice, BTC, int256(9_000 * USDC));
+        liquidateAs(liquidator, alice);
+        assertLt(engine.collateralOf(alice), c0 - int256(9_000 * USDC));
+        (int256 idx,,) = engine.fundingState(BTC);
+        assertEq(engine.position(alice, BTC).fundingIndexWad, idx);
+        assertEq(idx, 4_500e18);
+        assertConserved();
+    }
+
+    /// @dev A partial close that would leave less than 10 USD of notional closes everything.
+    function test_liquidate_dustRemainderClosesAll() public {
+        fund(alice, 1 * USDC);
+        open(alice, 0.0004e18); // 20 USD at 20x
+        setPrice(48_000);
+        assertTrue(engine.isLiquidatable(alice));
+        Expect memory e = expectLiquidation(alice);
+        assertTrue(e.full);
+        liquidateAs(liquidator, alice);
+        assertEq(engine.position(alice, BTC).sizeWad, 0);
+        assertEq(engine.openMarkets(alice), 0);
+        assertConserved();
+    }
+
+    // ================================================================ full and bad debt
+
+    function test_liquidate_fullWhenUnderwaterInsuranceCovers() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(44_000);
+        Health memory h = engine.health(alice);
+        assertLt(h.equityUsdWad, 0);
+        Expect memory e = expectLiquidation(alice);
+        assertTrue(e.full);
+        // realized -12000, penalty 0.5% of 88k = 440, impact 88k * 0.00176% = 1.5488
+        assertEq(e.realized, -12_000 * 1e6);
+        assertEq(e.penalty, 440 * USDC);
+        assertEq(e.reward, 220 * USDC);
+        assertEq(e.impact, 1_548_800);
+        uint256 debt = 12_000 * USDC + 440 * USDC + 1_548_800 - 9_948 * USDC;
+        assertEq(debt, 2_493_548_800);
+        uint256 i0 = engine.insuranceFund();
+        int256 v0 = engine.vaultBalance();
+
+        vm.expectEmit(true, false, false, true, address(engine));
+        emit EventsLib.BadDebt(alice, debt, debt, 0);
+        liquidateAs(liquidator, alice);
+
+        assertEq(engine.position(alice, BTC).sizeWad, 0);
+        assertEq(engine.openMarkets(alice), 0);
+        assertEq(engine.collateralOf(alice), 0);
+        assertEq(engine.badDebtTotal(), debt);
+        assertEq(engine.badDebtCovered(), debt);
+        assertEq(engine.badDebtSocialized(), 0);
+        assertEq(engine.insuranceFund(), i0 + 220 * USDC - debt);
+        assertEq(engine.vaultBalance(), v0 + 12_000 * int256(USDC) + 1_548_800);
+        assertEq(usd.balanceOf(liquidator), 220 * USDC);
+        assertFalse(engine.isLiquidatable(alice));
+        assertConserved();
+    }
+
+    /// @dev A debt larger than the insurance fund drains it and the rest is socialized to the vault.
+    function test_liquidate_badDebtSocializedBeyondInsurance() public {
+        fund(alice, 2_000_000 * USDC);
+        fund(bob, 2_000_000 * USDC);
+        open(bob, -280e18); // balance the book so alice pays no crowding
+        open(alice, 280e18); // 14M notional
+        setPrice(35_000); // -30%: alice loses 4.2M
+        Expect memory e = expectLiquidation(alice);
+        assertTrue(e.full);
+        int256 c0 = engine.collateralOf(alice);
+        uint256 debt = uint256(-(c0 + e.realized - int256(e.penalty) - int256(e.impact)));
+        uint256 insuranceAtDebt = engine.insuranceFund() + e.penalty - e.reward;
+        assertGt(debt, insuranceAtDebt);
+        uint256 socialized = debt - insuranceAtDebt;
+        int256 v0 = engine.vaultBalance();
+
+        vm.expectEmit(true, false, false, true, address(engine));
+        emit EventsLib.BadDebt(alice, debt, insuranceAtDebt, socialized);
+        liquidateAs(liquidator, alice);
+
+        assertEq(engine.insuranceFund(), 0);
+        assertEq(engine.badDebtTotal(), debt);
+        assertEq(engine.badDebtCovered(), insuranceAtDebt);
+        assertEq(engine.badDebtSocialized(), socialized);
+        assertEq(engine.vaultBalance(), v0 + int256(e.impact) - e.realized - int256(socialized));
+        assertEq(engine.collateralOf(alice), 0);
+        assertEq(usd.balanceOf(liquidator), e.reward);
+        assertConserved();
+
+        // A second bad debt: the fund only holds carol's own fee share and penalty share.
+        address carol = makeAddr("carol");
+        fund(carol, 100_000 * USDC);
+        open(carol, 50e18);
+        setPrice(30_000);
+        Expect memory e2 = expectLiquidation(carol);
+        int256 c2 = engine.collateralOf(carol);
+        uint256 debt2 = uint256(-(c2 + e2.realized - int256(e2.penalty) - int256(e2.impact)));
+        uint256 cover2 = engine.insuranceFund() + e2.penalty - e2.reward;
+        vm.expectEmit(true, false, false, true, address(engine));
+        emit EventsLib.BadDebt(carol, debt2, cover2, debt2 - cover2);
+        liquidateAs(liquidator, carol);
+        assertEq(engine.insuranceFund(), 0);
+        assertEq(engine.badDebtTotal(), debt + debt2);
+        assertEq(engine.badDebtTotal(), engine.badDebtCovered() + engine.badDebtSocialized());
+    }
+
+    /// @dev An underwater trader closing their own position realizes the same bad-debt accounting.
+    function test_closePosition_underwaterRealizesBadDebt() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(44_000);
+        // realized -12000, fee 44, impact 1.5488
+        uint256 debt = 12_000 * USDC + 44 * USDC + 1_548_800 - 9_948 * USDC;
+        vm.expectEmit(true, false, false, true, address(engine));
+        emit EventsLib.BadDebt(alice, debt, debt, 0);
+        vm.prank(alice);
+        engine.closePosition(BTC, 0);
+        assertEq(engine.collateralOf(alice), 0);
+        assertEq(engine.badDebtTotal(), debt);
+        assertConserved();
+    }
+
+    // ================================================================ rejections
+
+    function test_liquidate_revertsWhenHealthy() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        Health memory h = engine.health(alice);
+        vm.prank(liquidator);
+        vm.expectRevert(
+            abi.encodeWithSelector(ErrorsLib.AccountHealthy.selector, h.equityUsdWad, h.maintenanceUsdWad)
+        );
+        engine.liquidate(alice, BTC);
+    }
+
+    /// @dev Right at the boundary: equity == maintenance is healthy.
+    function test_liquidate_revertsAfterPartialLiquidation() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(45_500);
+        liquidateAs(liquidator, alice);
+        Health memory h = engine.health(alice);
+        vm.prank(liquidator);
+        vm.expectRevert(
+            abi.encodeWithSelector(ErrorsLib.AccountHealthy.selector, h.equityUsdWad, h.maintenanceUsdWad)
+        );
+        engine.liquidate(alice, BTC);
+    }
+
+    function test_liquidate_revertsWithoutPosition() public {
+        fund(alice, 10_000 * USDC);
+        vm.prank(liquidator);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.NoPosition.selector, alice, BTC));
+        engine.liquidate(alice, BTC);
+    }
+
+    function test_liquidate_revertsWhenPriceInvalid() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(45_500);
+        vm.prank(admin);
+        feeds[0].transmitAt(45_500e8, block.timestamp - 3601);
+        vm.prank(liquidator);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC));
+        engine.liquidate(alice, BTC);
+    }
+
+    /// @dev Anyone may liquidate, including the account itself; the reward goes to the caller.
+    function test_liquidate_selfLiquidationPaysCaller() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        setPrice(45_500);
+        Expect memory e = expectLiquidation(alice);
+        liquidateAs(alice, alice);
+        assertEq(usd.balanceOf(alice), e.reward);
+        assertConserved();
+    }
+
+    // ================================================================ fuzz
+
+    /// @dev Whatever the leverage and the drop: a liquidation either leaves the account at or
+    /// above the target ratio, or closes it entirely; bad debt is only realized with no position.
+    function testFuzz_liquidate_partialOrFull(uint256 size, uint256 dropBps, bool isLong) public {
+        fund(alice, 10_000 * USDC);
+        size = bound(size, 0.5e18, 5e18);
+        open(alice, isLong ? int256(size) : -int256(size));
+        dropBps = bound(dropBps, 100, 3_000);
+        uint256 px = isLong ? 50_000 * (10_000 - dropBps) / 10_000 : 50_000 * (10_000 + dropBps) / 10_000;
+        setPrice(px);
+        if (!engine.isLiquidatable(alice)) {
+            vm.prank(liquidator);
+            vm.expectRevert();
+            engine.liquidate(alice, BTC);
+            return;
+        }
+        Expect memory e = expectLiquidation(alice);
+        liquidateAs(liquidator, alice);
+        Position memory p = engine.position(alice, BTC);
+        if (e.full) {
+            assertEq(p.sizeWad, 0);
+            assertGe(engine.collateralOf(alice), 0);
+        } else {
+            assertEq(int256(p.sizeWad).abs(), size - e.closeSize);
+            Health memory h = engine.health(alice);
+            assertGe(h.equityUsdWad + 1e13, int256(h.maintenanceUsdWad.mulWad(TARGET)), "target ratio");
+            assertFalse(engine.isLiquidatable(alice));
+        }
+        assertEq(usd.balanceOf(liquidator), e.reward);
+        assertEq(engine.badDebtTotal(), engine.badDebtCovered() + engine.badDebtSocialized());
+        assertConserved();
+    }
+}
