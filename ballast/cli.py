@@ -1,0 +1,92 @@
+"""``ballast`` command line (also ``python -m ballast``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ballast.errors import BallastError
+
+
+def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument("--scenario", default="btc_2021_12_04", help="built-in scenario name or a .toml scenario file")
+    p.add_argument("--accounts", type=int, default=300, help="trader accounts (1..5000)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the scenario noise and the population")
+    p.add_argument("--out", default=default_out, help="output folder (report.html, PNGs, metrics.json)")
+    p.add_argument("--keeper", choices=["trailing", "predictive"], default="trailing", help="volatility feed mode")
+    p.add_argument("--anticipatory", type=float, default=0.0, help="share of traders who cut leverage as vol rises")
+    p.add_argument("--liquidators", type=int, default=3)
+    p.add_argument("--liquidator-latency", type=int, default=1, help="blocks")
+    p.add_argument("--workers", type=int, default=2, help="runs in parallel (1..3)")
+    p.add_argument("--fork-url", default=None, help="run against a fork of this RPC instead of an empty chain")
+    p.add_argument("--config", default=None, help="market configuration TOML (default config/markets.toml)")
+    p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
+
+
+def _stress(a: argparse.Namespace) -> int:
+    from ballast.scenarios import list_scenarios
+    from ballast.stress import StressOptions, stress
+
+    if a.list:
+        for name, doc in list_scenarios():
+            print(f"{name:20} {doc}")
+        return 0
+    stress(StressOptions(scenario=a.scenario, accounts=a.accounts, seed=a.seed, out=Path(a.out),
+                         keeper_mode=a.keeper, anticipatory_share=a.anticipatory, liquidators=a.liquidators,
+                         liquidator_latency=a.liquidator_latency, workers=a.workers, fork_url=a.fork_url,
+                         config=Path(a.config) if a.config else None))
+    return 0
+
+
+def _params(a: argparse.Namespace) -> int:
+    from ballast.chain import Anvil, Chain
+    from ballast.config import load_config
+    from ballast.deploy import deploy, market_table
+
+    cfg = load_config(a.config) if a.config else load_config()
+    with Anvil() as node:
+        dep = deploy(Chain(node.url), cfg)
+        rows = market_table(dep)
+    print(f"{'market':8}{'price USD':>12}{'vol %':>8}{'max lev long':>14}{'max lev short':>15}{'IMF long':>10}{'MMF long':>10}")
+    for r in rows:
+        print(f"{r['market']:8}{r['price_usd']:>12,.0f}{100 * r['volatility']:>8.1f}{r['max_leverage_long']:>13.1f}x"
+              f"{r['max_leverage_short']:>14.1f}x{r['imf_long']:>10.4f}{r['mmf_long']:>10.4f}")
+    if a.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ballast", description="Ballast: dynamic leverage risk engine")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("stress", help="crash stress test: dynamic vs static on a local Anvil, with a report")
+    _stress_args(s, "out/stress")
+    d = sub.add_parser("demo", help="the main job: the default real-data crash, report in out/demo/")
+    _stress_args(d, "out/demo")
+    pr = sub.add_parser("params", help="deploy on an embedded Anvil and print every market's live parameters")
+    pr.add_argument("--config", default=None)
+    pr.add_argument("--json", action="store_true")
+    b = sub.add_parser("backtest", help="calibrate and backtest the margin model on real data (Kupiec)")
+    b.add_argument("--dataset", default="btc_15min", choices=["btc_15min", "btc_daily"])
+    b.add_argument("--alphas", default="0.95,0.99,0.995", help="comma-separated confidence levels")
+    b.add_argument("--json", dest="json_out", default=None, help="also write the table as JSON to this file")
+    b.add_argument("--config", default=None)
+    a = parser.parse_args(argv)
+    try:
+        if a.cmd in ("stress", "demo"):
+            return _stress(a)
+        if a.cmd == "params":
+            return _params(a)
+        if a.cmd == "backtest":
+            from ballast.calibration import backtest_cli
+
+            return backtest_cli(a.dataset, [float(x) for x in a.alphas.split(",")], a.json_out, a.config)
+    except BallastError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: local chains stopped", file=sys.stderr)
+        return 130
+    return 1

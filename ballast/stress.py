@@ -1,0 +1,187 @@
+"""``ballast stress``: one scenario and population against the dynamic controller and two static
+baselines, side by side, verified, with a report."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ballast.config import Config, StaticFractions, load_config
+from ballast.errors import ValidationError, VerificationError
+from ballast.keeper import VolMode
+from ballast.lab import RunResult, calm_static_fractions, run_one
+from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, generate
+from ballast.scenarios import ScenarioPath, build
+
+RUNS = ("dynamic", "static_calm", "static_conservative")
+METRIC_KEYS = ("bad_debt_usd", "liquidations", "liquidated_notional_usd", "peak_liquidations_per_block",
+               "insurance_drawdown_usd", "mean_max_leverage", "calm_mean_max_leverage", "accounts_wiped_out")
+
+
+@dataclass(frozen=True)
+class StressOptions:
+    """Options of a stress run (validated)."""
+
+    scenario: str = "btc_2021_12_04"
+    accounts: int = 300
+    seed: int = 42
+    out: Path = Path("out/stress")
+    keeper_mode: VolMode = "trailing"
+    anticipatory_share: float = 0.0
+    liquidators: int = 3
+    liquidator_latency: int = 1
+    workers: int = 2
+    fork_url: str | None = None
+    config: Path | None = None
+
+    def validate(self) -> StressOptions:
+        if not 1 <= self.accounts <= MAX_ACCOUNTS:
+            raise ValidationError("--accounts", self.accounts, f"[1, {MAX_ACCOUNTS}]")
+        if not 0 <= self.seed < 2**32:
+            raise ValidationError("--seed", self.seed, "[0, 2**32)")
+        if self.keeper_mode not in ("trailing", "predictive"):
+            raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        if not 0.0 <= self.anticipatory_share <= 1.0:
+            raise ValidationError("--anticipatory", self.anticipatory_share, "[0, 1]")
+        if not 1 <= self.liquidators <= 50:
+            raise ValidationError("--liquidators", self.liquidators, "[1, 50]")
+        if not 0 <= self.liquidator_latency <= 20:
+            raise ValidationError("--liquidator-latency", self.liquidator_latency, "[0, 20] blocks")
+        if not 1 <= self.workers <= 3:
+            raise ValidationError("--workers", self.workers, "[1, 3]")
+        return self
+
+
+class Progress:
+    """A one-line progress bar on stderr (one per run; shown for the first run of a pool)."""
+
+    def __init__(self, label: str, stream: Any = sys.stderr) -> None:
+        self.label = label
+        self.stream = stream
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, info: dict[str, float]) -> None:
+        now = time.monotonic()
+        if done != total and now - self.last < 0.5:
+            return
+        self.last = now
+        width = 30
+        filled = int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.label:<20} [{bar}] {done}/{total} blocks  liq {int(info['liquidations'])}  "
+                          f"bad debt {info['bad_debt_usd']:,.0f} USD  {info['tx'] / max(info['sec'], 1e-9):,.0f} tx/s ")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _run(args: tuple[str, ScenarioPath, list[Any], Config, StaticFractions | None, VolMode, LiquidatorSpec,
+                     str | None, bool]) -> RunResult:
+    kind, sc, traders, cfg, static, mode, liq, fork, show = args
+    return run_one(kind, sc, traders, cfg, static=static, keeper_mode=mode, liquidators=liq, fork_url=fork,  # type: ignore[arg-type]
+                   progress=Progress(kind) if show else None)
+
+
+def stress(opts: StressOptions) -> dict[str, Any]:
+    """Run the three controllers on one scenario and population; write the report; return metrics."""
+    opts.validate()
+    cfg = load_config(opts.config) if opts.config else load_config()
+    sc = build(opts.scenario, opts.seed)
+    traders = generate(opts.accounts, sc.blocks, seed=opts.seed, long_bias=sc.long_bias,
+                       anticipatory_share=opts.anticipatory_share)
+    calm = calm_static_fractions(sc, cfg, opts.keeper_mode)
+    cons = cfg.markets[0].static_conservative
+    liq = LiquidatorSpec(count=opts.liquidators, latency_blocks=opts.liquidator_latency)
+    jobs = [("dynamic", None), ("static_calm", calm), ("static_conservative", cons)]
+    print(f"scenario {sc.name}: {sc.blocks} blocks of {sc.block_sec} s, max drawdown {sc.max_drawdown():.1%}; "
+          f"{opts.accounts} accounts, seed {opts.seed}, keeper {opts.keeper_mode}", file=sys.stderr)
+    print(f"static_calm = dynamic calm-period model: IMF {calm.imf:.4f} ({1 / calm.imf:.1f}x), MMF {calm.mmf:.4f}; "
+          f"static_conservative: IMF {cons.imf:.4f} ({1 / cons.imf:.1f}x)", file=sys.stderr)
+    t0 = time.monotonic()
+    args = [(k, sc, traders, cfg, s, opts.keeper_mode, liq, opts.fork_url, i == 0) for i, (k, s) in enumerate(jobs)]
+    if opts.workers > 1:
+        with ProcessPoolExecutor(max_workers=opts.workers) as pool:
+            results = list(pool.map(_run, args))
+    else:
+        results = [_run(a) for a in args]
+    wall = time.monotonic() - t0
+    runs = {r.kind: r for r in results}
+    checks = sum(r.checks for r in results)
+    violations = [dict(v, run=r.kind) for r in results for v in r.violations]
+    metrics: dict[str, Any] = {
+        "scenario": sc.name,
+        "seed": opts.seed,
+        "accounts": opts.accounts,
+        "blocks": sc.blocks,
+        "verification": {"checks": checks, "violations": len(violations)},
+        "runs": {k: {**{m: float(runs[k].metrics[m]) for m in METRIC_KEYS},
+                     **{m: float(v) for m, v in runs[k].metrics.items() if m not in METRIC_KEYS}} for k in RUNS},
+        "static_fractions": {"static_calm": asdict(calm), "static_conservative": asdict(cons)},
+        "scenario_description": sc.description,
+        "block_sec": sc.block_sec,
+        "max_drawdown": sc.max_drawdown(),
+        "crash_block": sc.crash_block,
+        "keeper_mode": opts.keeper_mode,
+        "anticipatory_share": opts.anticipatory_share,
+        "wall_sec": wall,
+        "violations": violations[:200],
+        "series": {k: runs[k].series for k in RUNS},
+    }
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = _finite(metrics)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False))
+    from ballast.report import write_report
+
+    write_report(metrics, out)
+    print(table(metrics))
+    print(f"\nreport: {out / 'report.html'}   metrics: {out / 'metrics.json'}   ({wall:.0f} s)")
+    if violations:
+        first = violations[0]
+        raise VerificationError(f"{len(violations)} verification violations; first: run {first['run']} block "
+                                f"{first['block']} {first['check']} account {first['account']}: {first['detail']}")
+    return metrics
+
+
+def _finite(o: Any) -> Any:
+    """NaN and infinities become None (JSON has no NaN)."""
+    if isinstance(o, float):
+        return o if o == o and abs(o) != float("inf") else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
+
+
+def table(metrics: dict[str, Any]) -> str:
+    """The side-by-side table, plain text."""
+    rows = [("bad debt", "bad_debt_usd", "USD", "{:,.0f}"),
+            ("liquidations", "liquidations", "calls", "{:,.0f}"),
+            ("liquidated notional", "liquidated_notional_usd", "USD", "{:,.0f}"),
+            ("peak liquidations / block", "peak_liquidations_per_block", "calls", "{:,.0f}"),
+            ("insurance fund drawdown", "insurance_drawdown_usd", "USD", "{:,.0f}"),
+            ("mean max leverage", "mean_max_leverage", "x", "{:.1f}"),
+            ("calm-period mean max leverage", "calm_mean_max_leverage", "x", "{:.1f}"),
+            ("accounts wiped out", "accounts_wiped_out", "accounts", "{:,.0f}")]
+    head = f"{'':32}{'dynamic':>16}{'static_calm':>16}{'static_cons.':>16}  unit"
+    lines = [head, "-" * len(head)]
+    for label, key, unit, fmt in rows:
+        vals = [fmt.format(metrics["runs"][k][key]) for k in RUNS]
+        lines.append(f"{label:32}{vals[0]:>16}{vals[1]:>16}{vals[2]:>16}  {unit}")
+    v = metrics["verification"]
+    r = metrics["runs"]
+    ratio = r["dynamic"]["bad_debt_usd"] / r["static_calm"]["bad_debt_usd"] if r["static_calm"]["bad_debt_usd"] else float("nan")
+    lines.append(f"\nverification: {v['checks']:,} checks, {v['violations']} violations. "
+                 f"bad debt dynamic / static_calm = {ratio:.2f} (target <= 0.20)")
+    return "\n".join(lines)
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1
