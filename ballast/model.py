@@ -143,7 +143,7 @@ class RiskParams:
 # Hard bounds, as contracts/libraries/ConstantsLib.sol (inclusive). Order of RiskParams fields.
 HARD_BOUNDS: dict[str, tuple[int, int]] = {
     "z_wad": (WAD, 6 * WAD),
-    "skew_sens_wad": (0, 50 * WAD),
+    "skew_sens_wad": (0, 18 * WAD),
     "tail_cap_wad": (WAD, 5 * WAD),
     "buffer_mult_wad": (WAD // 10, 5 * WAD),
     "min_buffer_wad": (WAD // 1000, WAD // 5),

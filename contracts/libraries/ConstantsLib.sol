@@ -29,7 +29,7 @@ library ConstantsLib {
     // Hard bounds of RiskParams (inclusive).
     uint256 internal constant Z_MIN = 1e18;
     uint256 internal constant Z_MAX = 6e18;
-    uint256 internal constant SKEW_SENS_MAX = 50e18;
+    uint256 internal constant SKEW_SENS_MAX = 18e18; // fits the uint64 field
     uint256 internal constant TAIL_CAP_MIN = 1e18;
     uint256 internal constant TAIL_CAP_MAX = 5e18;
     uint256 internal constant BUFFER_MULT_MIN = 0.1e18;
