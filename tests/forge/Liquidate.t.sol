@@ -241,7 +241,7 @@ contract LiquidateTest is BaseTest {
         assertConserved();
 
         // A second bad debt: the fund only holds carol's own fee share and penalty share.
-        address carol = makeAddr("carol");
+        address carol = track("carol");
         fund(carol, 100_000 * USDC);
         open(carol, 50e18);
         setPrice(30_000);
@@ -255,6 +255,7 @@ contract LiquidateTest is BaseTest {
         assertEq(engine.insuranceFund(), 0);
         assertEq(engine.badDebtTotal(), debt + debt2);
         assertEq(engine.badDebtTotal(), engine.badDebtCovered() + engine.badDebtSocialized());
+        assertConserved();
     }
 
     /// @dev An underwater trader closing their own position realizes the same bad-debt accounting.
