@@ -155,6 +155,8 @@ def params_from_model(d: dict[str, Any], where: str) -> tuple[float, RiskParams]
         min_mmf_wad=to_wad(g("min_mmf")),
         max_mmf_wad=to_wad(g("max_mmf")),
         mmf_ramp_wad_per_sec=to_wad(g("mmf_ramp_per_hour")) // 3600,
+        vol_ref_wad=to_wad(g("vol_ref")),
+        regime_sens_wad=to_wad(g("regime_sens")),
     )
     try:
         validate_params(p)

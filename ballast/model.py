@@ -120,6 +120,10 @@ class RiskParams:
     """Maintenance cap."""
     mmf_ramp_wad_per_sec: int
     """Largest rise of the maintenance fraction per second during a tightening."""
+    vol_ref_wad: int = 500_000_000_000_000_000
+    """Long-run (calm) annualized volatility of the market."""
+    regime_sens_wad: int = 0
+    """Tail multiplier slope per unit of relative excess volatility over ``vol_ref_wad``."""
 
     def as_tuple(self) -> tuple[int, ...]:
         """The struct as an ABI tuple (field order of the Solidity struct)."""
@@ -159,6 +163,8 @@ HARD_BOUNDS: dict[str, tuple[int, int]] = {
     "min_mmf_wad": (WAD // 1000, WAD),
     "max_mmf_wad": (WAD // 1000, WAD),
     "mmf_ramp_wad_per_sec": (WAD // YEAR_SEC, (WAD // 4) // 3_600),
+    "vol_ref_wad": (WAD // 20, 5 * WAD),
+    "regime_sens_wad": (0, 10 * WAD),
 }
 
 
@@ -254,15 +260,17 @@ def adverse_skew(skew_wad: int, is_long: bool) -> int:
     return skew_wad if skew_wad > 0 else 0
 
 
-def tail_multiplier(p: RiskParams, skew_wad: int, is_long: bool) -> int:
+def tail_multiplier(p: RiskParams, sigma_wad: int, skew_wad: int, is_long: bool) -> int:
     t = WAD + mul_wad_up(p.skew_sens_wad, adverse_skew(skew_wad, is_long))
+    if sigma_wad > p.vol_ref_wad:
+        t += mul_wad_up(p.regime_sens_wad, div_wad_up(sigma_wad - p.vol_ref_wad, p.vol_ref_wad))
     return min(t, p.tail_cap_wad)
 
 
 def var_move(p: RiskParams, sigma_wad: int, skew_wad: int, is_long: bool) -> int:
     v = mul_wad_up(p.z_wad, sigma_wad)
     v = mul_wad_up(v, sqrt_horizon_wad(p.horizon_sec))
-    return mul_wad_up(v, tail_multiplier(p, skew_wad, is_long))
+    return mul_wad_up(v, tail_multiplier(p, sigma_wad, skew_wad, is_long))
 
 
 def maintenance_base(p: RiskParams, var_move_wad: int) -> int:
@@ -390,7 +398,8 @@ def compute_float(p: RiskParams, x: RiskInputs) -> dict[str, float]:
     f = lambda v: v / WAD  # noqa: E731
     sigma, skew, depth, rate = f(x.sigma_wad), f(x.skew_wad), f(x.depth_usd_wad), f(x.funding_rate_wad)
     adv = max(0.0, -skew) if x.is_long else max(0.0, skew)
-    tail = min(1.0 + f(p.skew_sens_wad) * adv, f(p.tail_cap_wad))
+    regime = f(p.regime_sens_wad) * max(0.0, sigma - f(p.vol_ref_wad)) / f(p.vol_ref_wad)
+    tail = min(1.0 + f(p.skew_sens_wad) * adv + regime, f(p.tail_cap_wad))
     vm = f(p.z_wad) * sigma * math.sqrt(p.horizon_sec / YEAR_SEC) * tail
     mb = min(max(vm + f(p.liq_fee_wad), f(p.min_mmf_wad)), f(p.max_mmf_wad))
     slip = 1.0 if depth == 0 else min(f(p.impact_wad) * f(x.notional_usd_wad) / depth, 1.0)

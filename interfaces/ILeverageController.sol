@@ -48,6 +48,9 @@ struct FeedConfig {
 /// @param minMmfWad Maintenance margin floor.
 /// @param maxMmfWad Maintenance margin cap.
 /// @param mmfRampWadPerSec Largest rise of the maintenance fraction per second during a tightening.
+/// @param volRefWad Long-run (calm) annualized volatility of the market (0.5e18 = 50%).
+/// @param regimeSensWad Tail multiplier slope per unit of relative excess volatility:
+/// tail += regimeSens * max(0, sigma - volRef) / volRef (crashes cluster in high-volatility regimes).
 struct RiskParams {
     uint64 zWad;
     uint64 skewSensWad;
@@ -66,6 +69,8 @@ struct RiskParams {
     uint64 minMmfWad;
     uint64 maxMmfWad;
     uint64 mmfRampWadPerSec;
+    uint64 volRefWad;
+    uint64 regimeSensWad;
 }
 
 /// @notice Everything the engine needs about one position of a market, read once.

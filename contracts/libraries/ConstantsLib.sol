@@ -53,6 +53,10 @@ library ConstantsLib {
     uint256 internal constant MMF_RAMP_MIN = uint256(1e18) / 365 days;
     uint256 internal constant MMF_RAMP_MAX = uint256(0.25e18) / 1 hours;
 
+    uint256 internal constant VOL_REF_MIN = 0.05e18;
+    uint256 internal constant VOL_REF_MAX = 5e18;
+    uint256 internal constant REGIME_SENS_MAX = 10e18;
+
     /// @dev Largest absolute feed answer before scaling (keeps scaling free of overflow).
     uint256 internal constant MAX_RAW_ANSWER = 1e40;
 }

@@ -22,6 +22,8 @@ enum ParamField {
     MinMmf,
     MaxMmf,
     MmfRamp,
+    VolRef,
+    RegimeSens,
     SequencerGrace
 }
 

@@ -40,8 +40,8 @@ struct Fractions {
 /// @title MarginMath
 /// @notice Ballast's margin model. Pure; mirrored to the wei by `ballast.model` in Python.
 /// @dev Every term rounds up (against the trader). With h the liquidation horizon:
-///   tail     = min(tailCap, 1 + skewSens * adverseSkew)        adverseSkew = max(0, -skew) long,
-///                                                               max(0, skew) short
+///   tail     = min(tailCap, 1 + skewSens * adverseSkew           adverseSkew = max(0, -skew) long,
+///                             + regimeSens * max(0, sigma - volRef) / volRef)    max(0, skew) short
 ///   varMove  = z * sigma * sqrt(h / YEAR) * tail                 the VaR move over h
 ///   mmfBase  = clamp(varMove + liqFee, minMmf, maxMmf)           maintenance, size independent
 ///   slip     = min(1, impact * notional / depth)                 cost of closing against depth
@@ -70,9 +70,17 @@ library MarginMath {
         return skewWad > 0 ? uint256(skewWad) : 0;
     }
 
-    /// @notice Tail multiplier, WAD, in [1, tailCap].
-    function tailMultiplier(RiskParams memory p, int256 skewWad, bool isLong) internal pure returns (uint256) {
+    /// @notice Tail multiplier, WAD, in [1, tailCap]: grows with the adverse options skew and with
+    /// volatility in excess of the market's calm reference (a high-volatility regime).
+    function tailMultiplier(RiskParams memory p, uint256 sigmaWad, int256 skewWad, bool isLong)
+        internal
+        pure
+        returns (uint256)
+    {
         uint256 t = WAD + uint256(p.skewSensWad).mulWadUp(adverseSkew(skewWad, isLong));
+        if (sigmaWad > p.volRefWad) {
+            t += uint256(p.regimeSensWad).mulWadUp((sigmaWad - p.volRefWad).divWadUp(p.volRefWad));
+        }
         return t < p.tailCapWad ? t : p.tailCapWad;
     }
 
@@ -83,7 +91,7 @@ library MarginMath {
         returns (uint256)
     {
         return uint256(p.zWad).mulWadUp(sigmaWad).mulWadUp(sqrtHorizonWad(p.horizonSec)).mulWadUp(
-            tailMultiplier(p, skewWad, isLong)
+            tailMultiplier(p, sigmaWad, skewWad, isLong)
         );
     }
 

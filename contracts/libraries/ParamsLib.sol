@@ -8,32 +8,34 @@ import {ErrorsLib, ParamField} from "./ErrorsLib.sol";
 /// @title ParamsLib
 /// @notice Hard bounds, step limits and the "tighter of two" rule for `RiskParams`.
 library ParamsLib {
-    uint256 internal constant N_FIELDS = 17;
+    uint256 internal constant N_FIELDS = 19;
 
-    function _values(RiskParams memory p) private pure returns (uint256[17] memory v) {
+    function _values(RiskParams memory p) private pure returns (uint256[19] memory v) {
         v = [
             uint256(p.zWad), p.skewSensWad, p.tailCapWad, p.bufferMultWad, p.minBufferWad, p.liqFeeWad,
             p.impactWad, p.crowdWad, p.fundingSensWad, p.fundingThresholdWad, p.horizonSec, p.rampJitterSec,
-            p.minImfWad, p.maxImfWad, p.minMmfWad, p.maxMmfWad, p.mmfRampWadPerSec
+            p.minImfWad, p.maxImfWad, p.minMmfWad, p.maxMmfWad, p.mmfRampWadPerSec, p.volRefWad, p.regimeSensWad
         ];
     }
 
-    function _bounds() private pure returns (uint256[17] memory lo, uint256[17] memory hi) {
+    function _bounds() private pure returns (uint256[19] memory lo, uint256[19] memory hi) {
         lo = [
             C.Z_MIN, 0, C.TAIL_CAP_MIN, C.BUFFER_MULT_MIN, C.MIN_BUFFER_MIN, C.LIQ_FEE_MIN, 0, 0, 0, 0,
-            C.HORIZON_MIN_SEC, 0, C.MIN_IMF_MIN, C.MIN_IMF_MIN, C.MIN_MMF_MIN, C.MIN_MMF_MIN, C.MMF_RAMP_MIN
+            C.HORIZON_MIN_SEC, 0, C.MIN_IMF_MIN, C.MIN_IMF_MIN, C.MIN_MMF_MIN, C.MIN_MMF_MIN, C.MMF_RAMP_MIN,
+            C.VOL_REF_MIN, 0
         ];
         hi = [
             C.Z_MAX, C.SKEW_SENS_MAX, C.TAIL_CAP_MAX, C.BUFFER_MULT_MAX, C.MIN_BUFFER_MAX, C.LIQ_FEE_MAX,
             C.IMPACT_MAX, C.CROWD_MAX, C.FUNDING_SENS_MAX, C.FUNDING_THRESHOLD_MAX, C.HORIZON_MAX_SEC,
-            C.RAMP_JITTER_MAX_SEC, C.IMF_MAX, C.IMF_MAX, C.IMF_MAX, C.IMF_MAX, C.MMF_RAMP_MAX
+            C.RAMP_JITTER_MAX_SEC, C.IMF_MAX, C.IMF_MAX, C.IMF_MAX, C.IMF_MAX, C.MMF_RAMP_MAX, C.VOL_REF_MAX,
+            C.REGIME_SENS_MAX
         ];
     }
 
     /// @notice Reverts unless every field is within its hard bounds and the fields are consistent.
     function validate(RiskParams memory p) internal pure {
-        uint256[17] memory v = _values(p);
-        (uint256[17] memory lo, uint256[17] memory hi) = _bounds();
+        uint256[19] memory v = _values(p);
+        (uint256[19] memory lo, uint256[19] memory hi) = _bounds();
         for (uint256 i; i < N_FIELDS; ++i) {
             if (v[i] < lo[i] || v[i] > hi[i]) revert ErrorsLib.ParamOutOfBounds(ParamField(i), v[i], lo[i], hi[i]);
         }
@@ -49,9 +51,9 @@ library ParamsLib {
 
     /// @notice Reverts if any field moves more than max(25% of its old value, 1/20 of its range).
     function validateStep(RiskParams memory oldP, RiskParams memory newP) internal pure {
-        uint256[17] memory a = _values(oldP);
-        uint256[17] memory b = _values(newP);
-        (uint256[17] memory lo, uint256[17] memory hi) = _bounds();
+        uint256[19] memory a = _values(oldP);
+        uint256[19] memory b = _values(newP);
+        (uint256[19] memory lo, uint256[19] memory hi) = _bounds();
         for (uint256 i; i < N_FIELDS; ++i) {
             uint256 rel = a[i] * C.MAX_STEP_REL_WAD / C.WAD;
             uint256 abs_ = (hi[i] - lo[i]) / C.MAX_STEP_RANGE_DIV;
@@ -62,7 +64,7 @@ library ParamsLib {
     }
 
     /// @notice Field by field, the value that requires more margin for new risk.
-    /// @dev Larger is tighter for every field but `fundingThresholdWad`; the ramp fields do not
+    /// @dev Larger is tighter for every field but `fundingThresholdWad` and `volRefWad`; the ramp fields do not
     /// price new risk and are taken from `a`.
     function tighter(RiskParams memory a, RiskParams memory b) internal pure returns (RiskParams memory t) {
         t = a;
@@ -81,5 +83,8 @@ library ParamsLib {
         if (b.maxImfWad > t.maxImfWad) t.maxImfWad = b.maxImfWad;
         if (b.minMmfWad > t.minMmfWad) t.minMmfWad = b.minMmfWad;
         if (b.maxMmfWad > t.maxMmfWad) t.maxMmfWad = b.maxMmfWad;
+        if (b.regimeSensWad > t.regimeSensWad) t.regimeSensWad = b.regimeSensWad;
+        // A lower reference volatility counts more of the current volatility as excess: tighter.
+        if (b.volRefWad < t.volRefWad) t.volRefWad = b.volRefWad;
     }
 }
