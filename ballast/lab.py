@@ -181,6 +181,9 @@ class LabRun:
             meta: list[_Pending] = []
             # 1. oracle keeper
             targets = self.model.targets(b, mm.oi_long / WAD, mm.oi_short / WAD)
+            # A keeper never pushes an answer its feed would reject: clip to the configured bounds.
+            bounds = self.cfg.market(MARKET).bounds
+            targets = {k: min(max(v, bounds[k][0]), bounds[k][1]) for k, v in targets.items()}
             onchain = {k: (mm.feeds[k].answer, mm.feeds[k].updated_at) for k in FEED_KINDS}
             pushes = self.keeper.decide(ts, targets, onchain, stale_price=bool(sc.oracle_stale[b]))
             for k, ans in pushes.items():
@@ -374,8 +377,11 @@ class LabRun:
                 self._violate(b, "feed-push", self.admin, f"{p.feed} transmit reverted")
             return None
         if p.kind == "poke":
+            expect_ok = mm.feeds["volatility"].read(ts)[0] and mm.feeds["skew"].read(ts)[0]
+            if ok != expect_ok:
+                self._violate(b, "poke", self.admin, f"poke {'succeeded' if ok else 'reverted'}, mirror expects "
+                                                      f"{'success' if expect_ok else 'RiskFeedInvalid'}")
             if not ok:
-                self._violate(b, "poke", self.admin, "poke reverted")
                 return None
             for lg in logs:
                 t0 = lg["topics"][0]
@@ -486,8 +492,9 @@ class LabRun:
 
 
 def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: VolMode = "trailing") -> StaticFractions:
-    """The dynamic model's calm-period fractions for a scenario: mean IMF and MMF of a small
-    position over the blocks whose volatility is below the median (no crowding, no funding)."""
+    """The dynamic model's calm-period fractions for a scenario: the static cap whose leverage equals
+    the dynamic model's mean max leverage over the blocks whose volatility is below the median
+    (IMF = 1 / mean(1 / IMF), MMF likewise), for a small position without crowding or funding."""
     m = config.market(MARKET)
     fm = FeedModel(scenario, keeper_mode, base_depth_usd=m.initial["depth"])
     vol = fm.vol
@@ -501,8 +508,8 @@ def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: V
             f = compute(m.params, x)
             imfs.append(f.imf_wad / WAD)
             mmfs.append(f.mmf_base_wad / WAD)
-    imf = round(float(np.mean(imfs)), 6)
-    mmf = round(float(np.mean(mmfs)), 6)
+    imf = round(1.0 / float(np.mean(1.0 / np.asarray(imfs))), 6)
+    mmf = round(1.0 / float(np.mean(1.0 / np.asarray(mmfs))), 6)
     return StaticFractions(imf, min(mmf, imf * 0.9))
 
 

@@ -68,6 +68,16 @@ class Progress:
 
     def __call__(self, done: int, total: int, info: dict[str, float]) -> None:
         now = time.monotonic()
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if not tty:
+            # Logs and CI: one line per 10%.
+            step = max(1, total // 10)
+            if done % step and done != total:
+                return
+            self.stream.write(f"{self.label}: {done}/{total} blocks, {int(info['liquidations'])} liquidations, "
+                              f"bad debt {info['bad_debt_usd']:,.0f} USD, {info['tx'] / max(info['sec'], 1e-9):,.0f} tx/s\n")
+            self.stream.flush()
+            return
         if done != total and now - self.last < 0.5:
             return
         self.last = now
