@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {AttackBase} from "./AttackBase.sol";
+import {FeedKind, MarketQuote} from "../../../interfaces/ILeverageController.sol";
+import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
+import {ErrorsLib} from "../../../contracts/libraries/ErrorsLib.sol";
+
+/// @title Oracle faults
+/// @notice Threat: a feed that is stale, zero, negative, absurd, reverting, dated in the future,
+/// or an L2 sequencer outage is used to open risk at a wrong margin, to block users from
+/// de-risking, or to liquidate at a wrong price.
+/// Defined behaviour, and the defence that gives it:
+///  * Every read is validated (RiskOracleBase._read, RiskOracleBase.sol:140-157): updatedAt == 0,
+///    in the future or older than the heartbeat (:145), int256.min (:148), |answer| > 1e40 (:150),
+///    outside [minWad, maxWad] (:152; min > 0 for price, volatility, depth) and a reverting feed
+///    (try/catch, :154) all read as (false, 0).
+///  * A bad RISK feed (volatility, skew, depth, funding) fails closed for new risk: the quote
+///    prices new risk at maxImf, `uint256 imfLive = q.riskFeedsOk ? f.imfWad : p.maxImfWad;`
+///    (LeverageController.sol:168). Reducing, closing, depositing and liquidating keep working
+///    (maintenance comes from the committed ramp). `poke` refuses a bad volatility or skew feed
+///    (RiskFeedInvalid), so nothing moves maintenance on bad data.
+///  * A bad PRICE fails everything that values a position: `priceWad` reverts PriceFeedInvalid
+///    (RiskOracleBase.sol:94). Only deposits (and withdrawals of accounts without positions) work.
+///  * Sequencer down, or up for less than the grace period (RiskOracleBase.sequencerUp, :99-108):
+///    no new risk (MarginEngine._trade `if (!q.sequencerUp) revert SequencerDown()` only when
+///    increasing, MarginEngine.sol:181), no withdrawal with positions (:136), no liquidation
+///    (:223: users who could not reach the chain are not liquidated before they can top up);
+///    reducing, closing and depositing still work.
+contract OracleFaultsTest is AttackBase {
+    enum Fault {
+        Stale,
+        Future,
+        ZeroUpdatedAt,
+        Zero,
+        Negative,
+        BelowMin,
+        AboveMax,
+        RawHuge,
+        Int256Min,
+        Reverting
+    }
+
+    uint256 internal constant N_FAULTS = 10;
+    uint256 internal constant GRACE = 3600;
+
+    MockAggregator internal seq;
+    address internal carol = makeAddr("carol");
+
+    /// @dev Runs in BaseTest.setUp, as admin, before the bootstrap is sealed: an L2 sequencer
+    /// feed, up since a day ago, with a one-hour grace period.
+    function beforeSeal() internal override {
+        seq = new MockAggregator(0, "L2 sequencer uptime", 0);
+        seq.transmitAt(0, block.timestamp - 1 days);
+        controller.setSequencerFeed(address(seq), GRACE);
+    }
+
+    function setUp() public override {
+        super.setUp();
+        fund(alice, 10_000 * USDC);
+        fund(bob, 10_000 * USDC);
+        fund(carol, 10_000 * USDC);
+        open(alice, 1e18); // $50k long on $10k: 5x, opened before the fault
+        assertTrue(controller.sequencerUp());
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /// @dev Breaks feed k of BTC with `fault`; returns whether the answer must now read as bad
+    /// (a zero or slightly negative funding or skew is a valid answer).
+    function _break(uint256 k, Fault fault) internal returns (bool bad) {
+        MockAggregator f = feeds[k];
+        (, int256 a,,,) = f.latestRoundData();
+        int128 lo = k == 0 ? int128(1e18) : k == 1 ? int128(0.01e18) : k == 2 ? int128(-0.05e18) : k == 3 ? int128(1e21) : int128(-1e18);
+        int128 hi = k == 0 ? int128(1e25) : k == 1 ? int128(10e18) : k == 2 ? int128(0.05e18) : k == 3 ? int128(1e30) : int128(1e18);
+        bool signed = k == uint256(FeedKind.Funding) || k == uint256(FeedKind.Skew);
+        bad = true;
+        vm.startPrank(admin);
+        if (fault == Fault.Stale) f.transmitAt(a, block.timestamp - 3601);
+        else if (fault == Fault.Future) f.transmitAt(a, block.timestamp + 1);
+        else if (fault == Fault.ZeroUpdatedAt) f.transmitAt(a, 0);
+        else if (fault == Fault.Zero) {
+            f.transmit(0);
+            bad = !signed;
+        } else if (fault == Fault.Negative) {
+            f.transmit(-1);
+            bad = !signed;
+        }
+        else if (fault == Fault.BelowMin) f.transmit(int256(lo) / 1e10 - 1);
+        else if (fault == Fault.AboveMax) f.transmit(int256(hi) / 1e10 + 1);
+        else if (fault == Fault.RawHuge) f.transmit(1e40 + 1);
+        else if (fault == Fault.Int256Min) f.transmit(type(int256).min);
+        else f.setReverting(true);
+        vm.stopPrank();
+    }
+
+    function _assertDeRiskingWorks() internal {
+        // Adding margin, reducing and closing always work with a good price.
+        fund(alice, 100 * USDC);
+        vm.prank(alice);
+        engine.trade(BTC, -0.25e18, 0);
+        vm.prank(alice);
+        engine.closePosition(BTC, 0);
+        assertEq(engine.position(alice, BTC).sizeWad, 0);
+        int256 c = engine.collateralOf(alice);
+        if (c > 0) {
+            vm.prank(alice);
+            engine.withdraw(uint256(c)); // no position left: all free collateral leaves
+        }
+    }
+
+    // ---------------------------------------------------------------- risk feeds
+
+    /// @notice Any fault of any risk feed: the read is bad, new risk is priced at maxImf (2x with
+    /// the defaults), de-risking works, poke refuses bad volatility or skew.
+    /// Fails without the validation in _read or without the maxImf fallback in quote.
+    function testFuzz_riskFeedFault_failsClosedForNewRisk(uint256 kSeed, uint256 faultSeed) public {
+        uint256 k = 1 + kSeed % 4;
+        Fault fault = Fault(faultSeed % N_FAULTS);
+        bool bad = _break(k, fault);
+        (bool ok, int256 v) = controller.readFeed(BTC, FeedKind(k));
+        if (!bad) {
+            assertTrue(ok, "a zero or negative funding/skew is valid");
+            return;
+        }
+        assertFalse(ok, "fault detected");
+        assertEq(v, 0);
+
+        MarketQuote memory q = quoteOf(BTC, true, 1e18);
+        uint256 maxImf = controller.imfParams(BTC).maxImfWad;
+        assertFalse(q.riskFeedsOk);
+        assertEq(q.imfWad, maxImf, "new risk at maxImf");
+        assertEq(controller.maxLeverageWad(BTC, false), WAD * WAD / maxImf, "both sides");
+        if (k == uint256(FeedKind.Funding)) assertFalse(q.fundingOk);
+
+        // New risk above 1 / maxImf is refused; below it passes.
+        vm.prank(bob);
+        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
+        engine.trade(BTC, 0.5e18, 0); // $25k on $10k: 2.5x
+        vm.prank(bob);
+        engine.trade(BTC, -0.2e18, 0); // $10k on $10k: 1x
+
+        // Fail closed for releasing margin too: 5x alice cannot withdraw.
+        vm.prank(alice);
+        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
+        engine.withdraw(1 * USDC);
+
+        if (k == uint256(FeedKind.Volatility) || k == uint256(FeedKind.Skew)) {
+            vm.expectRevert(abi.encodeWithSelector(ErrorsLib.RiskFeedInvalid.selector, BTC));
+            controller.poke(BTC);
+        } else {
+            controller.poke(BTC);
+        }
+        _assertDeRiskingWorks();
+    }
+
+    /// @notice A bad volatility feed does not stop the liquidation of an account that is under
+    /// water at a good price (maintenance comes from the committed ramp).
+    function test_riskFeedFault_liquidationStillWorks() public {
+        openMax(carol, BTC, true);
+        _break(uint256(FeedKind.Volatility), Fault.Reverting);
+        setPrice(47_000);
+        assertTrue(engine.isLiquidatable(carol));
+        vm.prank(liquidator);
+        engine.liquidate(carol, BTC);
+        assertFalse(engine.isLiquidatable(carol));
+    }
+
+    // ---------------------------------------------------------------- price feed
+
+    /// @notice Any fault of the price feed: everything that values a position reverts
+    /// PriceFeedInvalid (no trade, close, liquidation or margin check on a bad price); deposits
+    /// and position-free withdrawals work; everything resumes with a good price.
+    /// Fails without the validation in _read / the revert in priceWad.
+    function testFuzz_priceFeedFault_revertsPriceFeedInvalid(uint256 faultSeed) public {
+        Fault fault = Fault(faultSeed % N_FAULTS);
+        assertTrue(_break(0, fault));
+        (bool ok,) = controller.readFeed(BTC, FeedKind.Price);
+        assertFalse(ok);
+        bytes memory err = abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC);
+
+        vm.prank(bob);
+        vm.expectRevert(err);
+        engine.trade(BTC, 0.1e18, 0);
+        vm.prank(alice);
+        vm.expectRevert(err);
+        engine.closePosition(BTC, 0);
+        vm.prank(liquidator);
+        vm.expectRevert(err);
+        engine.liquidate(alice, BTC);
+        vm.prank(alice);
+        vm.expectRevert(err);
+        engine.withdraw(1 * USDC);
+        vm.expectRevert(err);
+        controller.quote(BTC, true, 1e18, 0);
+
+        fund(alice, 100 * USDC); // deposits always work
+        vm.prank(bob);
+        engine.withdraw(1 * USDC); // no position: no price needed
+
+        vm.prank(admin);
+        feeds[0].setReverting(false);
+        setPrice(50_000);
+        vm.prank(alice);
+        engine.closePosition(BTC, 0);
+        assertEq(engine.position(alice, BTC).sizeWad, 0, "closing resumes with a good price");
+    }
+
+    /// @notice The boundaries themselves are accepted: heartbeat to the second, min and max bounds.
+    function test_boundaryAnswersAccepted() public {
+        vm.prank(admin);
+        feeds[0].transmitAt(50_000e8, block.timestamp - 3600);
+        (bool ok,) = controller.readFeed(BTC, FeedKind.Price);
+        assertTrue(ok, "exactly heartbeat old");
+        setFeed(1, 10e8);
+        (ok,) = controller.readFeed(BTC, FeedKind.Volatility);
+        assertTrue(ok, "max bound");
+        setFeed(3, 1_000e8);
+        (ok,) = controller.readFeed(BTC, FeedKind.Depth);
+        assertTrue(ok, "min bound");
+    }
+
+    // ---------------------------------------------------------------- sequencer
+
+    function _sequencerDownChecks() internal {
+        assertFalse(controller.sequencerUp());
+        vm.prank(bob);
+        vm.expectRevert(ErrorsLib.SequencerDown.selector);
+        engine.trade(BTC, 0.01e18, 0);
+        vm.prank(alice);
+        vm.expectRevert(ErrorsLib.SequencerDown.selector);
+        engine.trade(BTC, 0.01e18, 0);
+        vm.prank(alice);
+        vm.expectRevert(ErrorsLib.SequencerDown.selector);
+        engine.withdraw(1 * USDC);
+        setPrice(40_500); // alice under water
+        assertTrue(engine.isLiquidatable(alice));
+        vm.prank(liquidator);
+        vm.expectRevert(ErrorsLib.SequencerDown.selector);
+        engine.liquidate(alice, BTC);
+        setPrice(50_000);
+        vm.prank(bob);
+        engine.withdraw(1 * USDC); // no position
+        _assertDeRiskingWorks();
+    }
+
+    /// @notice Sequencer down: no new risk, no margin release, no liquidation; de-risking works.
+    function test_sequencerDown() public {
+        vm.prank(admin);
+        seq.transmit(1);
+        _sequencerDownChecks();
+    }
+
+    /// @notice Back up but within the grace period: still closed; open after it.
+    function testFuzz_sequencerWithinGrace(uint256 sinceUp) public {
+        sinceUp = bound(sinceUp, 0, GRACE);
+        vm.prank(admin);
+        seq.transmitAt(0, block.timestamp - sinceUp);
+        uint256 snap = vm.snapshotState();
+        _sequencerDownChecks();
+        vm.revertToState(snap);
+        vm.warp(block.timestamp + (GRACE - sinceUp) + 1);
+        refreshFeeds();
+        assertTrue(controller.sequencerUp(), "up after the grace period");
+        vm.prank(bob);
+        engine.trade(BTC, 0.01e18, 0);
+    }
+
+    /// @notice A reverting sequencer feed, a status from the future or a zero start: down.
+    function test_sequencerFeedFaults_readAsDown() public {
+        uint256 snap = vm.snapshotState();
+        vm.prank(admin);
+        seq.setReverting(true);
+        _sequencerDownChecks();
+        vm.revertToState(snap);
+        vm.prank(admin);
+        seq.transmitAt(0, block.timestamp + 1);
+        assertFalse(controller.sequencerUp(), "started in the future");
+        vm.prank(admin);
+        seq.transmitAt(0, 0);
+        assertFalse(controller.sequencerUp(), "never started");
+    }
+}
