@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import requests
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 
@@ -84,7 +85,7 @@ class Anvil:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._args = [str(native_binary("anvil")), "--port", str(self.port), "--silent", "--accounts", "3",
-                      "--balance", "1000000", "--gas-limit", "1000000000", "--code-size-limit", "50000",
+                      "--balance", "1000000", "--disable-block-gas-limit", "--code-size-limit", "50000",
                       "--hardfork", "cancun"]
         if timestamp is not None:
             self._args += ["--timestamp", str(timestamp)]
@@ -150,6 +151,7 @@ class Rpc:
         self.retries = retries
         self.timeout_sec = timeout_sec
         self._session = requests.Session()
+        self._session.trust_env = False  # no proxy lookups per request: the node is local
         self._id = 0
 
     def _post(self, payload: Any) -> Any:
@@ -254,6 +256,35 @@ class Chain:
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
 
+def _abi_type(arg: dict[str, Any]) -> str:
+    t = str(arg["type"])
+    if t.startswith("tuple"):
+        inner = ",".join(_abi_type(c) for c in arg["components"])
+        return f"({inner}){t[5:]}"
+    return t
+
+
+class Encoder:
+    """Fast calldata encoding for one contract: selectors and argument types computed once.
+
+    web3's ``encode_abi`` re-validates the whole ABI (hashing every signature) on each call, which
+    dominates a stress run; this does the same encoding with ``eth_abi`` directly.
+    """
+
+    def __init__(self, abi: list[dict[str, Any]]) -> None:
+        self._fns: dict[str, tuple[bytes, list[str]]] = {}
+        for item in abi:
+            if item.get("type") != "function":
+                continue
+            types = [_abi_type(i) for i in item["inputs"]]
+            sel = Web3.keccak(text=f"{item['name']}({','.join(types)})")[:4]
+            self._fns.setdefault(item["name"], (bytes(sel), types))
+
+    def __call__(self, fn: str, args: Sequence[Any] = ()) -> str:
+        sel, types = self._fns[fn]
+        return "0x" + (sel + abi_encode(types, list(args))).hex()
+
+
 def decode_revert(data: str | bytes) -> str:
     """Best-effort name of a custom error from revert data (selector and raw arguments)."""
     raw = bytes.fromhex(data[2:]) if isinstance(data, str) else data
@@ -262,4 +293,4 @@ def decode_revert(data: str | bytes) -> str:
     return f"0x{raw[:4].hex()}({raw[4:].hex()})"
 
 
-__all__ = ["Anvil", "Chain", "Rpc", "build_contracts", "load_artifact", "free_port", "decode_revert", "abi_decode"]
+__all__ = ["Anvil", "Chain", "Encoder", "Rpc", "build_contracts", "load_artifact", "free_port", "decode_revert", "abi_decode"]

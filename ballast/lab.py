@@ -22,7 +22,7 @@ from eth_abi import decode as abi_decode
 from web3 import Web3
 
 from ballast._typing import WAD
-from ballast.chain import Anvil, Chain
+from ballast.chain import Anvil, Chain, Encoder
 from ballast.config import FEED_KINDS, Config, StaticFractions, load_config, to_wad
 from ballast.deploy import ControllerKind, Deployment, deploy
 from ballast.errors import ValidationError, VerificationError
@@ -99,6 +99,7 @@ class LabRun:
         self.model = FeedModel(scenario, keeper_mode, base_depth_usd=config.market(MARKET).initial["depth"])
         self.keeper = OracleKeeper(decimals=config.market(MARKET).feed_decimals)
         self.violations: list[Violation] = []
+        self._nonces: dict[str, int] = {}
         self.checks = 0
         self.tx_sent = 0
 
@@ -108,6 +109,10 @@ class LabRun:
         overrides = {MARKET: self.static} if self.static else None
         self.dep: Deployment = deploy(ch, self.cfg, kind=self.kind, static_overrides=overrides)
         d = self.dep
+        self.enc_engine = Encoder(d.engine.abi)
+        self.enc_ctrl = Encoder(d.controller.abi)
+        self.enc_feed = Encoder(d.feeds[MARKET]["price"].abi)
+        self.enc_usd = Encoder(d.usd.abi)
         self.admin = d.admin
         e = d.engine
         m = self.cfg.market(MARKET)
@@ -135,11 +140,15 @@ class LabRun:
         self.mir = mir
         self.insurance0 = mir.insurance
         ch.auto_impersonate(True)
+        for t in self.traders:  # fresh addresses: nonce 0
+            self._nonces[t.address] = 0
+        for i in range(self.liq.count):
+            self._nonces[liquidator_address(i)] = 0
         # Fund every trader in one block: the admin mints and deposits for them.
         total = sum(int(t.collateral_usd * TOKEN) for t in self.traders)
         ch.transact(d.usd.functions.mint(self.admin, total), self.admin)
         ch.set_automine(False)
-        calls = [self._tx(self.admin, e.address, e.encode_abi("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
+        calls = [self._tx(self.admin, e.address, self.enc_engine("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
                  for t in self.traders]
         hashes = ch.rpc.batch(calls)
         ch.mine()
@@ -152,7 +161,14 @@ class LabRun:
         self.deposit_tokens = {t.address: int(t.collateral_usd * TOKEN) for t in self.traders}
 
     def _tx(self, sender: str, to: str, data: str) -> tuple[str, list[Any]]:
-        return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": GAS, "gasPrice": "0x0"}])
+        """An unsigned transaction from an impersonated sender, with a locally tracked nonce (a
+        batch of several transactions from one sender would otherwise race for the same nonce)."""
+        nonce = self._nonces.get(sender)
+        if nonce is None:
+            nonce = int(self.chain.rpc.call("eth_getTransactionCount", [sender, "pending"]), 16)
+        self._nonces[sender] = nonce + 1
+        return ("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "gas": GAS, "gasPrice": "0x0",
+                                         "nonce": hex(nonce)}])
 
     # ------------------------------------------------------------------ run
     def run(self) -> RunResult:
@@ -175,7 +191,6 @@ class LabRun:
         ins_drawdown = 0
         for b in range(n):
             ts = sc.start_utc + b * sc.block_sec
-            ch.set_next_timestamp(ts)
             mm = mir.markets[MARKET]
             sends: list[tuple[str, list[Any]]] = []
             meta: list[_Pending] = []
@@ -187,10 +202,10 @@ class LabRun:
             onchain = {k: (mm.feeds[k].answer, mm.feeds[k].updated_at) for k in FEED_KINDS}
             pushes = self.keeper.decide(ts, targets, onchain, stale_price=bool(sc.oracle_stale[b]))
             for k, ans in pushes.items():
-                sends.append(self._tx(self.admin, feeds[k].address, feeds[k].encode_abi("transmit", [ans])))
+                sends.append(self._tx(self.admin, feeds[k].address, self.enc_feed("transmit", [ans])))
                 meta.append(_Pending("feed", feed=k, answer=ans))
             if self.kind == "dynamic" and ({"volatility", "skew"} & set(pushes) or b == 0):
-                sends.append(self._tx(self.admin, ctrl.address, ctrl.encode_abi("poke", [MARKET])))
+                sends.append(self._tx(self.admin, ctrl.address, self.enc_ctrl("poke", [MARKET])))
                 meta.append(_Pending("poke"))
             # 2. liquidators act on what they saw `latency` blocks ago
             lb = b - self.liq.latency_blocks
@@ -198,7 +213,7 @@ class LabRun:
                 cap = self.liq.count * self.liq.max_per_block
                 for i, acct in enumerate(seen_liquidatable[lb][:cap]):
                     liq = liquidator_address(i % self.liq.count)
-                    sends.append(self._tx(liq, e.address, e.encode_abi("liquidate", [acct, MARKET])))
+                    sends.append(self._tx(liq, e.address, self.enc_engine("liquidate", [acct, MARKET])))
                     meta.append(_Pending("liquidate", account=acct))
             # 3. traders (decisions from the last mined state)
             prev_now = ts  # decisions use the last mined state (this block's pushes are not applied yet)
@@ -217,25 +232,28 @@ class LabRun:
                 if size == 0 and sess and sess[0] <= b < sess[1]:
                     delta = self._open_size(t, prev_now)
                     if delta:
-                        sends.append(self._tx(t.address, e.address, e.encode_abi("trade", [MARKET, delta, 0])))
+                        sends.append(self._tx(t.address, e.address, self.enc_engine("trade", [MARKET, delta, 0])))
                         meta.append(_Pending("trade", account=t.address, delta=delta))
                         stt["entry_vol"] = float(self.model.vol[max(0, b - 1)])
                         stt["cut"] = False
                 elif size != 0 and sess and b >= sess[1]:
-                    sends.append(self._tx(t.address, e.address, e.encode_abi("closePosition", [MARKET, 0])))
+                    sends.append(self._tx(t.address, e.address, self.enc_engine("closePosition", [MARKET, 0])))
                     meta.append(_Pending("close", account=t.address))
                 elif (size != 0 and t.anticipatory and not stt["cut"]
                       and self.model.vol[max(0, b - 1)] > 1.5 * stt["entry_vol"] > 0):
                     cut = -(size // 2)
                     if cut:
-                        sends.append(self._tx(t.address, e.address, e.encode_abi("trade", [MARKET, cut, 0])))
+                        sends.append(self._tx(t.address, e.address, self.enc_engine("trade", [MARKET, cut, 0])))
                         meta.append(_Pending("trade", account=t.address, delta=cut))
                         stt["cut"] = True
             # 4. mine and apply receipts in order
             hashes = ch.rpc.batch(sends) if sends else []
-            ch.mine()
+            ch.mine(ts)
             self.tx_sent += len(sends)
-            recs = ch.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes if isinstance(h, str)])
+            bucket_calls = self._bucket_calls()
+            out = ch.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes if isinstance(h, str)]
+                               + [("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in bucket_calls])
+            recs, bucket_raw = out[:len(out) - len(bucket_calls)], out[len(out) - len(bucket_calls):]
             by_hash = {r["transactionHash"]: r for r in recs if isinstance(r, dict) and "transactionHash" in r}
             ordered = []
             for h, p in zip(hashes, meta):
@@ -256,18 +274,21 @@ class LabRun:
             liq_count += blk_liqs
             liq_notional += blk_liq_notional
             # 5. verify the buckets against the chain (exact)
-            self._check_buckets(b)
+            self._check_buckets(b, [bytes.fromhex(x[2:]) if isinstance(x, str) else b"" for x in bucket_raw])
             # 6. health of every account with a position, streaks, metrics
             price_ok, _ = mm.feeds["price"].read(ts)
             now_liq: list[str] = []
+            notional_of: dict[str, int] = {}
             unhealthy = 0
+            cache: dict[tuple[int, bool], tuple[int, int, int, int]] = {}
             for a, acc in mir.accounts.items():
                 if not acc.positions or not any(p.size for p in acc.positions.values()):
                     unhealthy_streak.pop(a, None)
                     continue
                 if not price_ok:
                     continue
-                h = mir.health(a, ts)
+                h = mir.maintenance_health(a, ts, cache)
+                notional_of[a] = h.notional_usd_wad
                 if h.liquidatable:
                     unhealthy += 1
                     now_liq.append(a)
@@ -277,7 +298,7 @@ class LabRun:
                         self._violate(b, "unhealthy-too-long", a, f"below maintenance for {s} blocks")
                 else:
                     unhealthy_streak.pop(a, None)
-            now_liq.sort(key=lambda a: -mir.health(a, ts).notional_usd_wad)
+            now_liq.sort(key=lambda a: -notional_of[a])
             seen_liquidatable.append(now_liq)
             peak_ins = max(peak_ins, mir.insurance)
             ins_drawdown = max(ins_drawdown, peak_ins - mir.insurance)
@@ -453,13 +474,15 @@ class LabRun:
         out = self.chain.rpc.batch([("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in calls])
         return [bytes.fromhex(o[2:]) if isinstance(o, str) else b"" for o in out]
 
-    def _check_buckets(self, b: int) -> None:
-        d, mir = self.dep, self.mir
+    def _bucket_calls(self) -> list[tuple[str, str]]:
+        d = self.dep
         e = d.engine
-        calls = [(d.usd.address, d.usd.encode_abi("balanceOf", [e.address]))] + [
-            (e.address, e.encode_abi(fn, [])) for fn in
+        return [(d.usd.address, self.enc_usd("balanceOf", [e.address]))] + [
+            (e.address, self.enc_engine(fn, [])) for fn in
             ("vaultBalance", "insuranceFund", "protocolFees", "badDebtTotal", "netDeposits")]
-        raw = self._eth_call(calls)
+
+    def _check_buckets(self, b: int, raw: list[bytes]) -> None:
+        mir = self.mir
         bal, vault, ins, fees, bad, net = (abi_decode(["int256"], x)[0] for x in raw)
         if not hasattr(self, "_vault0"):
             self._vault0 = vault
@@ -477,8 +500,8 @@ class LabRun:
         e, mir = self.dep.engine, self.mir
         calls = []
         for t in self.traders:
-            calls.append((e.address, e.encode_abi("collateralOf", [t.address])))
-            calls.append((e.address, e.encode_abi("position", [t.address, MARKET])))
+            calls.append((e.address, self.enc_engine("collateralOf", [t.address])))
+            calls.append((e.address, self.enc_engine("position", [t.address, MARKET])))
         raw = self._eth_call(calls)
         for i, t in enumerate(self.traders):
             coll = abi_decode(["int256"], raw[2 * i])[0]

@@ -280,6 +280,29 @@ class EngineMirror:
             init += mul_wad_up(n, max(q.imf_wad, mmf))
         return Health(eq, maint, init, ntl)
 
+    def maintenance_health(self, a: str, now: int, cache: dict[tuple[int, bool], tuple[int, int, int, int]]) -> Health:
+        """Equity and maintenance requirement only (``initial_usd_wad`` is 0): what a liquidation
+        check needs, without size-dependent quotes. ``cache`` holds, per (market, side) and for one
+        timestamp, (price, funding index now, ramped mmf base, max mmf); pass a fresh dict per block."""
+        acc = self.account(a)
+        eq = acc.collateral * self.token_scale
+        maint = ntl = 0
+        for mid, pos in acc.positions.items():
+            if pos.size == 0:
+                continue
+            key = (mid, pos.size > 0)
+            c = cache.get(key)
+            if c is None:
+                m = self.markets[mid]
+                q = m.quote(pos.size > 0, 0, 0, now, self.sequencer_up)
+                c = cache[key] = (q.price_wad, m.index_now(q.price_wad, now), q.mmf_base_wad, q.max_mmf_wad)
+            price, idx, mmf_base, max_mmf = c
+            eq += unrealized_pnl(pos.size, pos.basis, price) - funding_owed(pos.size, idx, pos.funding_index)
+            n = notional(pos.size, price)
+            ntl += n
+            maint += mul_wad_up(n, position_maintenance(mmf_base, pos.slip_snap, max_mmf))
+        return Health(eq, maint, 0, ntl)
+
     # ------------------------------------------------------------------ internals
     def _accrue(self, m: MarketMirror, q: Quote, now: int) -> int:
         idx = m.index_now(q.price_wad, now)
