@@ -68,12 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("params", help="deploy on an embedded Anvil and print every market's live parameters")
     pr.add_argument("--config", default=None)
     pr.add_argument("--json", action="store_true")
+    sub.add_parser("keeper", help="run the oracle keeper against an RPC (see `ballast keeper --help`)",
+                   add_help=False)
     b = sub.add_parser("backtest", help="calibrate and backtest the margin model on real data (Kupiec)")
     b.add_argument("--dataset", default="btc_15min", choices=["btc_15min", "btc_daily"])
     b.add_argument("--alphas", default="0.95,0.99,0.995", help="comma-separated confidence levels")
     b.add_argument("--json", dest="json_out", default=None, help="also write the table as JSON to this file")
     b.add_argument("--config", default=None)
-    a = parser.parse_args(argv)
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "keeper":
+        from ballast.keeper import keeper_cli
+
+        try:
+            return keeper_cli(args[1:])
+        except BallastError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    a = parser.parse_args(args)
     try:
         if a.cmd in ("stress", "demo"):
             return _stress(a)

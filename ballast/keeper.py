@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from ballast._typing import FloatArray
 from ballast.errors import ValidationError
 from ballast.risk.volatility import EWMA, Garch11
 from ballast.scenarios import ScenarioPath
+
+if TYPE_CHECKING:
+    from ballast.chain import Chain
 
 VolMode = Literal["trailing", "predictive"]
 FEEDS = ("price", "volatility", "funding", "depth", "skew")
@@ -155,3 +158,163 @@ class OracleKeeper:
 
 def annualized(x: float) -> float:
     return x * math.sqrt(365 * 86_400)
+
+
+# ------------------------------------------------------------------------------ on-chain keeper
+
+
+@dataclass
+class StepReport:
+    """What one keeper round did."""
+
+    pushed: dict[str, int]
+    failed: dict[str, str]
+    poked: bool
+
+
+class ChainKeeper:
+    """Pushes feed targets to Chainlink-style feeds on a live chain (web3.py), round by round.
+
+    The keeper holds no state that could double-push: every round it reads ``latestRoundData`` of
+    each feed and pushes only what is due (deviation or refresh interval). A failed or dropped
+    transaction is reported and simply retried the next round; a restarted keeper resumes from
+    the chain. After a volatility or skew push it pokes the controller (if given) so maintenance
+    follows. Volatility comes from the keeper's own price observations (``observe``).
+    """
+
+    def __init__(self, chain: "Chain", feeds: dict[str, Any], sender: str, *, controller: Any | None = None,
+                 market_id: int = 0, mode: VolMode = "trailing", rules: PushRules | None = None,
+                 interval_sec: int = 900, base_depth_usd: float = 50_000_000.0, lam: float = 0.94) -> None:
+        if mode not in ("trailing", "predictive"):
+            raise ValidationError("mode", mode, "'trailing' or 'predictive'")
+        if interval_sec <= 0:
+            raise ValidationError("interval_sec", interval_sec, "> 0 seconds")
+        self.chain = chain
+        self.feeds = feeds
+        self.sender = sender
+        self.controller = controller
+        self.market_id = market_id
+        self.mode = mode
+        self.rules = rules or PushRules()
+        self.interval_sec = interval_sec
+        self.base_depth_usd = base_depth_usd
+        self.lam = lam
+        self.prices: list[float] = []
+        self.decimals = {k: int(f.functions.decimals().call()) for k, f in feeds.items()}
+
+    def observe(self, price: float) -> None:
+        """Record one price sample (one per ``interval_sec``)."""
+        if not (price > 0 and math.isfinite(price)):
+            raise ValidationError("price", price, "a finite positive number")
+        self.prices.append(float(price))
+
+    def volatility(self) -> float:
+        """Annualized volatility of the observed samples (EWMA, or GARCH one step ahead)."""
+        if len(self.prices) < 3:
+            return 0.5
+        p = np.asarray(self.prices)
+        if self.mode == "predictive" and len(p) > 120:
+            est: Any = Garch11(dist="t", refit_every=250, min_fit=100, fit_window=2000)
+        else:
+            est = EWMA(self.lam, warmup=2)
+        s = est.estimate(p, interval_seconds=self.interval_sec)
+        v = float(s[-1]) if np.isfinite(s[-1]) else 0.5
+        return max(v, 0.01)
+
+    def targets(self, oi_long: float = 0.0, oi_short: float = 0.0, skew: float = 0.0,
+                funding_k: float = 0.0005) -> dict[str, float]:
+        if not self.prices:
+            raise ValidationError("prices", 0, "at least one observed price")
+        sigma = self.volatility()
+        tot = oi_long + oi_short
+        imb = (oi_long - oi_short) / tot if tot > 0 else 0.0
+        day = max(1, 86_400 // self.interval_sec)
+        dd = 1.0 - self.prices[-1] / max(self.prices[-day:])
+        return {"price": self.prices[-1], "volatility": sigma, "funding": funding_k * imb,
+                "depth": self.base_depth_usd * min(1.0, 0.5 / sigma), "skew": skew - 0.5 * max(0.0, dd)}
+
+    def onchain(self) -> dict[str, tuple[int, int, int]]:
+        """(answer, updated_at, round id) of each feed."""
+        out = {}
+        for k, f in self.feeds.items():
+            rid, ans, _, upd, _ = f.functions.latestRoundData().call()
+            out[k] = (int(ans), int(upd), int(rid))
+        return out
+
+    def step(self, targets: dict[str, float], now: int | None = None) -> StepReport:
+        """One round: push what is due, then poke if a risk input moved."""
+        now = now if now is not None else self.chain.latest_timestamp()
+        chain_state = self.onchain()
+        pushed: dict[str, int] = {}
+        failed: dict[str, str] = {}
+        for k in FEEDS:
+            if k not in self.feeds:
+                continue
+            ans, upd, _ = chain_state[k]
+            dec = self.decimals[k]
+            cur = ans / 10**dec if upd else None
+            if not self.rules.due(k, cur, targets[k], now - upd):
+                continue
+            value = round(targets[k] * 10**dec)
+            try:
+                self.chain.transact(self.feeds[k].functions.transmit(value), self.sender, gas=200_000)
+                pushed[k] = value
+            except Exception as e:  # a failed or dropped push is retried next round
+                failed[k] = str(e)[:200]
+        poked = False
+        if self.controller is not None and ({"volatility", "skew"} & set(pushed)):
+            try:
+                self.chain.transact(self.controller.functions.poke(self.market_id), self.sender, gas=300_000)
+                poked = True
+            except Exception as e:
+                failed["poke"] = str(e)[:200]
+        return StepReport(pushed, failed, poked)
+
+
+def keeper_cli(argv: list[str] | None = None) -> int:
+    """``ballast keeper``: run the oracle keeper against an RPC and a deployment file."""
+    import argparse
+    import json
+    import os
+    import time as _time
+    from pathlib import Path
+
+    from ballast.chain import Chain
+    from ballast.data import load_csv
+
+    ap = argparse.ArgumentParser(prog="ballast keeper")
+    ap.add_argument("--rpc-url", default=os.environ.get("BALLAST_RPC_URL", "http://127.0.0.1:8545"))
+    ap.add_argument("--deployment", required=True, help="deployments JSON with controller and feeds addresses")
+    ap.add_argument("--market", type=int, default=0)
+    ap.add_argument("--sender", default=None, help="unlocked account (default: the node's first account)")
+    ap.add_argument("--prices", default=None, help="replay this OHLC CSV, one bar per round (else read the price feed)")
+    ap.add_argument("--interval", type=int, default=900, help="seconds between price samples")
+    ap.add_argument("--mode", choices=["trailing", "predictive"], default="trailing")
+    ap.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: run until Ctrl-C)")
+    ap.add_argument("--sleep", type=float, default=None, help="wall seconds between rounds (default: interval)")
+    a = ap.parse_args(argv)
+    dep = json.loads(Path(a.deployment).read_text())
+    chain = Chain(a.rpc_url)
+    feeds_addr = dep["feeds"][str(a.market)] if "feeds" in dep else dep["markets"][str(a.market)]["feeds"]
+    feeds = {k: chain.at("MockAggregator", v) for k, v in feeds_addr.items()}
+    ctrl = chain.at("LeverageController", dep["controller"]) if dep.get("kind", "dynamic") == "dynamic" else None
+    sender = a.sender or chain.accounts()[0]
+    k = ChainKeeper(chain, feeds, sender, controller=ctrl, market_id=a.market, mode=a.mode, interval_sec=a.interval)
+    replay = load_csv(a.prices, a.interval, "replay").close.tolist() if a.prices else None
+    n = 0
+    try:
+        while a.rounds == 0 or n < a.rounds:
+            if replay is not None:
+                if n >= len(replay):
+                    break
+                k.observe(replay[n])
+            else:
+                ans, upd, _ = k.onchain()["price"]
+                k.observe(ans / 10 ** k.decimals["price"])
+            rep = k.step(k.targets())
+            print(f"round {n}: pushed {sorted(rep.pushed)} failed {sorted(rep.failed)} poked {rep.poked}", flush=True)
+            n += 1
+            _time.sleep(a.interval if a.sleep is None else a.sleep)
+    except KeyboardInterrupt:
+        print("keeper stopped", flush=True)
+    return 0

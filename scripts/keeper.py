@@ -1,0 +1,17 @@
+"""Brownie script over `ballast keeper`: `brownie run keeper --network <net>` with the keeper's
+arguments in BALLAST_KEEPER_ARGS (e.g. "--deployment deployments/31337.json --rounds 10")."""
+
+import os
+import shlex
+
+from brownie import network
+
+from ballast.keeper import keeper_cli
+
+
+def main() -> None:
+    network.priority_fee("auto")
+    args = shlex.split(os.environ.get("BALLAST_KEEPER_ARGS", ""))
+    if "--rpc-url" not in args:
+        args = ["--rpc-url", network.web3.provider.endpoint_uri, *args]
+    keeper_cli(args)
