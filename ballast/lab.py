@@ -175,12 +175,15 @@ class LabRun:
         t0 = time.monotonic()
         self._setup()
         sc, mir, ch, d = self.sc, self.mir, self.chain, self.dep
+        # Block times follow the scenario; on a fork whose clock is past the scenario, shift it.
+        t_start = max(sc.start_utc, ch.latest_timestamp() + sc.block_sec)
         e, ctrl = d.engine, d.controller
         feeds = d.feeds[MARKET]
         n = sc.blocks
         series: dict[str, list[float]] = {k: [] for k in (
             "price", "oracle_price", "vol", "max_lev_long", "max_lev_short", "liquidations", "liquidated_notional_usd",
-            "insurance_usd", "bad_debt_usd", "oi_long", "oi_short", "unhealthy", "depth_usd", "skew", "funding")}
+            "insurance_usd", "bad_debt_usd", "oi_long", "oi_short", "unhealthy", "depth_usd", "skew", "funding",
+            "mmf_long", "mmf_short")}
         state = {t.address: {"session": 0, "open": False, "entry_vol": 0.0, "cut": False} for t in self.traders}
         unhealthy_streak: dict[str, int] = {}
         seen_liquidatable: list[list[str]] = []
@@ -190,7 +193,7 @@ class LabRun:
         peak_ins = self.insurance0
         ins_drawdown = 0
         for b in range(n):
-            ts = sc.start_utc + b * sc.block_sec
+            ts = t_start + b * sc.block_sec
             mm = mir.markets[MARKET]
             sends: list[tuple[str, list[Any]]] = []
             meta: list[_Pending] = []
@@ -303,7 +306,7 @@ class LabRun:
             peak_ins = max(peak_ins, mir.insurance)
             ins_drawdown = max(ins_drawdown, peak_ins - mir.insurance)
             ok_p, p_wad = mm.feeds["price"].read(ts)
-            ml, ms = self._max_leverage(ts)
+            ml, ms, mmf_l, mmf_s = self._max_leverage(ts)
             series["price"].append(float(sc.price[b]))
             series["oracle_price"].append(p_wad / WAD if ok_p else float("nan"))
             series["vol"].append(mm.feeds["volatility"].answer / 10 ** mm.feeds["volatility"].decimals)
@@ -312,6 +315,8 @@ class LabRun:
             series["funding"].append(mm.feeds["funding"].answer / 10 ** mm.feeds["funding"].decimals)
             series["max_lev_long"].append(ml)
             series["max_lev_short"].append(ms)
+            series["mmf_long"].append(mmf_l)
+            series["mmf_short"].append(mmf_s)
             series["liquidations"].append(blk_liqs)
             series["liquidated_notional_usd"].append(blk_liq_notional / WAD)
             series["insurance_usd"].append(mir.insurance / TOKEN)
@@ -328,7 +333,7 @@ class LabRun:
         lev = (np.asarray(series["max_lev_long"]) + np.asarray(series["max_lev_short"])) / 2
         calm = vol < np.median(vol)
         wiped = 0
-        end_ts = sc.start_utc + (n - 1) * sc.block_sec
+        end_ts = t_start + (n - 1) * sc.block_sec
         for t in self.traders:
             eq = mir.health(t.address, end_ts).equity_usd_wad if mm.feeds["price"].read(end_ts)[0] else \
                 mir.account(t.address).collateral * mir.token_scale
@@ -374,12 +379,15 @@ class LabRun:
             return 0
         return size if is_long else -size
 
-    def _max_leverage(self, now: int) -> tuple[float, float]:
+    def _max_leverage(self, now: int) -> tuple[float, float, float, float]:
+        """Max leverage (x) and maintenance fraction of a fresh small position, long and short."""
         mm = self.mir.markets[MARKET]
         try:
-            return (WAD / mm.quote(True, 0, 0, now).imf_wad, WAD / mm.quote(False, 0, 0, now).imf_wad)
+            ql, qs = mm.quote(True, 0, 0, now), mm.quote(False, 0, 0, now)
         except MirrorRevert:
-            return (float("nan"), float("nan"))
+            return (float("nan"),) * 4
+        return (WAD / ql.imf_wad, WAD / qs.imf_wad, min(ql.mmf_base_wad, ql.max_mmf_wad) / WAD,
+                min(qs.mmf_base_wad, qs.max_mmf_wad) / WAD)
 
     def _violate(self, b: int, check: str, account: str, detail: str) -> None:
         self.violations.append(Violation(b, check, account, detail))
@@ -514,6 +522,21 @@ class LabRun:
                 self._violate(b, "final-account", t.address, f"chain {(coll, size, basis, slip)} mirror {mine}")
 
 
+def calm_fractions_from_run(series: dict[str, list[float]]) -> StaticFractions:
+    """The static cap equal to a dynamic run's calm-period leverage: over the blocks whose
+    volatility feed is below the run's median, IMF = 1 / mean max leverage (both sides) and MMF =
+    1 / mean(1 / maintenance fraction)."""
+    vol = np.asarray(series["vol"], dtype=float)
+    lev = (np.asarray(series["max_lev_long"], dtype=float) + np.asarray(series["max_lev_short"], dtype=float)) / 2
+    mmf = np.r_[np.asarray(series["mmf_long"], dtype=float), np.asarray(series["mmf_short"], dtype=float)]
+    calm = vol < np.median(vol)
+    calm2 = np.r_[calm, calm]
+    ok = np.isfinite(lev) & calm
+    imf = round(1.0 / float(np.mean(lev[ok])), 6)
+    mmf_c = round(1.0 / float(np.mean(1.0 / mmf[calm2 & np.isfinite(mmf)])), 6)
+    return StaticFractions(imf, min(mmf_c, round(imf * 0.9, 6)))
+
+
 def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: VolMode = "trailing") -> StaticFractions:
     """The dynamic model's calm-period fractions for a scenario: the static cap whose leverage equals
     the dynamic model's mean max leverage over the blocks whose volatility is below the median
@@ -545,8 +568,6 @@ def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader],
                extra_args=["--base-fee", "0", "--gas-price", "0", "--no-mining"] if not fork_url else
                ["--base-fee", "0", "--gas-price", "0"]) as node:
         chain = Chain(node.url)
-        if fork_url:
-            chain.set_next_timestamp(max(scenario.start_utc - 3_600, chain.latest_timestamp() + 1))
         chain.set_automine(True)
         run = LabRun(chain, scenario, traders, config, kind, static=static, keeper_mode=keeper_mode,
                      liquidators=liquidators, progress=progress)

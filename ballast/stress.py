@@ -15,7 +15,7 @@ from typing import Any
 from ballast.config import Config, StaticFractions, load_config
 from ballast.errors import ValidationError, VerificationError
 from ballast.keeper import VolMode
-from ballast.lab import RunResult, calm_static_fractions, run_one
+from ballast.lab import RunResult, calm_fractions_from_run, run_one
 from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, generate
 from ballast.scenarios import ScenarioPath, build
 
@@ -105,21 +105,26 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     sc = build(opts.scenario, opts.seed)
     traders = generate(opts.accounts, sc.blocks, seed=opts.seed, long_bias=sc.long_bias,
                        anticipatory_share=opts.anticipatory_share)
-    calm = calm_static_fractions(sc, cfg, opts.keeper_mode)
     cons = cfg.markets[0].static_conservative
     liq = LiquidatorSpec(count=opts.liquidators, latency_blocks=opts.liquidator_latency)
-    jobs = [("dynamic", None), ("static_calm", calm), ("static_conservative", cons)]
     print(f"scenario {sc.name}: {sc.blocks} blocks of {sc.block_sec} s, max drawdown {sc.max_drawdown():.1%}; "
           f"{opts.accounts} accounts, seed {opts.seed}, keeper {opts.keeper_mode}", file=sys.stderr)
-    print(f"static_calm = dynamic calm-period model: IMF {calm.imf:.4f} ({1 / calm.imf:.1f}x), MMF {calm.mmf:.4f}; "
-          f"static_conservative: IMF {cons.imf:.4f} ({1 / cons.imf:.1f}x)", file=sys.stderr)
     t0 = time.monotonic()
-    args = [(k, sc, traders, cfg, s, opts.keeper_mode, liq, opts.fork_url, i == 0) for i, (k, s) in enumerate(jobs)]
-    if opts.workers > 1:
-        with ProcessPoolExecutor(max_workers=opts.workers) as pool:
-            results = list(pool.map(_run, args))
-    else:
-        results = [_run(a) for a in args]
+
+    def job(kind: str, static: StaticFractions | None, show: bool) -> tuple[Any, ...]:
+        return (kind, sc, traders, cfg, static, opts.keeper_mode, liq, opts.fork_url, show)
+
+    # The dynamic run first: static_calm is pinned to its measured calm-period leverage.
+    with ProcessPoolExecutor(max_workers=opts.workers) as pool:
+        dyn = _run(job("dynamic", None, True)) if opts.workers == 1 else pool.submit(_run, job("dynamic", None, True)).result()
+        calm = calm_fractions_from_run(dyn.series)
+        print(f"static_calm = the dynamic run's calm-period leverage: IMF {calm.imf:.4f} ({1 / calm.imf:.1f}x), "
+              f"MMF {calm.mmf:.4f}; static_conservative: IMF {cons.imf:.4f} ({1 / cons.imf:.1f}x)", file=sys.stderr)
+        statics = [job("static_calm", calm, True), job("static_conservative", cons, False)]
+        if opts.workers == 1:
+            results = [dyn] + [_run(j) for j in statics]
+        else:
+            results = [dyn] + list(pool.map(_run, statics))
     wall = time.monotonic() - t0
     runs = {r.kind: r for r in results}
     checks = sum(r.checks for r in results)
