@@ -66,9 +66,10 @@ def backtest(dataset: str, alphas: list[float], config_path: str | None = None) 
     for a in alphas:
         ser = model_series(h, a, config_path, horizon_sec=eff_horizon)
         for side in ("long", "short"):
-            bt = backtest_margin(h, ser["var_long" if side == "long" else "var_short"], steps, side,  # type: ignore[arg-type]
+            bt = backtest_margin(h, ser["var_long" if side == "long" else "var_short"], steps, side,
                                  alpha=a, step=steps)
             k = bt.kupiec
+            assert k is not None  # the history spans many horizons: observations > 0
             rows.append({
                 "dataset": dataset, "alpha": a, "side": side, "horizon_bars": steps,
                 "observations": bt.observations, "breaches": bt.breaches,

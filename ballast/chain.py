@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any, Iterable, Sequence
 
 import requests
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 
@@ -217,7 +217,10 @@ class Chain:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash)
         if receipt["status"] != 1:
             raise ChainError(f"deploying {name} reverted (tx {tx_hash.hex()})")
-        return self.w3.eth.contract(address=receipt["contractAddress"], abi=art["abi"])
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploying {name} returned no contract address (tx {tx_hash.hex()})")
+        return self.w3.eth.contract(address=address, abi=art["abi"])
 
     def at(self, name: str, address: str) -> Contract:
         return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=load_artifact(name)["abi"])

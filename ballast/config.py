@@ -97,7 +97,8 @@ class MarketConfig:
 
     def feed_answer(self, kind: str, value: float) -> int:
         """A value as the integer answer of a feed with ``feed_decimals``."""
-        return round(value * 10**self.feed_decimals)
+        scale: int = 10**self.feed_decimals
+        return round(value * scale)
 
     def bounds_wad(self, kind: str) -> tuple[int, int]:
         lo, hi = self.bounds[kind]
@@ -134,7 +135,9 @@ def _engine(d: dict[str, Any]) -> EngineSettings:
 
 def params_from_model(d: dict[str, Any], where: str) -> tuple[float, RiskParams]:
     """RiskParams from the human-unit ``[markets.model]`` table (alpha becomes z exactly once)."""
-    g = lambda k: _get(d, k, where)  # noqa: E731
+    def g(k: str) -> Any:
+        return _get(d, k, where)
+
     alpha = _in(f"{where}.alpha", g("alpha"), 0.8, 0.999999)
     z = float(norm.ppf(alpha))
     p = RiskParams(

@@ -41,7 +41,7 @@ class Deployment:
 
 
 def feed_config_tuples(m: MarketConfig, feeds: dict[str, Contract]) -> list[tuple[str, int, int, int]]:
-    out = []
+    out: list[tuple[str, int, int, int]] = []
     for k in FEED_KINDS:
         lo, hi = m.bounds_wad(k)
         out.append((feeds[k].address, m.heartbeat_sec, lo, hi))

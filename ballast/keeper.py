@@ -138,7 +138,8 @@ class OracleKeeper:
     skipped_stale: int = 0
 
     def encode(self, value: float) -> int:
-        return round(value * 10**self.decimals)
+        scale: int = 10**self.decimals
+        return round(value * scale)
 
     def decide(self, now: int, targets: dict[str, float], onchain: dict[str, tuple[int, int]],
                stale_price: bool = False) -> dict[str, int]:

@@ -395,7 +395,9 @@ def liquidation_notional(
 
 def compute_float(p: RiskParams, x: RiskInputs) -> dict[str, float]:
     """The same model in float arithmetic (fractions as plain numbers, 1.0 = 100%)."""
-    f = lambda v: v / WAD  # noqa: E731
+    def f(v: int) -> float:
+        return v / WAD
+
     sigma, skew, depth, rate = f(x.sigma_wad), f(x.skew_wad), f(x.depth_usd_wad), f(x.funding_rate_wad)
     adv = max(0.0, -skew) if x.is_long else max(0.0, skew)
     regime = f(p.regime_sens_wad) * max(0.0, sigma - f(p.vol_ref_wad)) / f(p.vol_ref_wad)

@@ -21,7 +21,8 @@ def _arr(xs: list[Any]) -> np.ndarray:
 
 
 def _hours(metrics: dict[str, Any], n: int) -> np.ndarray:
-    return np.arange(n) * metrics["block_sec"] / 3600.0
+    hours: np.ndarray = np.arange(n) * metrics["block_sec"] / 3600.0
+    return hours
 
 
 def plot_all(metrics: dict[str, Any], out: Path) -> list[tuple[str, str]]:
