@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--json", action="store_true")
     sub.add_parser("keeper", help="run the oracle keeper against an RPC (see `ballast keeper --help`)",
                    add_help=False)
+    sub.add_parser("deploy", help="deploy to the embedded Anvil, a testnet (--network/--rpc-url) or a fork; "
+                   "record deployments/<chainId>.json; --verify (see `ballast deploy --help`)", add_help=False)
+    sub.add_parser("abi", help="export the ABI package abi/ (--check: fail if it differs from the build)",
+                   add_help=False)
     b = sub.add_parser("backtest", help="calibrate and backtest the margin model on real data (Kupiec)")
     b.add_argument("--dataset", default="btc_15min", choices=["btc_15min", "btc_daily"])
     b.add_argument("--alphas", default="0.95,0.99,0.995", help="comma-separated confidence levels")
@@ -84,8 +88,20 @@ def main(argv: list[str] | None = None) -> int:
         except BallastError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+    if args and args[0] == "deploy":
+        from ballast.deployments import deploy_cli
+
+        return deploy_cli(args[1:])
+    if args and args[0] == "abi":
+        from ballast.abi_export import main as abi_main
+
+        return abi_main(args[1:], prog="ballast abi")
     a = parser.parse_args(args)
     try:
+        if a.cmd == "demo" and not a.list:
+            print("Live parameters of every market, freshly deployed on an embedded Anvil:")
+            _params(argparse.Namespace(config=a.config, json=False))
+            print()
         if a.cmd in ("stress", "demo"):
             return _stress(a)
         if a.cmd == "params":
