@@ -32,13 +32,14 @@ def to_wad(x: float) -> int:
 
 
 def _get(d: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...] = (int, float)) -> Any:
+    name = f"{where}.{key}" if where else key
     if key not in d:
-        raise ValidationError(f"{where}.{key}", None, "a value (field missing)")
+        raise ValidationError(name, None, "a value (field missing)")
     v = d[key]
     if isinstance(v, bool) or not isinstance(v, kind):
-        raise ValidationError(f"{where}.{key}", v, f"a value of type {kind}")
+        raise ValidationError(name, v, f"a value of type {kind}")
     if isinstance(v, float) and not math.isfinite(v):
-        raise ValidationError(f"{where}.{key}", v, "a finite number")
+        raise ValidationError(name, v, "a finite number")
     return v
 
 
@@ -133,6 +134,14 @@ def _engine(d: dict[str, Any]) -> EngineSettings:
     )
 
 
+_MODEL_KEY = {"z_wad": "alpha", "horizon_sec": "horizon_sec", "ramp_jitter_sec": "ramp_jitter_sec",
+              "mmf_ramp_wad_per_sec": "mmf_ramp_per_hour"}
+"""``[markets.model]`` key of a RiskParams field whose name is not the key plus ``_wad``."""
+
+INT128_MAX_WAD = (2**127 - 1) / WAD
+"""Largest feed bound the controller stores (``int128`` WAD)."""
+
+
 def params_from_model(d: dict[str, Any], where: str) -> tuple[float, RiskParams]:
     """RiskParams from the human-unit ``[markets.model]`` table (alpha becomes z exactly once)."""
     def g(k: str) -> Any:
@@ -164,7 +173,8 @@ def params_from_model(d: dict[str, Any], where: str) -> tuple[float, RiskParams]
     try:
         validate_params(p)
     except ValidationError as e:
-        raise ValidationError(f"{where}.{e.field.removesuffix('_wad').removesuffix('_sec')}", e.value, e.allowed) from e
+        key = _MODEL_KEY.get(e.field, e.field.removesuffix("_wad"))
+        raise ValidationError(f"{where}.{key}", d.get(key, e.value), f"{e.allowed} (as {e.field}={e.value})") from e
     return alpha, p
 
 
@@ -188,9 +198,11 @@ def _market(d: dict[str, Any], i: int) -> MarketConfig:
     bounds: dict[str, tuple[float, float]] = {}
     for k in FEED_KINDS:
         b = _get(bounds_t, k, f"{w}.bounds", list)
-        if len(b) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b) or b[0] >= b[1]:
-            raise ValidationError(f"{w}.bounds.{k}", b, "[min, max] with min < max")
-        if k in ("price", "volatility", "depth") and b[0] <= 0:
+        if (len(b) != 2 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in b)
+                or not all(math.isfinite(x) and abs(x) <= INT128_MAX_WAD for x in b)
+                or b[0] >= b[1] or to_wad(b[0]) >= to_wad(b[1])):
+            raise ValidationError(f"{w}.bounds.{k}", b, f"[min, max] with min < max, |bound| <= {INT128_MAX_WAD:.3g}")
+        if k in ("price", "volatility", "depth") and to_wad(b[0]) <= 0:
             raise ValidationError(f"{w}.bounds.{k}", b, "a positive minimum")
         bounds[k] = (float(b[0]), float(b[1]))
         v = float(_get(init_t, k, f"{w}.initial"))
@@ -203,15 +215,19 @@ def _market(d: dict[str, Any], i: int) -> MarketConfig:
 
 def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed TOML document."""
-    engine = _engine(_get(data, "engine", "config", dict))
-    mlist = _get(data, "markets", "config", list)
+    engine = _engine(_get(data, "engine", "", dict))
+    mlist = _get(data, "markets", "", list)
     if not 1 <= len(mlist) <= 256:
         raise ValidationError("markets", len(mlist), "1..256 markets")
-    markets = tuple(_market(m if isinstance(m, dict) else {}, i) for i, m in enumerate(mlist))
-    ids = [m.id for m in markets]
-    if len(set(ids)) != len(ids):
-        raise ValidationError("markets.id", ids, "unique ids")
-    return Config(engine, markets)
+    markets: list[MarketConfig] = []
+    for i, t in enumerate(mlist):
+        if not isinstance(t, dict):
+            raise ValidationError(f"markets[{i}]", t, "a [[markets]] table")
+        m = _market(t, i)
+        if any(x.id == m.id for x in markets):
+            raise ValidationError(f"markets[{i}].id", m.id, f"an id not used by another market ({[x.id for x in markets]})")
+        markets.append(m)
+    return Config(engine, tuple(markets))
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:
