@@ -55,7 +55,11 @@ contract CascadeTest is AttackBase {
         assertSafe("vol, after poke");
     }
 
-    /// @notice Skew (25-delta risk reversal) anywhere in its bounds, both signs. Fails without D1.
+    /// @notice Skew (25-delta risk reversal) anywhere in its bounds, both signs. Defence in depth:
+    /// D1, and, with the default parameters, the initial buffer alone: skew raises the tail at most
+    /// to tailCap = 2, i.e. adds at most one varMove to maintenance, which bufferMult = 1 (plus
+    /// minBuffer) already reserved at open. (So this test passes even without the ramp; the
+    /// combined test below, with volatility, is the one that fails without D1.)
     function testFuzz_skewSpike_noInstantLiquidation(int256 skew8) public {
         skew8 = bound(skew8, -1e8, 1e8);
         setFeed(4, skew8);

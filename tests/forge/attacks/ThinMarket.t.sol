@@ -42,6 +42,13 @@ import {ErrorsLib} from "../../../contracts/libraries/ErrorsLib.sol";
 ///  * Hence insurance-fund loss <= bad debt <= Nmax(E) * (m + f + i * Nmax(E) / d): it grows with
 ///    the square root of the attacker's capital times the depth, not linearly with a fixed
 ///    leverage (a static 20x market lets the same capital reach 20 E).
+///  * LIMITATION (reported, not fixed: it is the crowding formula's): crowding is priced on the
+///    net imbalance at the moment of an increase only. An attacker who first opens an offsetting
+///    position (flash-loaned collateral, same transaction) opens his real side at zero crowding,
+///    then closes the offset. The Nmax(E) bound then does not hold; what still holds is the
+///    per-account bound above with IMF_i >= base + impact * N_i / d (slippage of the account's own
+///    size), i.e. N <= E / base with enough Sybils. See
+///    test_LIMITATION_flashOffsetBypassesCrowding_perAccountBoundStillHolds.
 contract ThinMarketTest is AttackBase {
     using FixedPointMathLib for uint256;
 
@@ -160,6 +167,67 @@ contract ThinMarketTest is AttackBase {
         }
         (uint256 n, uint256 e) = _sideTotals();
         assertLe(n, _nMax(e), "net notional <= Nmax(total equity)");
+    }
+
+    /// @notice Unrealized (pumped) profit is not withdrawable: withdraw is capped by REALIZED
+    /// collateral (MarginEngine.sol:130) and by the live initial requirement (:137). Realizing it
+    /// means closing against the depth, paying impact on the size.
+    function test_pumpedProfitNotWithdrawable() public {
+        fund(sybils[0], SYBIL_USDC * USDC);
+        openMax(sybils[0], YFI, true);
+        setMarketFeed(YFI, 0, int256(PUMP_PRICE * 1e8));
+        int256 c = engine.collateralOf(sybils[0]);
+        assertGt(engine.health(sybils[0]).equityUsdWad, c * 1e12, "in profit");
+        vm.prank(sybils[0]);
+        vm.expectPartialRevert(ErrorsLib.InsufficientCollateral.selector);
+        engine.withdraw(uint256(c) + 1);
+    }
+
+    /// @notice LIMITATION, quantified (see the contract comment): a same-transaction offset with
+    /// flash-loaned collateral lets the attacker's long open at zero crowding. What the test pins
+    /// down: (1) the bypass gains size, (2) its cost is only fees and impact, (3) the bypassing
+    /// account still met IMF >= base + own slippage at its open (the per-account bound that the
+    /// insurance-loss bound needs), (4) afterwards the live IMF (with crowding) blocks any further
+    /// increase or withdrawal, and the account is not liquidatable at once.
+    function test_LIMITATION_flashOffsetBypassesCrowding_perAccountBoundStillHolds() public {
+        address longAcct = sybils[0];
+        address offset = sybils[1];
+        fund(longAcct, 40_000 * USDC);
+        uint256 nHonest = maxTradeSize(longAcct, YFI, true);
+        uint256 baseImf = imfOf(YFI, true, 0); // empty book: no size, no crowding
+
+        // "Flash loan": deposit, offset short, long at zero crowding, close the offset, withdraw.
+        uint256 flash = 400_000 * USDC;
+        fund(offset, flash);
+        vm.prank(offset);
+        engine.trade(YFI, -int256(nHonest * 3), 0);
+        uint256 nBypass = openMax(longAcct, YFI, true);
+        vm.startPrank(offset);
+        engine.closePosition(YFI, 0);
+        engine.withdraw(uint256(engine.collateralOf(offset)));
+        vm.stopPrank();
+        uint256 offsetCost = flash - usd.balanceOf(offset);
+
+        emit log_named_decimal_uint("honest max long (YFI)", nHonest, 18);
+        emit log_named_decimal_uint("max long behind a flash offset (YFI)", nBypass, 18);
+        emit log_named_decimal_uint("offset cost (USDC)", offsetCost, 6);
+        assertGt(nBypass, nHonest * 12 / 10, "(1) the offset bypasses crowding");
+        // (2) The offset's only cost is the fee and the impact of opening and closing it: crowding
+        // is a margin requirement, not a charge, so it costs nothing but transient capital (and
+        // splitting the offset over k accounts divides its impact by k).
+        uint256 xn = (nHonest * 3).mulWadUp(controller.priceWad(YFI));
+        uint256 oneWay = xn.mulWadUp(engine.tradingFeeWad()) + xn.mulWadUp(uint256(_impactParam()).mulDivUp(xn, DEPTH_USD * WAD));
+        assertLe(offsetCost, 2 * oneWay / 1e12 + 4, "(2) the offset costs only fees and impact");
+        Health memory h = engine.health(longAcct);
+        uint256 slip = uint256(_impactParam()) * h.notionalUsdWad / (DEPTH_USD * WAD);
+        uint256 floorImf = baseImf + slip;
+        if (floorImf > controller.imfParams(YFI).maxImfWad) floorImf = controller.imfParams(YFI).maxImfWad;
+        assertGe(uint256(h.equityUsdWad), h.notionalUsdWad * floorImf / WAD, "(3) per-account bound holds");
+        assertEq(maxTradeSize(longAcct, YFI, true), 0, "(4) no further increase at live crowding");
+        vm.prank(longAcct);
+        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
+        engine.withdraw(1);
+        assertFalse(engine.isLiquidatable(longAcct));
     }
 
     // ---------------------------------------------------------------- the attack, end to end
