@@ -146,10 +146,20 @@ class Rpc:
     ``ChainError`` with the method and the node's message when the node answers with an error.
     """
 
-    def __init__(self, url: str, *, retries: int = 3, timeout_sec: float = 60.0) -> None:
+    def __init__(self, url: str, *, retries: int = 3, timeout_sec: float = 60.0, drop_rate: float = 0.0,
+                 seed: int = 0) -> None:
+        if not 0.0 <= drop_rate < 1.0:
+            raise ChainError(f"drop_rate={drop_rate} is invalid: allowed [0, 1)")
         self.url = url
-        self.retries = retries
+        self.retries = retries if drop_rate == 0 else max(retries, 8)
         self.timeout_sec = timeout_sec
+        self.drop_rate = drop_rate
+        """Fault injection for tests: this share of requests is lost, half before reaching the node
+        and half after (the response is dropped); both are retried."""
+        self.dropped = 0
+        import random
+
+        self._rng = random.Random(seed)
         self._session = requests.Session()
         self._session.trust_env = False  # no proxy lookups per request: the node is local
         self._id = 0
@@ -158,8 +168,15 @@ class Rpc:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             try:
+                fault = self._rng.random() < self.drop_rate
+                if fault and self._rng.random() < 0.5:
+                    self.dropped += 1
+                    raise requests.ConnectionError("injected: request dropped before the node")
                 r = self._session.post(self.url, json=payload, timeout=self.timeout_sec)
                 r.raise_for_status()
+                if fault:
+                    self.dropped += 1
+                    raise requests.ConnectionError("injected: response dropped after the node")
                 return r.json()
             except (requests.ConnectionError, requests.Timeout, requests.HTTPError) as e:
                 last = e

@@ -22,10 +22,10 @@ from eth_abi import decode as abi_decode
 from web3 import Web3
 
 from ballast._typing import WAD
-from ballast.chain import Anvil, Chain, Encoder
+from ballast.chain import Anvil, Chain, Encoder, Rpc
 from ballast.config import FEED_KINDS, Config, StaticFractions, load_config, to_wad
 from ballast.deploy import ControllerKind, Deployment, deploy
-from ballast.errors import ValidationError, VerificationError
+from ballast.errors import ChainError, ValidationError, VerificationError
 from ballast.keeper import FeedModel, OracleKeeper, VolMode
 from ballast.mirror import EngineMirror, Feed, MarketMirror, MirrorRevert
 from ballast.model import Ramp, RiskInputs, compute, notional
@@ -74,6 +74,7 @@ class RunResult:
 @dataclass
 class _Pending:
     kind: str
+    sender: str = ""
     account: str = ""
     delta: int = 0
     feed: str = ""
@@ -86,6 +87,7 @@ class LabRun:
     def __init__(self, chain: Chain, scenario: ScenarioPath, traders: list[Trader], config: Config,
                  kind: ControllerKind, *, static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
                  liquidators: LiquidatorSpec = LiquidatorSpec(), max_unhealthy_blocks: int = 5,
+                 keeper_down: tuple[int, int] | None = None,
                  progress: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
         self.chain = chain
         self.sc = scenario
@@ -96,6 +98,9 @@ class LabRun:
         self.liq = liquidators
         self.max_unhealthy = max_unhealthy_blocks
         self.progress = progress
+        self.keeper_down = keeper_down
+        """(first block, blocks): the oracle keeper process dies and restarts with no memory."""
+        self.keeper_restarts = 0
         self.model = FeedModel(scenario, keeper_mode, base_depth_usd=config.market(MARKET).initial["depth"])
         self.keeper = OracleKeeper(decimals=config.market(MARKET).feed_decimals)
         self.violations: list[Violation] = []
@@ -150,12 +155,13 @@ class LabRun:
         ch.set_automine(False)
         calls = [self._tx(self.admin, e.address, self.enc_engine("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
                  for t in self.traders]
-        hashes = ch.rpc.batch(calls)
+        ch.rpc.batch(calls)
         ch.mine()
-        rec = ch.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-        for t, r in zip(self.traders, rec):
-            if not isinstance(r, dict) or r.get("status") != "0x1":
-                raise VerificationError(f"deposit for {t.address} failed: {r}")
+        metas = [_Pending("deposit", sender=self.admin, account=t.address) for t in self.traders]
+        for r, p in self._match(0, metas):
+            if r["status"] != "0x1":
+                raise VerificationError(f"deposit for {p.account} failed: {r}")
+        for t in self.traders:
             mir.deposit(t.address, int(t.collateral_usd * TOKEN))
         self.tx_sent += len(calls)
         self.deposit_tokens = {t.address: int(t.collateral_usd * TOKEN) for t in self.traders}
@@ -203,13 +209,18 @@ class LabRun:
             bounds = self.cfg.market(MARKET).bounds
             targets = {k: min(max(v, bounds[k][0]), bounds[k][1]) for k, v in targets.items()}
             onchain = {k: (mm.feeds[k].answer, mm.feeds[k].updated_at) for k in FEED_KINDS}
-            pushes = self.keeper.decide(ts, targets, onchain, stale_price=bool(sc.oracle_stale[b]))
+            down = self.keeper_down is not None and self.keeper_down[0] <= b < sum(self.keeper_down)
+            if self.keeper_down is not None and b == sum(self.keeper_down):
+                # Restart: a new keeper with no state; it resumes from the feeds' on-chain answers.
+                self.keeper = OracleKeeper(decimals=self.keeper.decimals)
+                self.keeper_restarts += 1
+            pushes = {} if down else self.keeper.decide(ts, targets, onchain, stale_price=bool(sc.oracle_stale[b]))
             for k, ans in pushes.items():
                 sends.append(self._tx(self.admin, feeds[k].address, self.enc_feed("transmit", [ans])))
-                meta.append(_Pending("feed", feed=k, answer=ans))
-            if self.kind == "dynamic" and ({"volatility", "skew"} & set(pushes) or b == 0):
+                meta.append(_Pending("feed", sender=self.admin, feed=k, answer=ans))
+            if self.kind == "dynamic" and not down and ({"volatility", "skew"} & set(pushes) or b == 0):
                 sends.append(self._tx(self.admin, ctrl.address, self.enc_ctrl("poke", [MARKET])))
-                meta.append(_Pending("poke"))
+                meta.append(_Pending("poke", sender=self.admin))
             # 2. liquidators act on what they saw `latency` blocks ago
             lb = b - self.liq.latency_blocks
             if lb >= 0 and lb < len(seen_liquidatable):
@@ -217,7 +228,7 @@ class LabRun:
                 for i, acct in enumerate(seen_liquidatable[lb][:cap]):
                     liq = liquidator_address(i % self.liq.count)
                     sends.append(self._tx(liq, e.address, self.enc_engine("liquidate", [acct, MARKET])))
-                    meta.append(_Pending("liquidate", account=acct))
+                    meta.append(_Pending("liquidate", sender=liq, account=acct))
             # 3. traders (decisions from the last mined state)
             prev_now = ts  # decisions use the last mined state (this block's pushes are not applied yet)
             for t in self.traders:
@@ -236,38 +247,32 @@ class LabRun:
                     delta = self._open_size(t, prev_now)
                     if delta:
                         sends.append(self._tx(t.address, e.address, self.enc_engine("trade", [MARKET, delta, 0])))
-                        meta.append(_Pending("trade", account=t.address, delta=delta))
+                        meta.append(_Pending("trade", sender=t.address, account=t.address, delta=delta))
                         stt["entry_vol"] = float(self.model.vol[max(0, b - 1)])
                         stt["cut"] = False
                 elif size != 0 and sess and b >= sess[1]:
                     sends.append(self._tx(t.address, e.address, self.enc_engine("closePosition", [MARKET, 0])))
-                    meta.append(_Pending("close", account=t.address))
+                    meta.append(_Pending("close", sender=t.address, account=t.address))
                 elif (size != 0 and t.anticipatory and not stt["cut"]
                       and self.model.vol[max(0, b - 1)] > 1.5 * stt["entry_vol"] > 0):
                     cut = -(size // 2)
                     if cut:
                         sends.append(self._tx(t.address, e.address, self.enc_engine("trade", [MARKET, cut, 0])))
-                        meta.append(_Pending("trade", account=t.address, delta=cut))
+                        meta.append(_Pending("trade", sender=t.address, account=t.address, delta=cut))
                         stt["cut"] = True
             # 4. mine and apply receipts in order
-            hashes = ch.rpc.batch(sends) if sends else []
+            if sends:
+                # Responses are not needed: receipts are matched to what was sent by sender and nonce,
+                # so a lost response (or a resend after one) changes nothing.
+                ch.rpc.batch(sends)
             ch.mine(ts)
             self.tx_sent += len(sends)
             bucket_calls = self._bucket_calls()
-            out = ch.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes if isinstance(h, str)]
-                               + [("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in bucket_calls])
-            recs, bucket_raw = out[:len(out) - len(bucket_calls)], out[len(out) - len(bucket_calls):]
-            by_hash = {r["transactionHash"]: r for r in recs if isinstance(r, dict) and "transactionHash" in r}
-            ordered = []
-            for h, p in zip(hashes, meta):
-                if not isinstance(h, str) or h not in by_hash:
-                    self._violate(b, "tx-dropped", p.account, f"{p.kind} not mined: {h}")
-                    continue
-                ordered.append((int(by_hash[h]["transactionIndex"], 16), by_hash[h], p))
-            ordered.sort(key=lambda x: x[0])
+            bucket_raw = ch.rpc.batch([("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in bucket_calls])
+            ordered = self._match(b, meta)
             blk_liqs = 0
             blk_liq_notional = 0
-            for _, r, p in ordered:
+            for r, p in ordered:
                 ok = r["status"] == "0x1"
                 res = self._apply(b, ts, r, p, ok)
                 if p.kind == "liquidate" and ok and res is not None:
@@ -354,6 +359,8 @@ class LabRun:
             "accounts_wiped_out": float(wiped),
             "vault_pnl_usd": (mir.vault - self._vault0) / TOKEN if hasattr(self, "_vault0") else 0.0,
             "tx_sent": float(self.tx_sent),
+            "rpc_requests_dropped": float(self.chain.rpc.dropped),
+            "keeper_restarts": float(self.keeper_restarts),
             "tx_per_s": self.tx_sent / wall if wall > 0 else 0.0,
         }
         return RunResult(self.kind, metrics, series, self.checks, [asdict(v) for v in self.violations], self.tx_sent,
@@ -482,6 +489,37 @@ class LabRun:
         out = self.chain.rpc.batch([("eth_call", [{"to": to, "data": data}, "latest"]) for to, data in calls])
         return [bytes.fromhex(o[2:]) if isinstance(o, str) else b"" for o in out]
 
+    def _match(self, b: int, meta: list[_Pending]) -> list[tuple[dict[str, Any], _Pending]]:
+        """Receipts of the block just mined, paired with what was sent, in execution order.
+
+        Each sender's transactions execute in nonce order, which is the order they were sent in.
+        A transaction that was sent but is not in the block fails the run with a clear error.
+        """
+        # A retried evm_mine (its response lost) leaves an extra empty block on top: look back a few.
+        head = int(self.chain.rpc.call("eth_blockNumber", []), 16)
+        senders = {p.sender.lower() for p in meta}
+        receipts: list[dict[str, Any]] = []
+        for back in range(4):
+            receipts = self.chain.rpc.call("eth_getBlockReceipts", [hex(max(0, head - back))]) or []
+            if not meta or any(r["from"].lower() in senders for r in receipts):
+                break
+        by_sender: dict[str, list[dict[str, Any]]] = {}
+        for r in sorted(receipts, key=lambda r: int(r["transactionIndex"], 16)):
+            by_sender.setdefault(r["from"].lower(), []).append(r)
+        out: list[tuple[int, dict[str, Any], _Pending]] = []
+        pos: dict[str, int] = {}
+        for p in meta:
+            key = p.sender.lower()
+            i = pos.get(key, 0)
+            rs = by_sender.get(key, [])
+            if i >= len(rs):
+                raise ChainError(f"block {b}: a {p.kind} transaction from {p.sender} was sent but not mined "
+                                 f"(dropped by the node?); {len(rs)} of its transactions are in the block")
+            pos[key] = i + 1
+            out.append((int(rs[i]["transactionIndex"], 16), rs[i], p))
+        out.sort(key=lambda x: x[0])
+        return [(r, p) for _, r, p in out]
+
     def _bucket_calls(self) -> list[tuple[str, str]]:
         d = self.dep
         e = d.engine
@@ -562,15 +600,18 @@ def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: V
 def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader], config: Config, *,
             static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
             liquidators: LiquidatorSpec = LiquidatorSpec(), fork_url: str | None = None,
+            rpc_drop_rate: float = 0.0, keeper_down: tuple[int, int] | None = None,
             progress: Callable[[int, int, dict[str, float]], None] | None = None) -> RunResult:
     """Start a chain (or fork ``fork_url``), run, stop the chain (also on error or Ctrl-C)."""
     with Anvil(fork_url=fork_url, timestamp=scenario.start_utc - 3_600,
                extra_args=["--base-fee", "0", "--gas-price", "0", "--no-mining"] if not fork_url else
                ["--base-fee", "0", "--gas-price", "0"]) as node:
         chain = Chain(node.url)
+        if rpc_drop_rate:
+            chain.rpc = Rpc(node.url, drop_rate=rpc_drop_rate, seed=7)
         chain.set_automine(True)
         run = LabRun(chain, scenario, traders, config, kind, static=static, keeper_mode=keeper_mode,
-                     liquidators=liquidators, progress=progress)
+                     liquidators=liquidators, keeper_down=keeper_down, progress=progress)
         return run.run()
 
 
