@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ballast.errors import BallastError
+from ballast.errors import BallastError, ValidationError
 
 
 def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
@@ -23,6 +23,9 @@ def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--fork-url", default=None, help="run against a fork of this RPC instead of an empty chain")
     p.add_argument("--config", default=None, help="market configuration TOML (default config/markets.toml)")
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
+    p.add_argument("--rpc-drop-rate", type=float, default=0.0, help="fault injection: share of RPC requests lost")
+    p.add_argument("--keeper-down", default=None, metavar="START:BLOCKS",
+                   help="fault injection: the oracle keeper dies at block START and restarts BLOCKS later")
 
 
 def _stress(a: argparse.Namespace) -> int:
@@ -33,7 +36,14 @@ def _stress(a: argparse.Namespace) -> int:
         for name, doc in list_scenarios():
             print(f"{name:20} {doc}")
         return 0
-    stress(StressOptions(scenario=a.scenario, accounts=a.accounts, seed=a.seed, out=Path(a.out),
+    down = None
+    if a.keeper_down:
+        try:
+            start, n = (int(x) for x in a.keeper_down.split(":"))
+        except ValueError as e:
+            raise ValidationError("--keeper-down", a.keeper_down, "START:BLOCKS, two integers") from e
+        down = (start, n)
+    stress(StressOptions(scenario=a.scenario, rpc_drop_rate=a.rpc_drop_rate, keeper_down=down, accounts=a.accounts, seed=a.seed, out=Path(a.out),
                          keeper_mode=a.keeper, anticipatory_share=a.anticipatory, liquidators=a.liquidators,
                          liquidator_latency=a.liquidator_latency, workers=a.workers, fork_url=a.fork_url,
                          config=Path(a.config) if a.config else None))

@@ -39,6 +39,8 @@ class StressOptions:
     workers: int = 2
     fork_url: str | None = None
     config: Path | None = None
+    rpc_drop_rate: float = 0.0
+    keeper_down: tuple[int, int] | None = None
 
     def validate(self) -> StressOptions:
         if not 1 <= self.accounts <= MAX_ACCOUNTS:
@@ -53,6 +55,10 @@ class StressOptions:
             raise ValidationError("--liquidators", self.liquidators, "[1, 50]")
         if not 0 <= self.liquidator_latency <= 20:
             raise ValidationError("--liquidator-latency", self.liquidator_latency, "[0, 20] blocks")
+        if not 0.0 <= self.rpc_drop_rate < 0.5:
+            raise ValidationError("--rpc-drop-rate", self.rpc_drop_rate, "[0, 0.5)")
+        if self.keeper_down is not None and (self.keeper_down[0] < 0 or self.keeper_down[1] < 1):
+            raise ValidationError("--keeper-down", self.keeper_down, "START:BLOCKS with START >= 0, BLOCKS >= 1")
         if not 1 <= self.workers <= 3:
             raise ValidationError("--workers", self.workers, "[1, 3]")
         return self
@@ -91,11 +97,10 @@ class Progress:
         self.stream.flush()
 
 
-def _run(args: tuple[str, ScenarioPath, list[Any], Config, StaticFractions | None, VolMode, LiquidatorSpec,
-                     str | None, bool]) -> RunResult:
-    kind, sc, traders, cfg, static, mode, liq, fork, show = args
-    return run_one(kind, sc, traders, cfg, static=static, keeper_mode=mode, liquidators=liq, fork_url=fork,  # type: ignore[arg-type]
-                   progress=Progress(kind) if show else None)
+def _run(args: tuple[Any, ...]) -> RunResult:
+    kind, sc, traders, cfg, static, mode, liq, fork, show, drop, down = args
+    return run_one(kind, sc, traders, cfg, static=static, keeper_mode=mode, liquidators=liq, fork_url=fork,
+                   rpc_drop_rate=drop, keeper_down=down, progress=Progress(kind) if show else None)
 
 
 def stress(opts: StressOptions) -> dict[str, Any]:
@@ -112,7 +117,8 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     t0 = time.monotonic()
 
     def job(kind: str, static: StaticFractions | None, show: bool) -> tuple[Any, ...]:
-        return (kind, sc, traders, cfg, static, opts.keeper_mode, liq, opts.fork_url, show)
+        return (kind, sc, traders, cfg, static, opts.keeper_mode, liq, opts.fork_url, show, opts.rpc_drop_rate,
+                opts.keeper_down)
 
     # The dynamic run first: static_calm is pinned to its measured calm-period leverage.
     with ProcessPoolExecutor(max_workers=opts.workers) as pool:
