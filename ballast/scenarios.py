@@ -244,7 +244,7 @@ def flash_crash(seed: Seed = None, *, blocks: int = 300, block_sec: int = 300, s
     k = int(blocks * crash_at)
     shape = np.ones(blocks)
     drop = np.linspace(0.0, math.log(1 - crash_pct), crash_blocks + 1)[1:]
-    shape[k:k + crash_blocks] = np.exp(drop)
+    shape[k:k + crash_blocks] = np.exp(drop[: blocks - k])
     rec_blocks = max(1, crash_blocks * 6)
     end_level = math.log(1 - crash_pct) * (1 - recovery_pct)
     rec = np.linspace(math.log(1 - crash_pct), end_level, rec_blocks + 1)[1:]
@@ -293,10 +293,10 @@ def funding_squeeze(seed: Seed = None, *, blocks: int = 300, block_sec: int = 30
     f[:k] = np.linspace(0, peak_funding, k)
     f[k:] = peak_funding * np.exp(-np.arange(blocks - k) / 20)
     trend = np.ones(blocks)
-    trend[k:k + 10] = np.exp(np.linspace(0, math.log(1 - dump_pct), 10))
+    trend[k:k + 10] = np.exp(np.linspace(0, math.log(1 - dump_pct), 10))[: blocks - k]
     trend[k + 10:] = 1 - dump_pct
     skew = np.zeros(blocks)
-    skew[k - 20:k + 30] = -0.08
+    skew[max(0, k - 20):k + 30] = -0.08
     return _path("funding_squeeze", block_sec, base * trend, _history(rng, s0, vol, block_sec), block_sec,
                  funding_shock=f, skew_shock=skew, long_bias=0.75,
                  description=f"75% longs; funding rises to {peak_funding:.2%}/h, put skew bid, then -{dump_pct:.0%}.")
@@ -346,7 +346,11 @@ def parse_scenario(doc: dict[str, Any], source: str = "<scenario>") -> tuple[str
     known = {"name", "base", "description", "params"}
     unknown = set(doc) - known
     if unknown:
-        raise ValidationError(f"{source}: keys", sorted(unknown), f"only {sorted(known)}")
+        k = sorted(unknown)[0]
+        raise ValidationError(f"{source}: {k}", doc[k], f"only the keys {sorted(known)}")
+    for k in ("name", "description"):
+        if k in doc and (not isinstance(doc[k], str) or (k == "name" and not doc[k])):
+            raise ValidationError(f"{source}: {k}", doc[k], "a non-empty string" if k == "name" else "a string")
     base = doc.get("base")
     if not isinstance(base, str) or base not in GENERATORS or base.startswith("btc_"):
         synth = sorted(k for k in GENERATORS if not k.startswith("btc_"))
@@ -377,8 +381,32 @@ def parse_scenario(doc: dict[str, Any], source: str = "<scenario>") -> tuple[str
             raise ValidationError(f"{source}: params.{k}", v, "(0, 10] (annualized)")
         if k == "s0" and not 0 < v <= 1e9:
             raise ValidationError(f"{source}: params.{k}", v, "(0, 1e9] USD")
+        if k in _RANGES:
+            lo, hi, lo_open = _RANGES[k]
+            if not (lo < v if lo_open else lo <= v) or not v <= hi:
+                raise ValidationError(f"{source}: params.{k}", v, f"{'(' if lo_open else '['}{lo}, {hi}]")
         out[k] = v
+    if base == "garch":
+        a, b = (out.get(k, defaults[k]) for k in ("alpha", "beta"))
+        if a + b > _GARCH_MAX_PERSISTENCE:
+            k = "beta" if "beta" in out else "alpha"
+            raise ValidationError(f"{source}: params.{k}", out[k], f"alpha + beta <= {_GARCH_MAX_PERSISTENCE} "
+                                                                    f"(a stationary GARCH; here {a} + {b})")
     return base, out
+
+
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "jumps_per_day": (0.0, 1_000.0, False),
+    "jump_mean": (-1.0, 1.0, False),
+    "jump_std": (0.0, 1.0, False),
+    "omega": (0.0, 1e-4, True),
+    "alpha": (0.0, 1.0, False),
+    "beta": (0.0, 1.0, False),
+    "peak_funding": (-0.05, 0.05, False),
+}
+"""(low, high, low excluded) of generator parameters that no naming rule above covers."""
+
+_GARCH_MAX_PERSISTENCE = 0.999
 
 
 def load_scenario_file(path: str | Path, seed: Seed = None) -> ScenarioPath:
