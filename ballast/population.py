@@ -68,6 +68,8 @@ def generate(n: int, blocks: int, *, seed: int | np.random.Generator | None, lon
     """
     if not 1 <= n <= MAX_ACCOUNTS:
         raise ValidationError("accounts", n, f"[1, {MAX_ACCOUNTS}]")
+    if blocks < 1:
+        raise ValidationError("blocks", blocks, ">= 1")
     if not 0.0 <= long_bias <= 1.0:
         raise ValidationError("long_bias", long_bias, "[0, 1]")
     if not 0.0 <= anticipatory_share <= 1.0:
@@ -81,9 +83,9 @@ def generate(n: int, blocks: int, *, seed: int | np.random.Generator | None, lon
         sessions = []
         t = int(rng.integers(0, max(1, int(blocks * 0.3))))
         while t < blocks:
-            hold = int(rng.geometric(3.0 / blocks)) + 5
+            hold = int(rng.geometric(min(1.0, 3.0 / blocks))) + 5
             sessions.append((t, t + hold))
-            t = t + hold + int(rng.geometric(6.0 / blocks)) + 1
+            t = t + hold + int(rng.geometric(min(1.0, 6.0 / blocks))) + 1
         out.append(Trader(trader_address(i), round(coll, 2), side, frac, tuple(sessions),
                           bool(rng.random() < anticipatory_share)))
     return out
