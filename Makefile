@@ -8,12 +8,22 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_SOLC := $(VENV)/.solc-shim
+STAMP_WEB := web/node_modules/.installed
 FORGE = $(shell $(PY) -m ballast.toolchain which forge)
 ANVIL_DIR = $(dir $(shell $(PY) -m ballast.toolchain which anvil))
 
-.PHONY: install demo test test-forge test-python test-deep bench lint typecheck clean
+.PHONY: install demo test test-forge test-python test-deep bench clean
 
-install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC)
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC) $(STAMP_WEB) chromium
+
+$(STAMP_WEB): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Debian's chromium for the risk page's browser test (playwright-core drives it; no browser download).
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || { S=; [ "$$(id -u)" = 0 ] || S=sudo; $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq --no-install-recommends chromium; }
 
 $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

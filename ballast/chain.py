@@ -291,7 +291,7 @@ class Encoder:
     dominates a stress run; this does the same encoding with ``eth_abi`` directly.
     """
 
-    def __init__(self, abi: list[dict[str, Any]]) -> None:
+    def __init__(self, abi: Sequence[Any]) -> None:
         self._fns: dict[str, tuple[bytes, list[str]]] = {}
         for item in abi:
             if item.get("type") != "function":

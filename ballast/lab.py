@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal
 
 import numpy as np
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from web3 import Web3
 
 from ballast._typing import WAD
@@ -69,6 +69,14 @@ class RunResult:
     tx_sent: int
     wall_sec: float
     static: dict[str, float] | None = None
+
+
+@dataclass
+class _TraderState:
+    session: int = 0
+    open: bool = False
+    entry_vol: float = 0.0
+    cut: bool = False
 
 
 @dataclass
@@ -190,7 +198,7 @@ class LabRun:
             "price", "oracle_price", "vol", "max_lev_long", "max_lev_short", "liquidations", "liquidated_notional_usd",
             "insurance_usd", "bad_debt_usd", "oi_long", "oi_short", "unhealthy", "depth_usd", "skew", "funding",
             "mmf_long", "mmf_short")}
-        state = {t.address: {"session": 0, "open": False, "entry_vol": 0.0, "cut": False} for t in self.traders}
+        state = {t.address: _TraderState() for t in self.traders}
         unhealthy_streak: dict[str, int] = {}
         seen_liquidatable: list[list[str]] = []
         liq_count = 0
@@ -237,29 +245,29 @@ class LabRun:
                 pos = acc.positions.get(MARKET) if acc else None
                 size = pos.size if pos else 0
                 if size != 0:
-                    stt["open"] = True
-                sess = t.sessions[stt["session"]] if stt["session"] < len(t.sessions) else None
-                if size == 0 and stt["open"]:
-                    stt["open"] = False  # closed or liquidated: move to the next session
-                    stt["session"] += 1
+                    stt.open = True
+                sess = t.sessions[stt.session] if stt.session < len(t.sessions) else None
+                if size == 0 and stt.open:
+                    stt.open = False  # closed or liquidated: move to the next session
+                    stt.session += 1
                     continue
                 if size == 0 and sess and sess[0] <= b < sess[1]:
                     delta = self._open_size(t, prev_now)
                     if delta:
                         sends.append(self._tx(t.address, e.address, self.enc_engine("trade", [MARKET, delta, 0])))
                         meta.append(_Pending("trade", sender=t.address, account=t.address, delta=delta))
-                        stt["entry_vol"] = float(self.model.vol[max(0, b - 1)])
-                        stt["cut"] = False
+                        stt.entry_vol = float(self.model.vol[max(0, b - 1)])
+                        stt.cut = False
                 elif size != 0 and sess and b >= sess[1]:
                     sends.append(self._tx(t.address, e.address, self.enc_engine("closePosition", [MARKET, 0])))
                     meta.append(_Pending("close", sender=t.address, account=t.address))
-                elif (size != 0 and t.anticipatory and not stt["cut"]
-                      and self.model.vol[max(0, b - 1)] > 1.5 * stt["entry_vol"] > 0):
+                elif (size != 0 and t.anticipatory and not stt.cut
+                      and self.model.vol[max(0, b - 1)] > 1.5 * stt.entry_vol > 0):
                     cut = -(size // 2)
                     if cut:
                         sends.append(self._tx(t.address, e.address, self.enc_engine("trade", [MARKET, cut, 0])))
                         meta.append(_Pending("trade", sender=t.address, account=t.address, delta=cut))
-                        stt["cut"] = True
+                        stt.cut = True
             # 4. mine and apply receipts in order
             if sends:
                 # Responses are not needed: receipts are matched to what was sent by sender and nonce,
@@ -523,8 +531,8 @@ class LabRun:
     def _bucket_calls(self) -> list[tuple[str, str]]:
         d = self.dep
         e = d.engine
-        return [(d.usd.address, self.enc_usd("balanceOf", [e.address]))] + [
-            (e.address, self.enc_engine(fn, [])) for fn in
+        return [(str(d.usd.address), self.enc_usd("balanceOf", [e.address]))] + [
+            (str(e.address), self.enc_engine(fn, [])) for fn in
             ("vaultBalance", "insuranceFund", "protocolFees", "badDebtTotal", "netDeposits")]
 
     def _check_buckets(self, b: int, raw: list[bytes]) -> None:
@@ -544,10 +552,10 @@ class LabRun:
 
     def _final_check(self, b: int) -> None:
         e, mir = self.dep.engine, self.mir
-        calls = []
+        calls: list[tuple[str, str]] = []
         for t in self.traders:
-            calls.append((e.address, self.enc_engine("collateralOf", [t.address])))
-            calls.append((e.address, self.enc_engine("position", [t.address, MARKET])))
+            calls.append((str(e.address), self.enc_engine("collateralOf", [t.address])))
+            calls.append((str(e.address), self.enc_engine("position", [t.address, MARKET])))
         raw = self._eth_call(calls)
         for i, t in enumerate(self.traders):
             coll = abi_decode(["int256"], raw[2 * i])[0]
