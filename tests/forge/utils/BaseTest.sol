@@ -93,12 +93,17 @@ abstract contract BaseTest is Test {
         usd.mint(address(this), 100_000_000 * USDC);
         usd.approve(address(engine), type(uint256).max);
         engine.fundVault(50_000_000 * USDC);
-        engine.fundInsurance(1_000_000 * USDC);
+        if (insuranceSeed() != 0) engine.fundInsurance(insuranceSeed());
     }
 
     /// @dev Hook run inside setUp while `admin` is pranked and before the bootstrap is sealed
     /// (list extra markets, set a sequencer feed). Default: nothing.
     function beforeSeal() internal virtual {}
+
+    /// @dev Insurance fund seeded in setUp, token units. Default: 1M.
+    function insuranceSeed() internal view virtual returns (uint256) {
+        return 1_000_000 * USDC;
+    }
 
     // ---------------------------------------------------------------- helpers
 
