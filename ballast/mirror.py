@@ -246,11 +246,11 @@ class EngineMirror:
         self.net_deposits += amount
 
     def withdraw(self, a: str, amount: int, now: int) -> None:
-        acc = self.account(a)
         if amount == 0:
             raise MirrorRevert("ZeroAmount")
-        if acc.collateral < amount:
-            raise MirrorRevert("InsufficientCollateral", acc.collateral, amount)
+        acc = self.accounts.get(a)  # (a revert must not leave an empty account behind)
+        if acc is None or acc.collateral < amount:
+            raise MirrorRevert("InsufficientCollateral", acc.collateral if acc else 0, amount)
         acc.collateral -= amount
         if acc.open_markets():
             h = self.health(a, now)
@@ -343,13 +343,18 @@ class EngineMirror:
         self.bad_debt_socialized += debt - covered
         return debt
 
-    def _snapshot(self, a: str, mid: int) -> tuple[AccountMirror, MarketMirror, tuple[int, ...]]:
-        return (copy.deepcopy(self.account(a)), copy.deepcopy(self.markets[mid]),
+    def _snapshot(self, a: str, mid: int) -> tuple[AccountMirror | None, MarketMirror, tuple[int, ...]]:
+        acc = self.accounts.get(a)  # None: the account does not exist yet (and must not after a revert)
+        return (copy.deepcopy(acc), copy.deepcopy(self.markets[mid]),
                 (self.vault, self.insurance, self.fees, self.bad_debt_total, self.bad_debt_covered,
                  self.bad_debt_socialized, self.net_deposits))
 
-    def _restore(self, a: str, mid: int, snap: tuple[AccountMirror, MarketMirror, tuple[int, ...]]) -> None:
-        self.accounts[a], self.markets[mid] = snap[0], snap[1]
+    def _restore(self, a: str, mid: int, snap: tuple[AccountMirror | None, MarketMirror, tuple[int, ...]]) -> None:
+        if snap[0] is None:
+            self.accounts.pop(a, None)
+        else:
+            self.accounts[a] = snap[0]
+        self.markets[mid] = snap[1]
         (self.vault, self.insurance, self.fees, self.bad_debt_total, self.bad_debt_covered,
          self.bad_debt_socialized, self.net_deposits) = snap[2]
 
