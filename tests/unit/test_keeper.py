@@ -1,0 +1,265 @@
+"""Tests for ballast.keeper without a chain: Chainlink-style push rules, the restart-safe
+OracleKeeper.decide, and FeedModel (no look-ahead; trailing and predictive volatility)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ballast.errors import ValidationError
+from ballast.keeper import FEEDS, FeedModel, OracleKeeper, PushRules, annualized
+from ballast.scenarios import ScenarioPath, build
+
+PROPS = settings(max_examples=50, deadline=None, database=None, derandomize=True)
+DEC = 8
+NOW = 1_700_000_000
+TARGETS = {"price": 50_000.0, "volatility": 0.55, "funding": 0.0001, "depth": 40_000_000.0, "skew": -0.02}
+
+
+# --------------------------------------------------------------------------- PushRules
+
+
+def test_push_rules_deviation_thresholds() -> None:
+    r = PushRules()
+    # Relative deviation for the positive feeds (0.5%, 5%, 5%).
+    assert not r.due("price", 100.0, 100.49, 0) and not r.due("price", 100.0, 99.51, 0)
+    assert r.due("price", 100.0, 100.51, 0) and r.due("price", 100.0, 99.49, 0)
+    assert not r.due("volatility", 0.5, 0.524, 0) and r.due("volatility", 0.5, 0.526, 0)
+    assert not r.due("depth", 1e6, 0.951e6, 0) and r.due("depth", 1e6, 0.949e6, 0)
+    # Absolute deviation for the signed feeds (a relative rule would never settle around 0).
+    assert not r.due("skew", 0.0, 0.005, 0) and r.due("skew", 0.0, 0.0051, 0) and r.due("skew", 0.0, -0.0051, 0)
+    assert not r.due("funding", 0.0, 0.00002, 0) and r.due("funding", 0.0, 0.000021, 0)
+    assert not r.due("funding", -0.001, -0.00099, 0)
+
+
+def test_push_rules_heartbeat_and_missing_answer() -> None:
+    r = PushRules(refresh_sec=1_800)
+    for k in FEEDS:
+        v = TARGETS[k]
+        assert r.due(k, None, v, 0)  # nothing on chain yet
+        assert not r.due(k, v, v, 1_799)
+        assert r.due(k, v, v, 1_800) and r.due(k, v, v, 10**9)  # refresh due even without deviation
+    assert not PushRules(refresh_sec=60).due("price", 1.0, 1.0, 59)
+
+
+@PROPS
+@given(st.sampled_from(FEEDS), st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.integers(0, 10_000))
+def test_push_rules_property(kind: str, onchain: float, target: float, age: int) -> None:
+    r = PushRules()
+    if kind in ("price", "volatility", "depth"):
+        onchain, target = abs(onchain) + 1e-3, abs(target) + 1e-3
+    due = r.due(kind, onchain, target, age)
+    if age >= r.refresh_sec:
+        assert due
+    elif kind in ("skew", "funding"):
+        assert due == (abs(target - onchain) > (r.skew_abs if kind == "skew" else r.funding_abs))
+    else:
+        dev = {"price": r.price_dev, "volatility": r.vol_dev, "depth": r.depth_dev}[kind]
+        assert due == (abs(target - onchain) > dev * onchain)
+    assert not r.due(kind, onchain, onchain, min(age, r.refresh_sec - 1))  # no deviation, fresh: never due
+
+
+# --------------------------------------------------------------------------- OracleKeeper.decide
+
+
+def encode(v: float) -> int:
+    scale: int = 10**DEC
+    return round(v * scale)
+
+
+class FakeFeeds:
+    """The on-chain side: (answer, updated_at) per feed; a push can be dropped."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, tuple[int, int]] = {}
+
+    def apply(self, pushes: dict[str, int], now: int, dropped: frozenset[str] = frozenset()) -> None:
+        for k, v in pushes.items():
+            if k not in dropped:
+                self.state[k] = (v, now)
+
+
+def test_nothing_pushed_when_onchain_equals_targets() -> None:
+    onchain = {k: (encode(v), NOW - 60) for k, v in TARGETS.items()}
+    k = OracleKeeper(decimals=DEC)
+    assert k.decide(NOW, TARGETS, onchain) == {}
+    assert OracleKeeper(decimals=DEC).decide(NOW, TARGETS, onchain) == {}  # a restarted keeper too
+    assert k.pushes == 0
+
+
+def test_first_round_pushes_everything_then_nothing() -> None:
+    feeds = FakeFeeds()
+    k = OracleKeeper(decimals=DEC)
+    first = k.decide(NOW, TARGETS, feeds.state)
+    assert first == {kind: encode(v) for kind, v in TARGETS.items()}
+    feeds.apply(first, NOW)
+    assert k.decide(NOW + 12, TARGETS, feeds.state) == {}
+    assert k.pushes == len(FEEDS)
+
+
+def test_dropped_push_is_retried_exactly_once() -> None:
+    feeds = FakeFeeds()
+    k = OracleKeeper(decimals=DEC)
+    feeds.apply(k.decide(NOW, TARGETS, feeds.state), NOW)
+    moved = {**TARGETS, "price": 45_000.0, "volatility": 0.9}
+    p1 = k.decide(NOW + 12, moved, feeds.state)
+    assert p1 == {"price": encode(45_000.0), "volatility": encode(0.9)}
+    feeds.apply(p1, NOW + 12, dropped=frozenset(p1))  # both transactions dropped: chain unchanged
+    p2 = k.decide(NOW + 24, moved, feeds.state)
+    assert p2 == p1  # pushed again, once each
+    feeds.apply(p2, NOW + 24)
+    assert k.decide(NOW + 36, moved, feeds.state) == {}  # landed: nothing more
+    # A partial drop: only the dropped feed is retried.
+    moved2 = {**moved, "price": 40_000.0, "skew": -0.1}
+    p3 = k.decide(NOW + 48, moved2, feeds.state)
+    assert set(p3) == {"price", "skew"}
+    feeds.apply(p3, NOW + 48, dropped=frozenset({"skew"}))
+    assert k.decide(NOW + 60, moved2, feeds.state) == {"skew": encode(-0.1)}
+
+
+def test_stale_price_suppresses_price_pushes_only() -> None:
+    feeds = FakeFeeds()
+    k = OracleKeeper(decimals=DEC)
+    out = k.decide(NOW, TARGETS, feeds.state, stale_price=True)
+    assert "price" not in out and set(out) == set(FEEDS) - {"price"}
+    assert k.skipped_stale == 1
+    feeds.apply(out, NOW)
+    moved = {**TARGETS, "price": 10.0}
+    assert k.decide(NOW + 10**6, moved, feeds.state, stale_price=True).keys() == set(FEEDS) - {"price"}
+    assert k.skipped_stale == 2
+    assert k.decide(NOW + 10**6, moved, feeds.state)["price"] == encode(10.0)  # back: pushed at once
+
+
+@st.composite
+def rounds(draw: st.DrawFn) -> list[tuple[dict[str, float], frozenset[str], bool, int]]:
+    out = []
+    for _ in range(draw(st.integers(1, 12))):
+        t = {k: v * draw(st.floats(0.9, 1.1)) if k in ("price", "volatility", "depth") else v + draw(st.floats(-0.01, 0.01))
+             for k, v in TARGETS.items()}
+        out.append((t, frozenset(draw(st.sets(st.sampled_from(FEEDS)))), draw(st.booleans()), draw(st.integers(1, 2_400))))
+    return out
+
+
+@PROPS
+@given(rounds())
+def test_decide_is_restart_safe(plan: list[tuple[dict[str, float], frozenset[str], bool, int]]) -> None:
+    """The decision depends only on the chain: a keeper restarted before any round decides exactly
+    what the long-running one does; after a round whose pushes all landed, re-deciding with the
+    same targets pushes nothing (no double push); a dropped push is repeated the next round."""
+    feeds = FakeFeeds()
+    keeper = OracleKeeper(decimals=DEC)
+    now = NOW
+    for targets, dropped, stale, dt in plan:
+        now += dt
+        d = keeper.decide(now, targets, feeds.state, stale_price=stale)
+        assert d == OracleKeeper(decimals=DEC).decide(now, targets, feeds.state, stale_price=stale)
+        assert all(d[k] == encode(targets[k]) for k in d) and not (stale and "price" in d)
+        before = dict(feeds.state)
+        feeds.apply(d, now, dropped)
+        again = keeper.decide(now, targets, feeds.state, stale_price=stale)
+        assert set(again) == set(d) & dropped  # exactly the dropped ones, once each
+        assert all(feeds.state.get(k) == before.get(k) for k in dropped)
+
+
+def test_encode_rounds_to_feed_decimals() -> None:
+    assert OracleKeeper(decimals=8).encode(0.123456789) == 12_345_679
+    assert OracleKeeper(decimals=6).encode(-0.0000015) == -2
+    assert annualized(1.0) == pytest.approx(math.sqrt(365 * 86_400))
+
+
+# --------------------------------------------------------------------------- FeedModel
+
+
+def _garch_returns(rng: np.random.Generator, n: int, sigma_ann: float, dt_sec: int) -> np.ndarray:
+    """GARCH(1,1) log returns (alpha 0.1, beta 0.85) with unconditional volatility ``sigma_ann``:
+    volatility clusters, so a fitted GARCH has something to forecast."""
+    var_bar = sigma_ann**2 * dt_sec / 31_536_000
+    omega, alpha, beta = 0.05 * var_bar, 0.1, 0.85
+    r, v = np.empty(n), var_bar
+    z = rng.standard_normal(n)
+    for i in range(n):
+        r[i] = math.sqrt(v) * z[i]
+        v = omega + alpha * r[i] ** 2 + beta * v
+    return r
+
+
+def small_path(seed: int, blocks: int = 90, n_hist: int = 420, ratio: int = 3) -> ScenarioPath:
+    """A path of ``blocks`` 5-minute blocks after ``n_hist`` history samples at ``ratio`` x block time."""
+    rng = np.random.default_rng(seed)
+    block_sec = 300
+    hist = 50_000.0 * np.exp(np.cumsum(_garch_returns(rng, n_hist, 0.6, ratio * block_sec)))
+    path = hist[-1] * np.exp(np.cumsum(_garch_returns(rng, blocks, 0.8, block_sec)))
+    return ScenarioPath(name="small", block_sec=block_sec, price=path, depth_mult=np.ones(blocks),
+                        skew_shock=np.zeros(blocks), funding_shock=np.zeros(blocks),
+                        oracle_stale=np.zeros(blocks, dtype=bool), oracle_delay=np.zeros(blocks, dtype=np.int64),
+                        history=hist, history_sec=ratio * block_sec)
+
+
+def _perturb_after(sp: ScenarioPath, b: int, seed: int) -> ScenarioPath:
+    rng = np.random.default_rng(seed)
+    price = sp.price.copy()
+    price[b + 1:] *= np.exp(rng.normal(0.0, 0.2, price.size - b - 1))  # a different future, crash included
+    price[-1] *= 0.3
+    return replace(sp, price=price)
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(st.integers(0, 3), st.integers(0, 88), st.sampled_from([1, 2, 3, 4]), st.integers(0, 100))
+def test_trailing_feed_model_has_no_look_ahead(seed: int, b: int, ratio: int, oi: int) -> None:
+    sp = small_path(seed, ratio=ratio)
+    alt = _perturb_after(sp, b, seed + 1)
+    m1, m2 = FeedModel(sp), FeedModel(alt)
+    np.testing.assert_array_equal(m1.vol[: b + 1], m2.vol[: b + 1])
+    assert m1.sigma_ref == m2.sigma_ref
+    for blk in range(max(0, b - 3), b + 1):
+        assert m1.targets(blk, 10.0 + oi, 5.0) == m2.targets(blk, 10.0 + oi, 5.0)
+    assert not np.array_equal(m1.vol, m2.vol) or b >= 88 - ratio  # the future does move later vols
+
+
+def test_predictive_feed_model_has_no_look_ahead() -> None:
+    # 420 history + 300 path samples on one grid: GARCH fits at grid bars 418 (history only) and 668
+    # (path block 248), so block 200 is before the re-fit and block 260 after it.
+    sp = small_path(7, blocks=300, ratio=1)
+    m1 = FeedModel(sp, mode="predictive")
+    for b in (200, 260):
+        m2 = FeedModel(_perturb_after(sp, b, 99), mode="predictive")
+        np.testing.assert_array_equal(m1.vol[: b + 1], m2.vol[: b + 1])
+        assert m1.targets(b, 3.0, 1.0) == m2.targets(b, 3.0, 1.0)
+        assert not np.array_equal(m1.vol, m2.vol)
+
+
+def test_trailing_and_predictive_vols_are_finite_and_positive() -> None:
+    sp = small_path(3)
+    t, p = FeedModel(sp, mode="trailing"), FeedModel(sp, mode="predictive")
+    for m in (t, p):
+        assert m.vol.shape == (sp.blocks,)
+        assert np.isfinite(m.vol).all() and (m.vol > 0).all()
+        assert 0.05 < m.sigma_ref < 5.0
+        assert 0.2 < float(np.median(m.vol)) < 3.0  # the path's vol is 60-80% annualized
+    assert not np.array_equal(t.vol, p.vol)
+    real = FeedModel(build("btc_2021_12_04"))
+    assert np.isfinite(real.vol).all() and (real.vol > 0).all()
+    assert real.vol[real.scenario.crash_block + 3] > real.vol[0]  # the crash raises the trailing estimate
+
+
+def test_feed_model_targets_are_within_feed_conventions() -> None:
+    sp = build("funding_squeeze", seed=2)
+    m = FeedModel(sp)
+    for b in range(0, sp.blocks, 7):
+        t = m.targets(b, oi_long=30.0, oi_short=10.0)
+        assert set(t) == set(FEEDS)
+        assert t["price"] == sp.price[b] and t["volatility"] >= 0.01
+        assert t["depth"] >= 1_000.0 and -0.9 <= t["skew"] <= 0.9
+        assert abs(t["funding"]) <= m.funding_cap
+    lagged = FeedModel(build("oracle_fault", seed=2))
+    b = int(np.argmax(lagged.scenario.oracle_delay > 0))
+    lag = int(lagged.scenario.oracle_delay[b])
+    assert lagged.targets(b, 0.0, 0.0)["price"] == lagged.scenario.price[b - lag]  # the oracle lags the market
+    with pytest.raises(ValidationError) as info:
+        FeedModel(sp, mode="psychic")  # type: ignore[arg-type]
+    assert info.value.field == "keeper.mode"

@@ -1,0 +1,358 @@
+"""Tests for ballast.scenarios: built-in scenarios, seeding, the real 2021-12-04 crash, OHLC path
+reconstruction and scenario TOML files (valid ones build, malformed ones name the field)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ballast.data import parse_utc
+from ballast.errors import ValidationError
+from ballast.scenarios import (
+    DEFAULT_SCENARIO,
+    GENERATORS,
+    ScenarioPath,
+    _params_of,
+    build,
+    list_scenarios,
+    load_scenario_file,
+    ohlc_to_blocks,
+    parse_scenario,
+)
+
+PROPS = settings(max_examples=80, deadline=None, database=None, derandomize=True,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FEW = settings(PROPS, max_examples=30)
+
+HISTORICAL = ("btc_2021_12_04", "btc_2020_03_12")
+SYNTHETIC = tuple(sorted(k for k in GENERATORS if k not in HISTORICAL))
+ARRAYS = ("price", "depth_mult", "skew_shock", "funding_shock", "oracle_stale", "oracle_delay", "history")
+
+
+def _same(a: ScenarioPath, b: ScenarioPath) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ARRAYS)
+
+
+def _check_path(sp: ScenarioPath) -> None:
+    n = sp.blocks
+    assert n >= 10 and sp.block_sec > 0 and sp.history_sec > 0
+    for f in ARRAYS[:-1]:
+        assert getattr(sp, f).shape == (n,), f
+    assert sp.price.dtype == np.float64 and sp.oracle_stale.dtype == bool
+    assert np.issubdtype(sp.oracle_delay.dtype, np.integer) and (sp.oracle_delay >= 0).all()
+    for f in ("price", "depth_mult", "history"):
+        a = getattr(sp, f)
+        assert np.isfinite(a).all() and (a > 0).all(), f
+    assert np.isfinite(sp.skew_shock).all() and np.isfinite(sp.funding_shock).all()
+    assert sp.history.size >= 20
+    assert 0.0 <= sp.long_bias <= 1.0 and sp.description
+    assert 0 <= sp.crash_block < n and 0.0 <= sp.max_drawdown() < 1.0
+
+
+# --------------------------------------------------------------------------- built-ins
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_every_builtin_scenario_builds(name: str) -> None:
+    sp = build(name, seed=7)
+    _check_path(sp)
+    assert sp.name == name
+
+
+def test_list_scenarios_and_default() -> None:
+    listed = dict(list_scenarios())
+    assert set(listed) == set(GENERATORS) and DEFAULT_SCENARIO in listed
+    assert all(doc for doc in listed.values())
+    with pytest.raises(ValidationError) as info:
+        build("no_such_scenario")
+    assert info.value.field == "scenario"
+
+
+@pytest.mark.parametrize("name", SYNTHETIC)
+def test_same_seed_same_path_different_seed_different_path(name: str) -> None:
+    a, b, c = build(name, seed=11), build(name, seed=11), build(name, seed=12)
+    assert _same(a, b)
+    assert not np.array_equal(a.price, c.price)
+    assert not np.array_equal(a.history, c.history)
+    g1, g2 = np.random.default_rng(5), np.random.default_rng(5)
+    assert _same(build(name, seed=g1), build(name, seed=g2))  # a Generator seeds the same way
+
+
+@pytest.mark.parametrize("name", HISTORICAL)
+def test_historical_replays_are_deterministic_with_one_substep_and_seeded_otherwise(name: str) -> None:
+    assert _same(build(name, seed=1), build(name, seed=2))  # real bars only: nothing random
+    a, b, c = (build(name, seed=s, substeps=4) for s in (3, 3, 4))
+    assert _same(a, b) and not np.array_equal(a.price, c.price)
+    assert a.blocks == 4 * build(name, seed=1).blocks
+
+
+def test_btc_2021_12_04_contains_the_real_crash() -> None:
+    sp = build("btc_2021_12_04")
+    assert sp.block_sec == 300  # 15-minute bars, 3 blocks per bar
+    assert sp.blocks == 2 * 96 * 3  # 2021-12-03 and 2021-12-04
+    assert sp.start_utc == parse_utc("2021-12-03T00:00:00Z")
+    assert sp.price.min() < 43_000.0
+    assert sp.price[0] > 55_000.0  # it started from above 55k
+    assert sp.max_drawdown() > 0.2
+    crash_time = sp.start_utc + sp.crash_block * sp.block_sec
+    assert parse_utc("2021-12-04T04:00:00Z") <= crash_time <= parse_utc("2021-12-04T06:00:00Z")
+    assert sp.history_sec == 900 and sp.history[-1] > 50_000.0 and sp.history.size > 6000
+    # Substeps scale block time and keep the anchors.
+    fine = build("btc_2021_12_04", seed=0, substeps=5)
+    assert fine.block_sec == 60
+    np.testing.assert_allclose(fine.price[4::5], sp.price, rtol=1e-12)
+
+
+def test_btc_2020_03_12_black_thursday() -> None:
+    sp = build("btc_2020_03_12")
+    assert sp.block_sec == 86_400 // 3 and sp.price.min() < 4_500.0
+
+
+def test_short_paths_truncate_crash_windows() -> None:
+    """Regression: a crash/dump window running past the end of a short path raised a numpy
+    broadcast ValueError (flash_crash, oracle_fault, funding_squeeze with few blocks)."""
+    for sp in (GENERATORS["flash_crash"](1, blocks=10, crash_at=0.95), GENERATORS["flash_crash"](1, crash_blocks=400),
+               GENERATORS["oracle_fault"](1, blocks=10), GENERATORS["funding_squeeze"](1, blocks=12)):
+        _check_path(sp)
+    fc = GENERATORS["flash_crash"](1, blocks=300, crash_blocks=400, vol=1e-9, crash_pct=0.5)
+    assert fc.price[-1] / fc.price[179] == pytest.approx(0.5 ** (120 / 400), rel=1e-6)  # partway down at the end
+    fs = GENERATORS["funding_squeeze"](1, blocks=30)
+    assert (fs.skew_shock == -0.08).all()  # the window [k - 20, k + 30) clipped to the path, not wrapped
+
+
+# --------------------------------------------------------------------------- ohlc_to_blocks
+
+
+@st.composite
+def bars(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    n = draw(st.integers(1, 30))
+    pos = st.floats(1.0, 1e6)
+    o, c, x, y = (np.array([draw(pos) for _ in range(n)]) for _ in range(4))
+    h = np.maximum.reduce([o, c, x, y])
+    lo = np.minimum.reduce([o, c, x, y])
+    return o, h, lo, c
+
+
+@FEW
+@given(bars(), st.integers(0, 2**32 - 1))
+def test_ohlc_with_one_substep_passes_through_low_high_close(b: tuple[np.ndarray, ...], seed: int) -> None:
+    o, h, lo, c = b
+    out = ohlc_to_blocks(o, h, lo, c, 1, np.random.default_rng(seed))
+    assert out.shape == (3 * o.size,)
+    for i in range(o.size):
+        first, second = (lo[i], h[i]) if c[i] >= o[i] else (h[i], lo[i])  # low first on an up bar
+        assert list(out[3 * i:3 * i + 3]) == [first, second, c[i]]
+
+
+@FEW
+@given(bars(), st.integers(2, 6), st.integers(0, 2**32 - 1))
+def test_ohlc_substeps_land_on_the_anchors(b: tuple[np.ndarray, ...], k: int, seed: int) -> None:
+    o, h, lo, c = b
+    out = ohlc_to_blocks(o, h, lo, c, k, np.random.default_rng(seed))
+    assert out.shape == (3 * k * o.size,) and np.isfinite(out).all() and (out > 0).all()
+    anchors = ohlc_to_blocks(o, h, lo, c, 1, np.random.default_rng(0))
+    np.testing.assert_allclose(out[k - 1::k], anchors, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- scenario files
+
+VALID_DOC = """\
+name = "deep_flash"
+base = "flash_crash"
+description = "A deeper, faster flash crash."
+[params]
+crash_pct = 0.35
+crash_blocks = 3
+blocks = 200
+s0 = 30000
+"""
+
+
+def test_valid_scenario_file_loads(tmp_path: Path) -> None:
+    f = tmp_path / "deep.toml"
+    f.write_text(VALID_DOC)
+    sp = load_scenario_file(f, seed=3)
+    _check_path(sp)
+    assert sp.name == "deep_flash" and sp.description == "A deeper, faster flash crash."
+    assert sp.blocks == 200 and sp.history[-1] == pytest.approx(30_000.0)
+    assert sp.max_drawdown() > 0.3
+    assert _same(sp, build(str(f), seed=3))  # build() takes files too
+    ref = GENERATORS["flash_crash"](3, crash_pct=0.35, crash_blocks=3, blocks=200, s0=30000)
+    assert _same(sp, ref)
+    g = tmp_path / "plain.toml"
+    g.write_text('base = "garch"\n')
+    assert load_scenario_file(g, seed=1).name == "plain"  # name defaults to the file's stem
+
+
+def test_scenario_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_scenario_file(tmp_path / "missing.toml")
+    assert info.value.field == "scenario"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "flash_crash"\n[params\ncrash_pct = 0.3\n')
+    with pytest.raises(ValidationError) as info:
+        load_scenario_file(bad)
+    assert info.value.field == "scenario" and "valid TOML" in info.value.allowed
+    bad.write_text('base = "flash_crash"\nname = ""\n')
+    with pytest.raises(ValidationError) as info:
+        load_scenario_file(bad)
+    assert info.value.field == f"{bad}: name"
+    bad.write_text('base = "flash_crash"\n[params]\ncrash_pct = 1.5\n')
+    with pytest.raises(ValidationError) as info:
+        load_scenario_file(bad)
+    assert info.value.field == f"{bad}: params.crash_pct"
+
+
+SRC = "s.toml"
+
+
+@pytest.mark.parametrize(("doc", "field"), [
+    ({"base": "flash_crash", "nmae": "x"}, "nmae"),
+    ({"base": "flash_crash", "params": {"crash_pc": 0.3}}, "params.crash_pc"),
+    ({"base": "garch", "params": {"vol": 0.3}}, "params.vol"),  # a parameter of another generator
+    ({"base": "btc_2021_12_04"}, "base"),  # historical replays take no file
+    ({"base": "nope"}, "base"),
+    ({"name": "x"}, "base"),
+    ({"base": 3}, "base"),
+    ({"base": "gbm_regimes", "params": [1]}, "params"),
+    ({"base": "gbm_regimes", "name": 5}, "name"),
+    ({"base": "gbm_regimes", "description": ["x"]}, "description"),
+    ({"base": "gbm_regimes", "params": {"blocks": 300.0}}, "params.blocks"),
+    ({"base": "gbm_regimes", "params": {"blocks": "300"}}, "params.blocks"),
+    ({"base": "gbm_regimes", "params": {"calm_vol": True}}, "params.calm_vol"),
+    ({"base": "gbm_regimes", "params": {"calm_vol": math.nan}}, "params.calm_vol"),
+    ({"base": "gbm_regimes", "params": {"switch_at": 1.0}}, "params.switch_at"),
+    ({"base": "flash_crash", "params": {"crash_pct": 0}}, "params.crash_pct"),
+    ({"base": "liquidity_drought", "params": {"depth_floor": -0.1}}, "params.depth_floor"),
+    ({"base": "gbm_regimes", "params": {"blocks": 5}}, "params.blocks"),
+    ({"base": "gbm_regimes", "params": {"block_sec": 0}}, "params.block_sec"),
+    ({"base": "gbm_regimes", "params": {"stress_vol": 11.0}}, "params.stress_vol"),
+    ({"base": "gbm_regimes", "params": {"s0": -1.0}}, "params.s0"),
+    ({"base": "jump_diffusion", "params": {"jump_std": -0.01}}, "params.jump_std"),
+    ({"base": "jump_diffusion", "params": {"jumps_per_day": -1.0}}, "params.jumps_per_day"),
+    ({"base": "garch", "params": {"omega": 0.0}}, "params.omega"),
+    ({"base": "garch", "params": {"alpha": 0.5, "beta": 0.6}}, "params.beta"),
+    ({"base": "garch", "params": {"alpha": 0.2}}, "params.alpha"),  # 0.2 + default beta 0.86 > 0.999
+    ({"base": "funding_squeeze", "params": {"peak_funding": 0.5}}, "params.peak_funding"),
+])
+def test_malformed_scenario_names_the_field(doc: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_scenario(doc, SRC)
+    assert info.value.field == f"{SRC}: {field}", str(info.value)
+
+
+# --------------------------------------------------------------------------- property tests
+
+DEFAULTS = {b: _params_of(GENERATORS[b]) for b in SYNTHETIC}
+FRACTIONS = ("_pct", "_at", "floor")
+
+
+def _is_fraction(k: str) -> bool:
+    return k.endswith(FRACTIONS)
+
+
+def valid_value(base: str, k: str) -> st.SearchStrategy[Any]:
+    """Moderate valid values (what a scenario author would write)."""
+    if k == "blocks":
+        return st.integers(10, 600)
+    if k == "block_sec":
+        return st.integers(1, 3_600)
+    if k in ("crash_blocks", "delay_blocks", "stale_blocks"):
+        return st.integers(1, 700)
+    if _is_fraction(k):
+        return st.floats(0.01, 0.95)
+    if k.endswith("vol"):
+        return st.floats(0.01, 3.0)
+    if k == "s0":
+        return st.floats(1.0, 1e6)
+    return {"jumps_per_day": st.floats(0.0, 50.0), "jump_mean": st.floats(-0.2, 0.2), "jump_std": st.floats(0.0, 0.2),
+            "omega": st.floats(1e-9, 1e-5), "alpha": st.floats(0.0, 0.3), "beta": st.floats(0.0, 0.69),
+            "peak_funding": st.floats(-0.01, 0.01)}[k]
+
+
+@st.composite
+def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
+    base = draw(st.sampled_from(SYNTHETIC))
+    keys = draw(st.lists(st.sampled_from(sorted(DEFAULTS[base])), unique=True, max_size=4))
+    if base == "garch" and {"alpha", "beta"} & set(keys):
+        keys = sorted(set(keys) | {"alpha", "beta"})  # set together: alpha + beta <= 0.99 stays stationary
+    doc: dict[str, Any] = {"base": base, "params": {k: draw(valid_value(base, k)) for k in keys}}
+    if draw(st.booleans()):
+        doc["name"] = draw(st.text(min_size=1, max_size=8))
+    return doc
+
+
+@PROPS
+@given(valid_docs(), st.integers(0, 2**32 - 1))
+def test_valid_docs_parse_and_build(doc: dict[str, Any], seed: int) -> None:
+    base, params = parse_scenario(doc, SRC)
+    assert base == doc["base"] and params == doc["params"]
+    sp = GENERATORS[base](seed, **params)
+    _check_path(sp)
+    assert sp.blocks == params.get("blocks", DEFAULTS[base]["blocks"])
+
+
+@st.composite
+def malformed_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    """A valid document with exactly one defect, and the field the error must name."""
+    doc = draw(valid_docs())
+    base, params = doc["base"], doc["params"]
+    kind = draw(st.sampled_from(["unknown_key", "unknown_param", "wrong_type", "bad_fraction", "bad_range"]))
+    if kind == "unknown_key":
+        k = draw(st.text(min_size=1, max_size=8).filter(lambda s: s not in ("name", "base", "description", "params")))
+        doc[k] = draw(st.one_of(st.integers(), st.text(max_size=3)))
+        return doc, k
+    if kind == "unknown_param":
+        k = draw(st.text(min_size=1, max_size=10).filter(lambda s: s not in DEFAULTS[base]))
+        params[k] = draw(st.floats(0.1, 0.9))
+        return doc, f"params.{k}"
+    if kind == "wrong_type":
+        k = draw(st.sampled_from(sorted(DEFAULTS[base])))
+        junk = st.one_of(st.text(max_size=4), st.booleans(), st.lists(st.integers(), max_size=2),
+                         st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+                         st.sampled_from([math.nan, math.inf, -math.inf]))
+        if isinstance(DEFAULTS[base][k], int):
+            junk = st.one_of(junk, st.floats(allow_nan=False))
+        params[k] = draw(junk)
+        return doc, f"params.{k}"
+    if kind == "bad_fraction":
+        fracs = sorted(k for k in DEFAULTS[base] if _is_fraction(k))
+        assume(fracs)
+        k = draw(st.sampled_from(fracs))
+        params[k] = draw(st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0, allow_infinity=False),
+                                   st.integers(max_value=0), st.integers(min_value=1)))
+        return doc, f"params.{k}"
+    k = draw(st.sampled_from(sorted(DEFAULTS[base])))
+    assume(not _is_fraction(k))
+    bad: dict[str, st.SearchStrategy[Any]] = {
+        "blocks": st.one_of(st.integers(max_value=9), st.integers(min_value=100_001)),
+        "block_sec": st.one_of(st.integers(max_value=0), st.integers(min_value=86_401)),
+        "s0": st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0000001e9, allow_infinity=False)),
+        "jumps_per_day": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1000.001, allow_infinity=False)),
+        "jump_mean": st.one_of(st.floats(max_value=-1.000001), st.floats(min_value=1.000001, allow_infinity=False)),
+        "jump_std": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.000001, allow_infinity=False)),
+        "omega": st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.00001e-4, allow_infinity=False)),
+        "alpha": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.000001, allow_infinity=False)),
+        "beta": st.one_of(st.floats(max_value=-1e-9), st.floats(min_value=1.000001, allow_infinity=False)),
+        "peak_funding": st.one_of(st.floats(max_value=-0.0500001), st.floats(min_value=0.0500001, allow_infinity=False)),
+    }
+    for c in ("crash_blocks", "delay_blocks", "stale_blocks"):
+        bad[c] = st.one_of(st.integers(max_value=0), st.integers(min_value=86_401))
+    strat = bad.get(k, st.one_of(st.floats(max_value=0.0), st.floats(min_value=10.000001, allow_infinity=False)))
+    params[k] = draw(strat)  # (the remaining keys are volatilities, allowed (0, 10])
+    return doc, f"params.{k}"
+
+
+@PROPS
+@given(malformed_docs())
+def test_malformed_docs_name_the_field(case: tuple[dict[str, Any], str]) -> None:
+    doc, field = case
+    with pytest.raises(ValidationError) as info:  # and never another exception type
+        parse_scenario(doc, SRC)
+    assert info.value.field == f"{SRC}: {field}", str(info.value)
