@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ballast.scenarios import ScenarioPath, build
+from ballast.toolchain import ROOT
 
 SIZES = (100, 500, 1_000, 5_000)
 BLOCKS = 120
@@ -179,7 +180,7 @@ def run(sizes: tuple[int, ...] = SIZES, blocks: int = BLOCKS, seed: int = SEED, 
         cmd = [sys.executable, "-m", "benchmarks.lab", "--one", str(n), "--blocks", str(blocks), "--seed", str(seed)]
         if not verbose:
             cmd.append("--silent")
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)  # this checkout's `benchmarks`
         if p.returncode != 0:
             out.append({"accounts": n, "error": f"exit {p.returncode}", "seconds": float("nan")})
             continue
@@ -229,19 +230,20 @@ def tables(r: dict[str, Any]) -> str:
     lines = [f"STRESS LAB: {sm['scenario']}; one liquidator keeper per 100 accounts (>= 3); "
              "each size in a fresh process", ""]
     head = (f"{'accounts':>8}{'tx':>8}{'wall s':>8}{'setup s':>8}{'tx/s':>7}{'replay':>8}{'tx/s':>7}{'tx/CPU-s':>9}"
-            f"{'CPU py':>8}{'CPU anvil':>10}{'peak py':>9}{'anvil':>7}{'time/acct':>10}{'viol.':>6}")
+            f"{'CPU py':>8}{'CPU anvil':>10}{'peak py':>9}{'anvil':>7}{'wall/acct':>10}{'replay/acct':>12}{'viol.':>6}")
     sub = (f"{'':>8}{'':>8}{'(all)':>8}{'':>8}{'(all)':>7}{'s':>8}{'replay':>7}{'':>9}{'s':>8}{'s':>10}"
-           f"{'MB':>9}{'MB':>7}{'vs 100':>10}{'':>6}")
+           f"{'MB':>9}{'MB':>7}{'vs 100':>10}{'vs 100':>12}{'':>6}")
     lines += [head, sub, "-" * len(head)]
     base = next((x for x in sm["scaling"] if x["accounts"] == min(y["accounts"] for y in sm["scaling"])), None)
     for x in sm["scaling"]:
-        ratio = ""
-        if base and base["seconds"] > 0:
+        ratio = rratio = ""
+        if base and base["seconds"] > 0 and base["loop_seconds"] > 0:
             ratio = f"{(x['seconds'] / base['seconds']) / (x['accounts'] / base['accounts']):.2f}"
+            rratio = f"{(x['loop_seconds'] / base['loop_seconds']) / (x['accounts'] / base['accounts']):.2f}"
         lines.append(f"{x['accounts']:>8,}{x['tx']:>8,}{x['seconds']:>8.1f}{x['seconds'] - x['loop_seconds']:>8.1f}"
                      f"{x['tx_per_s']:>7.0f}{x['loop_seconds']:>8.1f}{x['loop_tx_per_s']:>7.0f}{x['tx_per_cpu_s']:>9.0f}"
                      f"{x['cpu_python_s']:>8.1f}{x['cpu_anvil_s']:>10.1f}{x['python_peak_mb']:>9.0f}"
-                     f"{x['anvil_peak_mb']:>7.0f}{ratio:>10}{x['violations']:>6}")
+                     f"{x['anvil_peak_mb']:>7.0f}{ratio:>10}{rratio:>12}{x['violations']:>6}")
     for e in sm["errors"]:
         lines.append(f"{e['accounts']:>8,}  failed: {e['error']}")
     lines.append("")
@@ -249,7 +251,7 @@ def tables(r: dict[str, Any]) -> str:
     if shims:
         lines.append(f"harness shims (transport limits met at 5,000 accounts, see benchmarks/lab.py): {'; '.join(shims)}.")
     lines.append("setup = deployment, funding every trader (one block) and the first block; replay = the other blocks.")
-    lines.append("time/acct vs 100 = (wall / wall at 100) / (accounts / 100): 1.00 is linear, below 1 sublinear "
+    lines.append("x/acct vs 100 = (time / time at 100) / (accounts / 100): 1.00 is linear, below 1 sublinear "
                  f"(fixed costs amortized). Fitted exponent of wall time in accounts: {sm['time_exponent']:.2f}; "
                  f"of replay time: {sm['replay_exponent']:.2f}.")
     lines.append("tx/CPU-s = transactions per second of Python + Anvil CPU time: the rate of an otherwise idle "
