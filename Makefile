@@ -52,7 +52,7 @@ test: install
 test-forge: install
 	$(FORGE) build --sizes > /dev/null
 	$(FORGE) test
-	$(FORGE) snapshot --check .gas-snapshot
+	$(FORGE) snapshot --match-path 'tests/forge/Gas.t.sol' --check .gas-snapshot
 
 test-python: install
 	$(PY) -m mypy
