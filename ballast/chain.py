@@ -190,17 +190,29 @@ class Rpc:
             raise ChainError(f"{method} failed: {out['error']}")
         return out["result"]
 
+    MAX_BATCH = 500
+    """Requests per HTTP post: larger batches are split (nodes cap a request's size; Anvil at ~2 MB)."""
+
     def batch(self, calls: Iterable[tuple[str, list[Any]]]) -> list[Any]:
-        """Send many requests in one HTTP round trip; results (or error dicts) in order."""
+        """Send many requests in HTTP round trips of at most ``MAX_BATCH``; results (or error dicts) in
+        order. Raises ``ChainError`` when the node rejects a batch as a whole."""
         reqs = []
         for method, params in calls:
             self._id += 1
             reqs.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        if not reqs:
-            return []
-        out = self._post(reqs)
-        by_id = {o["id"]: o for o in out}
-        return [by_id[r["id"]].get("result", {"error": by_id[r["id"]].get("error")}) for r in reqs]
+        results: list[Any] = []
+        for i in range(0, len(reqs), self.MAX_BATCH):
+            chunk = reqs[i:i + self.MAX_BATCH]
+            out = self._post(chunk)
+            if not isinstance(out, list):  # the node rejected the whole batch (size limit, parse error)
+                raise ChainError(f"batch of {len(chunk)} requests rejected by {self.url}: {out.get('error', out)}")
+            by_id = {o.get("id"): o for o in out}
+            for r in chunk:
+                o = by_id.get(r["id"])
+                if o is None:
+                    raise ChainError(f"{r['method']}: no answer for request id {r['id']} in the batch")
+                results.append(o.get("result", {"error": o.get("error")}))
+        return results
 
 
 # ------------------------------------------------------------------------------ contracts

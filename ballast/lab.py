@@ -35,6 +35,8 @@ from ballast.scenarios import ScenarioPath
 MARKET = 0
 TOKEN = 10**6
 GAS = hex(3_000_000)
+FUND_PER_BLOCK = 500
+"""Deposits mined per block while funding the population before a scenario."""
 
 
 def _topic(sig: str) -> str:
@@ -157,21 +159,25 @@ class LabRun:
             self._nonces[t.address] = 0
         for i in range(self.liq.count):
             self._nonces[liquidator_address(i)] = 0
-        # Fund every trader in one block: the admin mints and deposits for them.
+        # Fund the traders before the scenario starts: the admin mints and deposits for them, in
+        # blocks of at most FUND_PER_BLOCK deposits (a node mines one huge block slowly).
         total = sum(int(t.collateral_usd * TOKEN) for t in self.traders)
         ch.transact(d.usd.functions.mint(self.admin, total), self.admin)
         ch.set_automine(False)
-        calls = [self._tx(self.admin, e.address, self.enc_engine("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
-                 for t in self.traders]
-        ch.rpc.batch(calls)
-        ch.mine()
-        metas = [_Pending("deposit", sender=self.admin, account=t.address) for t in self.traders]
-        for r, p in self._match(0, metas):
-            if r["status"] != "0x1":
-                raise VerificationError(f"deposit for {p.account} failed: {r}")
+        for i in range(0, len(self.traders), FUND_PER_BLOCK):
+            group = self.traders[i:i + FUND_PER_BLOCK]
+            calls = [self._tx(self.admin, e.address,
+                              self.enc_engine("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
+                     for t in group]
+            ch.rpc.batch(calls)
+            ch.mine()
+            metas = [_Pending("deposit", sender=self.admin, account=t.address) for t in group]
+            for r, p in self._match(0, metas):
+                if r["status"] != "0x1":
+                    raise VerificationError(f"deposit for {p.account} failed: {r}")
+            self.tx_sent += len(calls)
         for t in self.traders:
             mir.deposit(t.address, int(t.collateral_usd * TOKEN))
-        self.tx_sent += len(calls)
         self.deposit_tokens = {t.address: int(t.collateral_usd * TOKEN) for t in self.traders}
 
     def _tx(self, sender: str, to: str, data: str) -> tuple[str, list[Any]]:

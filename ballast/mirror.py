@@ -354,7 +354,8 @@ class EngineMirror:
             self.accounts.pop(a, None)
         else:
             self.accounts[a] = snap[0]
-        self.markets[mid] = snap[1]
+        # In place: callers may hold a reference to the market object (the lab keeps one per block).
+        self.markets[mid].__dict__.update(snap[1].__dict__)
         (self.vault, self.insurance, self.fees, self.bad_debt_total, self.bad_debt_covered,
          self.bad_debt_socialized, self.net_deposits) = snap[2]
 

@@ -204,6 +204,7 @@ def test_reverting_calls_leave_the_mirror_unchanged(case: str) -> None:
                 "sequencer_down": "SequencerDown", "withdraw_too_much": "InsufficientCollateral",
                 "withdraw_below_initial": "InitialMarginViolated", "zero_size": "ZeroSize",
                 "zero_deposit": "ZeroAmount", "unknown_account": "InitialMarginViolated"}[case]
+    held = mir.markets[DYN]  # a reference taken before the revert (the lab holds one per block)
     with pytest.raises(MirrorRevert) as info:
         if case == "over_leverage":
             mir.trade(a, DYN, open_size(mir, a, DYN, 150.0, 1), now)
@@ -225,6 +226,7 @@ def test_reverting_calls_leave_the_mirror_unchanged(case: str) -> None:
             mir.trade(ACCOUNTS[5], DYN, wad(1.0), now)  # no collateral at all
     assert info.value.error == expected
     assert mir == before, f"{case} changed the mirror"
+    assert mir.markets[DYN] is held, "a revert must restore the market in place, not replace the object"
     # And the mirror still works after the revert.
     mir.trade(a, DYN, -(mir.account(a).positions[DYN].size // 2), now) if mir.sequencer_up else None
     conserved(mir)
