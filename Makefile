@@ -12,7 +12,7 @@ STAMP_WEB := web/node_modules/.installed
 FORGE = $(shell $(PY) -m ballast.toolchain which forge)
 ANVIL_DIR = $(dir $(shell $(PY) -m ballast.toolchain which anvil))
 
-.PHONY: install demo test test-forge test-python test-deep bench clean
+.PHONY: storm install demo test test-forge test-python test-deep bench clean
 
 install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC) $(STAMP_WEB) chromium
 
@@ -62,6 +62,13 @@ test-python: install
 ## Deeper invariant/fuzz profile (thousands of runs).
 test-deep: install
 	FOUNDRY_PROFILE=deep $(FORGE) test
+
+## Liquidation storm at full size (issue 5): 5,000 accounts under water at once, on forge
+## (gas bound per call, all cleared, tokens conserved) and in the stress lab (cleared within
+## K blocks, checked block by block). Minutes, not part of `make test`.
+storm: install
+	STORM_ACCOUNTS=5000 $(FORGE) test --match-test test_crashStorm -vv
+	$(PY) -m ballast stress --scenario btc_2021_12_04 --accounts 5000 --workers 1 --seed 7 --out out/storm5000
 
 bench: install
 	$(PY) -m benchmarks
