@@ -67,8 +67,8 @@ test-deep: install
 ## (gas bound per call, all cleared, tokens conserved) and in the stress lab (cleared within
 ## K blocks, checked block by block). Minutes, not part of `make test`.
 storm: install
-	STORM_ACCOUNTS=5000 $(FORGE) test --match-test test_crashStorm -vv
-	$(PY) -m ballast stress --scenario btc_2021_12_04 --accounts 5000 --workers 1 --seed 7 --out out/storm5000
+	STORM_ACCOUNTS=5000 FOUNDRY_GAS_LIMIT=max FOUNDRY_MEMORY_LIMIT=4294967296 $(FORGE) test --match-test test_crashStorm -vv
+	$(PY) -m ballast stress --scenario btc_2021_12_04 --accounts 5000 --workers 2 --seed 7 --out out/storm5000
 
 bench: install
 	$(PY) -m benchmarks

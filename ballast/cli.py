@@ -17,7 +17,8 @@ def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", default=default_out, help="output folder (report.html, PNGs, metrics.json)")
     p.add_argument("--keeper", choices=["trailing", "predictive"], default="trailing", help="volatility feed mode")
     p.add_argument("--anticipatory", type=float, default=0.0, help="share of traders who cut leverage as vol rises")
-    p.add_argument("--liquidators", type=int, default=3)
+    p.add_argument("--liquidators", type=int, default=None,
+                   help="liquidator keepers, 25 calls per block each (default: accounts/100, between 3 and 50)")
     p.add_argument("--liquidator-latency", type=int, default=1, help="blocks")
     p.add_argument("--workers", type=int, default=2, help="runs in parallel (1..3)")
     p.add_argument("--fork-url", default=None, help="run against a fork of this RPC instead of an empty chain")

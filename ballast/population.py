@@ -49,6 +49,12 @@ class LiquidatorSpec:
     max_per_block: int = 25
 
 
+def default_liquidator_count(accounts: int) -> int:
+    """Liquidator keepers for a population: one per 100 accounts, between 3 and 50 (so that the
+    liquidators' capacity, ``count * max_per_block`` calls per block, grows with the book)."""
+    return min(50, max(3, accounts // 100))
+
+
 def trader_address(i: int) -> str:
     return Web3.to_checksum_address(f"0x{0xBA11A57 << 128 | (i + 1):040x}")
 

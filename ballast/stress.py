@@ -16,7 +16,7 @@ from ballast.config import Config, StaticFractions, load_config
 from ballast.errors import ValidationError, VerificationError
 from ballast.keeper import VolMode
 from ballast.lab import RunResult, calm_fractions_from_run, run_one
-from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, generate
+from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, default_liquidator_count, generate
 from ballast.scenarios import ScenarioPath, build
 
 RUNS = ("dynamic", "static_calm", "static_conservative")
@@ -34,7 +34,8 @@ class StressOptions:
     out: Path = Path("out/stress")
     keeper_mode: VolMode = "trailing"
     anticipatory_share: float = 0.0
-    liquidators: int = 3
+    liquidators: int | None = None
+    """Liquidator keepers; ``None``: ``default_liquidator_count(accounts)`` (3 up to 399 accounts)."""
     liquidator_latency: int = 1
     workers: int = 2
     fork_url: str | None = None
@@ -51,7 +52,7 @@ class StressOptions:
             raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
         if not 0.0 <= self.anticipatory_share <= 1.0:
             raise ValidationError("--anticipatory", self.anticipatory_share, "[0, 1]")
-        if not 1 <= self.liquidators <= 50:
+        if self.liquidators is not None and not 1 <= self.liquidators <= 50:
             raise ValidationError("--liquidators", self.liquidators, "[1, 50]")
         if not 0 <= self.liquidator_latency <= 20:
             raise ValidationError("--liquidator-latency", self.liquidator_latency, "[0, 20] blocks")
@@ -111,9 +112,11 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     traders = generate(opts.accounts, sc.blocks, seed=opts.seed, long_bias=sc.long_bias,
                        anticipatory_share=opts.anticipatory_share)
     cons = cfg.markets[0].static_conservative
-    liq = LiquidatorSpec(count=opts.liquidators, latency_blocks=opts.liquidator_latency)
+    n_liq = opts.liquidators if opts.liquidators is not None else default_liquidator_count(opts.accounts)
+    liq = LiquidatorSpec(count=n_liq, latency_blocks=opts.liquidator_latency)
     print(f"scenario {sc.name}: {sc.blocks} blocks of {sc.block_sec} s, max drawdown {sc.max_drawdown():.1%}; "
-          f"{opts.accounts} accounts, seed {opts.seed}, keeper {opts.keeper_mode}", file=sys.stderr)
+          f"{opts.accounts} accounts, seed {opts.seed}, keeper {opts.keeper_mode}; {liq.count} liquidators x "
+          f"{liq.max_per_block} calls/block, latency {liq.latency_blocks} block(s)", file=sys.stderr)
     t0 = time.monotonic()
 
     def job(kind: str, static: StaticFractions | None, show: bool) -> tuple[Any, ...]:
@@ -150,6 +153,8 @@ def stress(opts: StressOptions) -> dict[str, Any]:
         "crash_block": sc.crash_block,
         "keeper_mode": opts.keeper_mode,
         "anticipatory_share": opts.anticipatory_share,
+        "liquidators": {"count": liq.count, "latency_blocks": liq.latency_blocks,
+                        "max_per_block": liq.max_per_block},
         "wall_sec": wall,
         "violations": violations[:200],
         "series": {k: runs[k].series for k in RUNS},

@@ -79,7 +79,9 @@ def _child_hwm_mb(name: str = "anvil") -> float:
 
 
 def liquidator_count(accounts: int) -> int:
-    return min(50, max(3, accounts // 100))
+    from ballast.population import default_liquidator_count
+
+    return default_liquidator_count(accounts)
 
 
 RPC_TIMEOUT_SEC = 900.0

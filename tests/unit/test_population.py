@@ -100,3 +100,9 @@ def test_addresses_and_liquidators() -> None:
     assert {trader_address(i) for i in range(500)}.isdisjoint({liquidator_address(i) for i in range(10)})
     spec = LiquidatorSpec()
     assert spec.count >= 1 and spec.latency_blocks >= 0 and spec.max_per_block >= 1
+
+
+def test_default_liquidator_capacity_grows_with_the_book() -> None:
+    from ballast.population import default_liquidator_count
+
+    assert [default_liquidator_count(n) for n in (1, 300, 399, 400, 1_000, 5_000, 50_000)] == [3, 3, 3, 4, 10, 50, 50]
