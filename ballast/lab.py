@@ -71,6 +71,9 @@ class RunResult:
     tx_sent: int
     wall_sec: float
     static: dict[str, float] | None = None
+    head_hash: str = ""
+    """Hash of the chain's last block: equal on two identical runs exactly when every block (its
+    transactions, timestamps and state) is the same."""
 
 
 @dataclass
@@ -377,8 +380,9 @@ class LabRun:
             "keeper_restarts": float(self.keeper_restarts),
             "tx_per_s": self.tx_sent / wall if wall > 0 else 0.0,
         }
+        head = self.chain.rpc.call("eth_getBlockByNumber", ["latest", False])
         return RunResult(self.kind, metrics, series, self.checks, [asdict(v) for v in self.violations], self.tx_sent,
-                         wall, asdict(self.static) if self.static else None)
+                         wall, asdict(self.static) if self.static else None, head_hash=str(head["hash"]))
 
     # ------------------------------------------------------------------ helpers
     def _open_size(self, t: Trader, now: int) -> int:
@@ -623,6 +627,10 @@ def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader],
         chain = Chain(node.url)
         if rpc_drop_rate:
             chain.rpc = Rpc(node.url, drop_rate=rpc_drop_rate, seed=7)
+        if not fork_url:
+            # Setup blocks (deploys, funding) get timestamps that do not depend on the wall clock, so
+            # block hashes, and the ramp jitter drawn from them, are the same on every identical run.
+            chain.rpc.call("anvil_setBlockTimestampInterval", [1])
         chain.set_automine(True)
         run = LabRun(chain, scenario, traders, config, kind, static=static, keeper_mode=keeper_mode,
                      liquidators=liquidators, keeper_down=keeper_down, progress=progress)
