@@ -8,7 +8,7 @@ liquidation, bad debt, and token conservation. Integer arithmetic throughout, to
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ballast._typing import WAD
@@ -86,6 +86,14 @@ class Quote:
     risk_feeds_ok: bool
     funding_ok: bool
     sequencer_up: bool
+
+
+def exit_impact(q: Quote, slip_snap_wad: int, exit_size: int, pos_size: int) -> int:
+    """``MarginEngine._exitImpact``: while a risk feed is bad, an exit pays at most the slippage
+    snapshotted at the position's last increase, pro rata to the size closed (rounded up)."""
+    if q.risk_feeds_ok:
+        return q.impact_wad
+    return min(mul_div_up(slip_snap_wad, exit_size, pos_size), q.impact_wad)
 
 
 @dataclass
@@ -382,6 +390,8 @@ class EngineMirror:
         m.update_oi(old, new)
         is_long = new > 0 if new != 0 else old > 0
         q = m.quote(is_long, abs(new), abs(delta), now, self.sequencer_up)
+        if not increasing:
+            q = replace(q, impact_wad=exit_impact(q, pos.slip_snap, abs(delta), abs(old)))
         idx = self._accrue(m, q, now)
         self._settle_funding(acc, pos, idx)
         tn = notional(delta, q.price_wad)
@@ -421,6 +431,7 @@ class EngineMirror:
         size = pos.size
         abs_size = abs(size)
         q = m.quote(size > 0, abs_size, abs_size, now, self.sequencer_up)
+        q = replace(q, impact_wad=exit_impact(q, pos.slip_snap, abs_size, abs_size))
         if not q.sequencer_up:
             raise MirrorRevert("SequencerDown")
         idx = self._accrue(m, q, now)

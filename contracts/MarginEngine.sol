@@ -168,6 +168,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         _updateOpenInterest(marketId, oldSize, newSize);
         bool isLong = newSize != 0 ? newSize > 0 : oldSize > 0;
         MarketQuote memory q = controller.quote(marketId, isLong, newSize.abs(), delta.abs());
+        if (!increasing) q.impactWad = _exitImpact(q, pos.slipSnapWad, delta.abs(), oldSize.abs());
         if (acceptablePriceWad != 0) {
             if (delta > 0 ? q.priceWad > acceptablePriceWad : q.priceWad < acceptablePriceWad) {
                 revert ErrorsLib.PriceLimitExceeded(q.priceWad, acceptablePriceWad);
@@ -188,6 +189,21 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             account, marketId, delta, oldSize + delta, q.priceWad, realizedTokens, feeTokens, impactTokens
         );
         if (_openMarkets[account] == 0 && _collateral[account] < 0) _realizeBadDebt(account);
+    }
+
+    /// @dev Impact fraction of an exit (a reduce, close or liquidation) of `exitSize` out of
+    /// `posSize`. While a risk feed is bad the live depth falls back to its floor, which would
+    /// price an exit as if the market had no liquidity: the exit then pays at most the slippage
+    /// snapshotted when the position was last increased, pro rata to the size closed (rounded
+    /// up). Never more than the live impact.
+    function _exitImpact(MarketQuote memory q, uint256 slipSnapWad, uint256 exitSize, uint256 posSize)
+        internal
+        pure
+        returns (uint256)
+    {
+        if (q.riskFeedsOk) return q.impactWad;
+        uint256 snap = slipSnapWad.mulDivUp(exitSize, posSize);
+        return snap < q.impactWad ? snap : q.impactWad;
     }
 
     /// @dev Applies a trade to a position and moves PnL, fee and impact between the buckets.
@@ -220,6 +236,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         if (size == 0) revert ErrorsLib.NoPosition(account, marketId);
         uint256 absSize = size.abs();
         MarketQuote memory q = controller.quote(marketId, size > 0, absSize, absSize);
+        q.impactWad = _exitImpact(q, pos.slipSnapWad, absSize, absSize);
         if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
         int256 index = _accrue(marketId, q);
         _settleFunding(account, marketId, pos, index);

@@ -217,21 +217,26 @@ contract OracleTest is BaseTest {
         assertEq(engine.collateralOf(alice), int256(9_896 * USDC));
     }
 
-    /// @dev Documents the depth fallback: with the depth feed bad, execution impact is priced at the
-    /// feed's minimum depth (1000 USD here), capped at 100% of the traded notional. A close still
-    /// executes, but a 100k close pays the whole notional as impact (reported: the conservative
-    /// fallback is meant for pricing new risk and also hits reductions and liquidations).
+    /// @dev The depth fallback: with the depth feed bad, the controller prices impact at the feed's
+    /// minimum depth (1000 USD here), capped at 100% of the traded notional; that is what new risk
+    /// would pay. An exit pays at most the slippage snapshotted at the position's last increase
+    /// (MarginEngine._exitImpact, finding L2): the close is charged the open-time impact.
     function test_oracle_depthBadImpactPricedAtMinDepth() public {
         fund(alice, 10_000 * USDC);
         open(alice, 0.01e18); // 500 USD
+        uint256 snap = engine.position(alice, BTC).slipSnapWad;
+        assertGt(snap, 0);
         breakFeed(3, Fault.Stale);
         MarketQuote memory q = controller.quote(BTC, true, 0.01e18, 0.01e18);
         assertEq(q.impactWad, 0.005e18); // 1% * 500 / 1000
+        assertLt(snap, q.impactWad);
         int256 c0 = engine.collateralOf(alice);
         vm.prank(alice);
         engine.closePosition(BTC, 0);
-        // fee 0.25, impact 0.5% of 500 = 2.5
-        assertEq(engine.collateralOf(alice), c0 - 250_000 - 2_500_000);
+        // fee 0.25 USD; impact: the snapshot fraction of 500 USD, rounded up to the token unit
+        uint256 impactTokens = (500e18 * snap + 1e18 - 1) / 1e18;
+        impactTokens = (impactTokens + 1e12 - 1) / 1e12;
+        assertEq(engine.collateralOf(alice), c0 - 250_000 - int256(impactTokens));
         assertEq(controller.quote(BTC, true, 2e18, 2e18).impactWad, 1e18, "100k: capped at 100%");
     }
 

@@ -230,3 +230,23 @@ def test_reverting_calls_leave_the_mirror_unchanged(case: str) -> None:
     # And the mirror still works after the revert.
     mir.trade(a, DYN, -(mir.account(a).positions[DYN].size // 2), now) if mir.sequencer_up else None
     conserved(mir)
+
+
+def test_exit_during_a_depth_outage_pays_open_time_slippage() -> None:
+    """Mirror of MarginEngine._exitImpact (finding L2): with the depth feed bad the live depth falls
+    back to its floor; a close still costs what it costs with the feed up, and makes no bad debt."""
+    mir, a = _funded_with_position(5.0)
+    now = T0 + 60
+    ok = copy.deepcopy(mir)
+    c0 = mir.account(a).collateral
+    ok.trade(a, DYN, -ok.account(a).positions[DYN].size, now)
+    normal_cost = c0 - ok.account(a).collateral
+    depth = mir.markets[DYN].feeds["depth"]
+    depth.answer = 0  # non-positive: bad
+    bad0 = mir.bad_debt_total
+    q = mir.markets[DYN].quote(True, 0, mir.account(a).positions[DYN].size, now, True)
+    assert not q.risk_feeds_ok and q.impact_wad > 100 * mir.account(a).positions[DYN].slip_snap
+    mir.trade(a, DYN, -mir.account(a).positions[DYN].size, now)
+    assert mir.bad_debt_total == bad0
+    assert c0 - mir.account(a).collateral == normal_cost
+    conserved(mir)
