@@ -24,6 +24,9 @@ def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--fork-url", default=None, help="run against a fork of this RPC instead of an empty chain")
     p.add_argument("--config", default=None, help="market configuration TOML (default config/markets.toml)")
     p.add_argument("--list", action="store_true", help="list the built-in scenarios and exit")
+    p.add_argument("--chain-salt", type=int, default=0, metavar="BLOCKS",
+                   help="empty blocks mined before deploying: another draw of the ramp's random activation, "
+                        "same population and path")
     p.add_argument("--rpc-drop-rate", type=float, default=0.0, help="fault injection: share of RPC requests lost")
     p.add_argument("--keeper-down", default=None, metavar="START:BLOCKS",
                    help="fault injection: the oracle keeper dies at block START and restarts BLOCKS later")
@@ -47,7 +50,7 @@ def _stress(a: argparse.Namespace) -> int:
     stress(StressOptions(scenario=a.scenario, rpc_drop_rate=a.rpc_drop_rate, keeper_down=down, accounts=a.accounts, seed=a.seed, out=Path(a.out),
                          keeper_mode=a.keeper, anticipatory_share=a.anticipatory, liquidators=a.liquidators,
                          liquidator_latency=a.liquidator_latency, workers=a.workers, fork_url=a.fork_url,
-                         config=Path(a.config) if a.config else None))
+                         config=Path(a.config) if a.config else None, chain_salt=a.chain_salt))
     return 0
 
 

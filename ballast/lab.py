@@ -618,7 +618,7 @@ def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: V
 def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader], config: Config, *,
             static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
             liquidators: LiquidatorSpec = LiquidatorSpec(), fork_url: str | None = None,
-            rpc_drop_rate: float = 0.0, keeper_down: tuple[int, int] | None = None,
+            rpc_drop_rate: float = 0.0, keeper_down: tuple[int, int] | None = None, chain_salt: int = 0,
             progress: Callable[[int, int, dict[str, float]], None] | None = None) -> RunResult:
     """Start a chain (or fork ``fork_url``), run, stop the chain (also on error or Ctrl-C)."""
     with Anvil(fork_url=fork_url, timestamp=scenario.start_utc - 3_600,
@@ -631,6 +631,8 @@ def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader],
             # Setup blocks (deploys, funding) get timestamps that do not depend on the wall clock, so
             # block hashes, and the ramp jitter drawn from them, are the same on every identical run.
             chain.rpc.call("anvil_setBlockTimestampInterval", [1])
+        if chain_salt:
+            chain.rpc.call("anvil_mine", [hex(chain_salt)])
         chain.set_automine(True)
         run = LabRun(chain, scenario, traders, config, kind, static=static, keeper_mode=keeper_mode,
                      liquidators=liquidators, keeper_down=keeper_down, progress=progress)

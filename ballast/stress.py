@@ -42,6 +42,9 @@ class StressOptions:
     config: Path | None = None
     rpc_drop_rate: float = 0.0
     keeper_down: tuple[int, int] | None = None
+    chain_salt: int = 0
+    """Empty blocks mined before deploying: changes every block hash, hence the ramp's random
+    activation draws, and nothing else (population, path and feeds stay the same)."""
 
     def validate(self) -> StressOptions:
         if not 1 <= self.accounts <= MAX_ACCOUNTS:
@@ -60,6 +63,8 @@ class StressOptions:
             raise ValidationError("--rpc-drop-rate", self.rpc_drop_rate, "[0, 0.5)")
         if self.keeper_down is not None and (self.keeper_down[0] < 0 or self.keeper_down[1] < 1):
             raise ValidationError("--keeper-down", self.keeper_down, "START:BLOCKS with START >= 0, BLOCKS >= 1")
+        if not 0 <= self.chain_salt <= 1_000:
+            raise ValidationError("--chain-salt", self.chain_salt, "[0, 1000] blocks")
         if not 1 <= self.workers <= 3:
             raise ValidationError("--workers", self.workers, "[1, 3]")
         return self
@@ -99,9 +104,9 @@ class Progress:
 
 
 def _run(args: tuple[Any, ...]) -> RunResult:
-    kind, sc, traders, cfg, static, mode, liq, fork, show, drop, down = args
+    kind, sc, traders, cfg, static, mode, liq, fork, show, drop, down, salt = args
     return run_one(kind, sc, traders, cfg, static=static, keeper_mode=mode, liquidators=liq, fork_url=fork,
-                   rpc_drop_rate=drop, keeper_down=down, progress=Progress(kind) if show else None)
+                   rpc_drop_rate=drop, keeper_down=down, chain_salt=salt, progress=Progress(kind) if show else None)
 
 
 def stress(opts: StressOptions) -> dict[str, Any]:
@@ -121,7 +126,7 @@ def stress(opts: StressOptions) -> dict[str, Any]:
 
     def job(kind: str, static: StaticFractions | None, show: bool) -> tuple[Any, ...]:
         return (kind, sc, traders, cfg, static, opts.keeper_mode, liq, opts.fork_url, show, opts.rpc_drop_rate,
-                opts.keeper_down)
+                opts.keeper_down, opts.chain_salt)
 
     # The dynamic run first: static_calm is pinned to its measured calm-period leverage.
     with ProcessPoolExecutor(max_workers=opts.workers) as pool:
@@ -153,6 +158,7 @@ def stress(opts: StressOptions) -> dict[str, Any]:
         "crash_block": sc.crash_block,
         "keeper_mode": opts.keeper_mode,
         "anticipatory_share": opts.anticipatory_share,
+        "chain_salt": opts.chain_salt,
         "liquidators": {"count": liq.count, "latency_blocks": liq.latency_blocks,
                         "max_per_block": liq.max_per_block},
         "wall_sec": wall,
