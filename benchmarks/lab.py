@@ -252,7 +252,7 @@ def tables(r: dict[str, Any]) -> str:
     shims = sorted({s for x in r["runs"] for s in x.get("harness_shims", [])})
     if shims:
         lines.append(f"harness shims (transport limits met at 5,000 accounts, see benchmarks/lab.py): {'; '.join(shims)}.")
-    lines.append("setup = deployment, funding every trader (one block) and the first block; replay = the other blocks.")
+    lines.append("setup = deployment, funding every trader (blocks of 500 deposits) and the first block; replay = the other blocks.")
     lines.append("x/acct vs 100 = (time / time at 100) / (accounts / 100): 1.00 is linear, below 1 sublinear "
                  f"(fixed costs amortized). Fitted exponent of wall time in accounts: {sm['time_exponent']:.2f}; "
                  f"of replay time: {sm['replay_exponent']:.2f}.")
