@@ -164,13 +164,13 @@ class LabRun:
             self._nonces[liquidator_address(i)] = 0
         # Fund the traders before the scenario starts: the admin mints and deposits for them, in
         # blocks of at most FUND_PER_BLOCK deposits (a node mines one huge block slowly).
-        total = sum(int(t.collateral_usd * TOKEN) for t in self.traders)
-        ch.transact(d.usd.functions.mint(self.admin, total), self.admin)
+        self.deposit_tokens = {t.address: int(t.collateral_usd * TOKEN) for t in self.traders}
+        ch.transact(d.usd.functions.mint(self.admin, sum(self.deposit_tokens.values())), self.admin)
         ch.set_automine(False)
         for i in range(0, len(self.traders), FUND_PER_BLOCK):
             group = self.traders[i:i + FUND_PER_BLOCK]
             calls = [self._tx(self.admin, e.address,
-                              self.enc_engine("depositFor", [t.address, int(t.collateral_usd * TOKEN)]))
+                              self.enc_engine("depositFor", [t.address, self.deposit_tokens[t.address]]))
                      for t in group]
             ch.rpc.batch(calls)
             ch.mine()
@@ -179,9 +179,8 @@ class LabRun:
                 if r["status"] != "0x1":
                     raise VerificationError(f"deposit for {p.account} failed: {r}")
             self.tx_sent += len(calls)
-        for t in self.traders:
-            mir.deposit(t.address, int(t.collateral_usd * TOKEN))
-        self.deposit_tokens = {t.address: int(t.collateral_usd * TOKEN) for t in self.traders}
+        for a, amount in self.deposit_tokens.items():
+            mir.deposit(a, amount)
 
     def _tx(self, sender: str, to: str, data: str) -> tuple[str, list[Any]]:
         """An unsigned transaction from an impersonated sender, with a locally tracked nonce (a
