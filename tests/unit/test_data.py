@@ -185,7 +185,7 @@ def test_load_csv_cleans_and_counts(tmp_path: Path) -> None:
         "2021-01-01 00:31:07+00:00,12,12,12,12,12,0\n"  # off-grid snapshot
         "2021-01-01 00:45:00+00:00,12,12.5,NaN,12.2,12.2,1\n",
     )
-    h = load_csv(path, 900, "tiny")
+    h = load_csv(path, 900, "tiny", duplicates="keep_last")
     assert_array_equal(h.timestamps, _utc(2021, 1, 1) + 900 * np.arange(3, dtype=np.int64))
     assert_allclose(h.close, [10.5, 11.0, 12.0])
     assert_allclose(h.high, [11.0, 12.0, 13.0])  # the later 00:30 row won
@@ -214,9 +214,16 @@ def test_load_csv_date_column(tmp_path: Path) -> None:
         ("2021-01-01 00:00:00,1,2,1.5,1,1,1\n", 2, "inconsistent"),
         ("2021-01-01 00:00:00,1,2\n", 2, "fields"),
         (
-            "2021-01-01 00:30:00,1,2,0.5,1,1,1\n2021-01-01 00:15:00,1,2,0.5,1,1,1\n",
-            3,
+            "2021-01-01 00:00:00,1,2,0.5,1,1,1\n2021-01-01 00:30:00,1,2,0.5,1,1,1\n"
+            "2021-01-01 00:15:00,1,2,0.5,1,1,1\n",
+            4,
             "sorted",
+        ),
+        (
+            "2021-01-01 00:00:00,1,2,0.5,1,1,1\n2021-01-01 00:15:00,1,2,0.5,1,1,1\n"
+            "2021-01-01 00:00:00,1,2,0.5,1,1,1\n",
+            4,
+            "already on line 2",
         ),
     ],
 )
@@ -235,9 +242,13 @@ def test_load_csv_missing_file_and_columns(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot open"):
         load_csv(tmp_path / "absent.csv", 900, "absent")
     path = tmp_path / "nocol.csv"
-    path.write_text("Datetime,Open,High,Close\n2021-01-01,1,1,1\n")
-    with pytest.raises(DataError, match="missing column 'low'"):
+    path.write_text("Datetime,Open,High,Low\n2021-01-01,1,1,1\n")
+    with pytest.raises(DataError, match="nocol.csv:1: missing column 'close'"):
         load_csv(path, 900, "nocol")
+    notime = tmp_path / "notime.csv"
+    notime.write_text("When,Open,High,Low,Close\n2021-01-01,1,1,1,1\n")
+    with pytest.raises(DataError, match="no header with a time column"):
+        load_csv(notime, 900, "notime")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(DataError, match="empty"):
@@ -250,7 +261,7 @@ def test_load_csv_missing_file_and_columns(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("interval", "name", "field"),
     [(0, "x", "interval_seconds"), (-900, "x", "interval_seconds"), (900.0, "x", "interval_seconds"),
-     (True, "x", "interval_seconds"), (900, "", "name")],
+     (True, "x", "interval_seconds"), (900, "", "name"), (900, 7, "name")],
 )
 def test_load_csv_bad_arguments(
     tmp_path: Path, interval: object, name: str, field: str
@@ -259,6 +270,179 @@ def test_load_csv_bad_arguments(
     with pytest.raises(ValidationError) as info:
         load_csv(path, interval, name)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_load_csv_rejects_unknown_duplicates_policy(tmp_path: Path) -> None:
+    path = _write(tmp_path, "2021-01-01 00:00:00,1,2,0.5,1,1,1\n")
+    with pytest.raises(ValidationError) as info:
+        load_csv(path, 900, "x", duplicates="first")  # type: ignore[arg-type]
+    assert info.value.field == "duplicates"
+
+
+# --------------------------------------------------------------------------- any user CSV
+
+
+def _write_raw(tmp_path: Path, content: str | bytes, name: str = "user.csv") -> Path:
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_text(content, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def test_bom_newest_first_any_order_and_case(tmp_path: Path) -> None:
+    t0 = _utc(2021, 12, 4)
+    body = "".join(
+        f"{1000 + i},{c},{t0 + 3600 * i},{c - 1},{c - 0.5},{c + 1}\r\n"
+        for i, c in reversed(list(enumerate([100.0, 101.0, 99.0, 102.0])))
+    )
+    path = _write_raw(tmp_path, "\ufeffVolume,close,TIMESTAMP,Low,OPEN,high\r\n" + body, "btc-1h.csv")
+    h = load_csv(path)
+    assert h.name == "btc-1h"
+    assert h.interval_seconds == 3600
+    assert_array_equal(h.timestamps, t0 + 3600 * np.arange(4, dtype=np.int64))
+    assert_allclose(h.close, [100.0, 101.0, 99.0, 102.0])
+    assert_allclose(h.open, h.close - 0.5)
+    assert_allclose(h.high, h.close + 1)
+    assert_allclose(h.low, h.close - 1)
+    assert h.cleaning is not None
+    assert h.cleaning.newest_first
+    assert h.cleaning.filled_columns == ()
+    assert h.cleaning.timestamp_format == "s"
+    assert h.cleaning.rows_kept == 4
+
+
+def test_unix_milliseconds(tmp_path: Path) -> None:
+    t0 = _utc(2021, 12, 4, 5, 15)
+    path = _write_raw(
+        tmp_path,
+        "open_time,open,high,low,close,volume\n"
+        f"{t0 * 1000},50000,50100,49900,50050,1\n"
+        f"{(t0 + 900) * 1000},50050,50060,42875,43000,9\n",
+    )
+    h = load_csv(path)
+    assert_array_equal(h.timestamps, [t0, t0 + 900])
+    assert h.interval_seconds == 900
+    assert h.cleaning is not None and h.cleaning.timestamp_format == "ms"
+
+
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        (("2021-12-04", "2021-12-05", "2021-12-06"), [_utc(2021, 12, d) for d in (4, 5, 6)]),
+        (("20211204", "20211205", "20211206"), [_utc(2021, 12, d) for d in (4, 5, 6)]),
+        (("2021-12-04T00:00:00Z", "2021-12-05T00:00:00Z", "2021-12-06T00:00:00Z"),
+         [_utc(2021, 12, d) for d in (4, 5, 6)]),
+        (("2021-12-04 01:00:00+01:00", "2021-12-05 01:00:00+01:00", "2021-12-06 01:00:00+01:00"),
+         [_utc(2021, 12, d) for d in (4, 5, 6)]),
+        (("2021-12-04 00:00:00 UTC", "2021-12-05 00:00:00 UTC", "2021-12-06 00:00:00 UTC"),
+         [_utc(2021, 12, d) for d in (4, 5, 6)]),
+    ],
+)
+def test_iso_dates_and_datetimes(tmp_path: Path, cells: tuple[str, ...], expected: list[int]) -> None:
+    rows = "".join(f"{t},{p}\n" for t, p in zip(cells, (10.0, 11.0, 12.0), strict=True))
+    h = load_csv(_write_raw(tmp_path, "Date,Price\n" + rows))
+    assert_array_equal(h.timestamps, expected)
+    assert h.interval_seconds == 86400
+    assert h.cleaning is not None and h.cleaning.timestamp_format == "iso"
+
+
+def test_single_price_column_fills_open_high_low_from_closes(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path, "time,price\n1638576000,100\n1638579600,110\n1638583200,105\n")
+    h = load_csv(path)
+    assert_allclose(h.close, [100.0, 110.0, 105.0])
+    assert_allclose(h.open, [100.0, 100.0, 110.0])  # previous close
+    assert_allclose(h.high, [100.0, 110.0, 110.0])
+    assert_allclose(h.low, [100.0, 100.0, 105.0])
+    assert h.cleaning is not None and h.cleaning.filled_columns == ("open", "high", "low")
+
+
+def test_missing_open_stays_inside_the_given_range(tmp_path: Path) -> None:
+    path = _write_raw(
+        tmp_path,
+        "Date,High,Low,Close\n2021-12-04,110,90,100\n2021-12-05,80,60,70\n",
+    )
+    h = load_csv(path)
+    assert_allclose(h.open, [100.0, 80.0])  # previous close 100, clipped to the bar's high
+    assert h.cleaning is not None and h.cleaning.filled_columns == ("open",)
+
+
+def test_banner_semicolons_and_dollar_prices(tmp_path: Path) -> None:
+    path = _write_raw(
+        tmp_path,
+        "https://www.example.com/export\n"
+        "Date;Close/Last;Volume;Open;High;Low\n"
+        "2021-12-06;$102;5;$100;$103;$99\n"
+        "2021-12-05;$100;5;$101;$102;$98\n",
+    )
+    h = load_csv(path)
+    assert_allclose(h.close, [100.0, 102.0])
+    assert_allclose(h.open, [101.0, 100.0])
+    assert h.cleaning is not None and h.cleaning.newest_first
+
+
+def test_separate_date_and_time_columns(tmp_path: Path) -> None:
+    path = _write_raw(
+        tmp_path, "Date,Time,Close\n2021-12-04,05:00,1\n2021-12-04,05:15,2\n2021-12-04,05:30,3\n"
+    )
+    h = load_csv(path)
+    assert_array_equal(h.timestamps, _utc(2021, 12, 4, 5) + 900 * np.arange(3, dtype=np.int64))
+
+
+def test_trading_days_infer_daily_interval_and_keep_weekend_gaps(tmp_path: Path) -> None:
+    days = ["2021-12-02", "2021-12-03", "2021-12-06", "2021-12-07", "2021-12-08"]  # Thu..Wed
+    path = _write_raw(tmp_path, "Date,Close\n" + "".join(f"{d},{100 + i}\n" for i, d in enumerate(days)))
+    h = load_csv(path)
+    assert h.interval_seconds == 86400
+    assert_array_equal(h.gap_indices(), [2])
+
+
+def test_grid_follows_the_files_phase(tmp_path: Path) -> None:
+    # Daily bars stamped 05:00 UTC are on their own grid; the 05:07 snapshot is not.
+    t0 = _utc(2021, 12, 4, 5)
+    stamps = [t0, t0 + 86400, t0 + 86400 + 420, t0 + 2 * 86400]
+    path = _write_raw(tmp_path, "unix,close\n" + "".join(f"{t},100\n" for t in stamps))
+    h = load_csv(path, 86400)
+    assert_array_equal(h.timestamps, [t0, t0 + 86400, t0 + 2 * 86400])
+    assert h.cleaning is not None and h.cleaning.dropped_off_grid == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("Date,Close\n2021-12-04,1\n2021-12-05,abc\n",
+         ["bad.csv:3:", "'Close'", "'abc'", "decimal number"]),
+        ("Date,Close\n2021-12-04,1\n04/12/2021,2\n",
+         ["bad.csv:3:", "'04/12/2021'", "'Date'", "unix seconds, unix milliseconds or an ISO-8601"]),
+        ("Timestamp,Close\n1638576000,1\n1638576000000000,2\n",
+         ["bad.csv:3:", "'1638576000000000'", "milliseconds in [1e+11, 1e+14)"]),
+        ("Timestamp,Close\n1638576000,1\n2021-12-05,2\n",
+         ["bad.csv:3:", "'2021-12-05'", "ISO-8601", "line 2 is unix seconds"]),
+        ("Timestamp,Close\n1638576000,1\n1638662400000,2\n",
+         ["bad.csv:3:", "unix milliseconds but line 2 is unix seconds"]),
+        ("Date,Close\n2021-12-04,1\n2021-12-05,-2\n", ["bad.csv:3:", "-2.0", "finite and > 0"]),
+        ("Date,Close\n2021-12-04,1\n2021-12-05,2\n2021-12-04,3\n",
+         ["bad.csv:4:", "duplicate timestamp 2021-12-04", "already on line 2"]),
+        ("Date,Open,High,Low,Close\n2021-12-04,1,2,0.5,1\n2021-12-05,1,2,0.5,3\n",
+         ["bad.csv:3:", "inconsistent OHLC", "high=2.0", "close=3.0"]),
+        ("Date,Close\n2021-12-04\n", ["bad.csv:2:", "expected >= 2 fields"]),
+        ("Date,Close\n2021-12-04,1\n", ["cannot infer the bar interval", "interval_seconds"]),
+    ],
+)
+def test_bad_rows_name_line_column_and_value(
+    tmp_path: Path, content: str, fragments: list[str]
+) -> None:
+    with pytest.raises(DataError) as info:
+        load_csv(_write_raw(tmp_path, content, "bad.csv"))
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = _write_raw(tmp_path, b"Date,Close\n2021-12-04,1\n2021-12-05,\xff\n", "latin.csv")
+    with pytest.raises(DataError, match=r"latin.csv:3: not UTF-8 text \(byte 0xff"):
+        load_csv(path)
 
 
 # --------------------------------------------------------------------------- PriceHistory
