@@ -89,7 +89,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("abi", help="export the ABI package abi/ (--check: fail if it differs from the build)",
                    add_help=False)
     b = sub.add_parser("backtest", help="calibrate and backtest the margin model on real data (Kupiec)")
-    b.add_argument("--dataset", default="btc_15min", choices=["btc_15min", "btc_daily"])
+    src = b.add_mutually_exclusive_group()
+    src.add_argument("--dataset", default="btc_15min", choices=["btc_15min", "btc_daily"],
+                     help="bundled BTC-USD data set (default btc_15min)")
+    src.add_argument("--csv", default=None, metavar="FILE",
+                     help="your own OHLC(V) CSV: a time column (unix s or ms, or ISO dates) and close or price; "
+                          "open/high/low optional; any column order, oldest- or newest-first")
+    b.add_argument("--interval", type=int, default=None, metavar="SECONDS",
+                   help="bar length of --csv (default: the most common spacing of its timestamps)")
+    b.add_argument("--gaps", choices=["skip", "keep"], default="skip",
+                   help="windows spanning a gap in the timestamps: skip them (default; missing bars) or keep "
+                        "them (consecutive rows are consecutive trading periods, e.g. weekday-only data)")
+    b.add_argument("--periods-per-year", type=float, default=None, metavar="N",
+                   help="bars per year for annualizing volatility (default: 24/7 calendar time, 365 days: "
+                        "365 for daily bars, 35040 for 15-minute bars); 252 for weekday-only daily data")
     b.add_argument("--alphas", default="0.95,0.99,0.995", help="comma-separated confidence levels")
     b.add_argument("--json", dest="json_out", default=None, help="also write the table as JSON to this file")
     b.add_argument("--config", default=None)
@@ -123,7 +136,15 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "backtest":
             from ballast.calibration import backtest_cli
 
-            return backtest_cli(a.dataset, [float(x) for x in a.alphas.split(",")], a.json_out, a.config)
+            try:
+                alphas = [float(x) for x in a.alphas.split(",")]
+            except ValueError as e:
+                raise ValidationError("--alphas", a.alphas, "comma-separated numbers in (0.5, 1)") from e
+            if a.interval is not None and a.csv is None:
+                raise ValidationError("--interval", a.interval, "only with --csv")
+            return backtest_cli(a.dataset, alphas, a.json_out, a.config, csv_path=a.csv,
+                                interval_seconds=a.interval, skip_gaps=a.gaps == "skip",
+                                periods=a.periods_per_year)
     except BallastError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -293,7 +293,10 @@ def backtest_margin(
         gives overlapping, autocorrelated windows.
     skip_gaps
         If True (default) exclude windows whose bars are not contiguous
-        (a gap in ``history.timestamps``), since they span more wall-clock time.
+        (a gap in ``history.timestamps``), since they span more wall-clock time; the count is
+        ``skipped_gap_windows``. False treats consecutive bars as consecutive periods (data of
+        a market that closes at weekends, whose gaps are not missing bars).
+        ``ballast backtest --gaps skip|keep``.
 
     Returns
     -------
