@@ -7,6 +7,7 @@ or the account store (see ``ballast.deploy``).
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, replace
@@ -228,6 +229,30 @@ def parse_config(data: dict[str, Any]) -> Config:
             raise ValidationError(f"markets[{i}].id", m.id, f"an id not used by another market ({[x.id for x in markets]})")
         markets.append(m)
     return Config(engine, tuple(markets))
+
+
+@functools.cache
+def _shipped_params(path: str, symbol: str) -> RiskParams:
+    cfg = load_config(path)
+    for m in cfg.markets:
+        if m.symbol == symbol:
+            return m.params
+    raise ValidationError("symbol", symbol, f"one of {[m.symbol for m in cfg.markets]} (markets in {path})")
+
+
+def default_params(symbol: str = "BTC", path: str | Path = DEFAULT_CONFIG) -> RiskParams:
+    """The shipped parameters of market ``symbol``, read from ``config/markets.toml``.
+
+    The one source of truth for shipped values is the TOML file; this reads it (and caches the
+    result per file and symbol; :class:`~ballast.model.RiskParams` is immutable). ``z_wad`` comes
+    from the market's ``alpha`` (99% gives 2.326348e18).
+
+    Raises
+    ------
+    ValidationError
+        If the file is missing or invalid, or has no market ``symbol`` (the message lists them).
+    """
+    return _shipped_params(str(Path(path).resolve()), symbol)
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG) -> Config:

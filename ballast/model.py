@@ -191,29 +191,6 @@ def validate_params(p: RiskParams) -> RiskParams:
     return p
 
 
-def default_params() -> RiskParams:
-    """The shipped BTC market parameters (99% over a 1 hour liquidation horizon)."""
-    return RiskParams(
-        z_wad=2_326_000_000_000_000_000,
-        skew_sens_wad=5 * WAD,
-        tail_cap_wad=2 * WAD,
-        buffer_mult_wad=WAD,
-        min_buffer_wad=5 * 10**15,
-        liq_fee_wad=5 * 10**15,
-        impact_wad=10**16,
-        crowd_wad=2 * 10**17,
-        funding_sens_wad=20 * WAD,
-        funding_threshold_wad=5 * 10**14,
-        horizon_sec=3_600,
-        ramp_jitter_sec=600,
-        min_imf_wad=10**16,
-        max_imf_wad=5 * 10**17,
-        min_mmf_wad=3 * 10**15,
-        max_mmf_wad=4 * 10**17,
-        mmf_ramp_wad_per_sec=(5 * 10**16) // 3_600,
-    )
-
-
 # ------------------------------------------------------------------------------ MarginMath
 
 

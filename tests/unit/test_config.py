@@ -350,3 +350,47 @@ def test_in_range_values_are_accepted(path: str, u: float) -> None:
     d = copy.deepcopy(BASE)
     _set(path, int(v) if kind == INT else v)(d)
     parse_config(d)
+
+
+# --------------------------------------------------------------------------- default_params
+
+
+def test_default_params_are_the_shipped_btc_market() -> None:
+    from ballast.config import default_params
+
+    shipped = load_config().markets[0]
+    assert shipped.symbol == "BTC"
+    assert default_params() == shipped.params
+    assert default_params() is default_params()  # cached; RiskParams is frozen
+    assert default_params().tail_cap_wad == 3 * 10**18
+    assert default_params().regime_sens_wad == 2 * 10**18
+
+
+def test_default_params_unknown_symbol_names_the_markets() -> None:
+    from ballast.config import default_params
+
+    with pytest.raises(ValidationError) as info:
+        default_params("DOGE")
+    assert info.value.field == "symbol" and "['BTC']" in str(info.value)
+
+
+def test_readme_worked_example_uses_the_shipped_parameters() -> None:
+    """The README's worked example (shipped BTC parameters), term by term."""
+    from ballast.config import default_params
+    from ballast.model import RiskInputs, compute
+
+    wad = 10**18
+    p = default_params()
+    long_ = compute(p, RiskInputs(wad // 2, -wad // 20, 50_000_000 * wad, 8 * 10**14, 400 * wad, 300 * wad,
+                                  100_000 * wad, 50_000 * wad, True))
+    assert round(100 * long_.var_move_wad / wad, 3) == 1.553
+    assert round(100 * long_.mmf_base_wad / wad, 3) == 2.053
+    assert round(100 * long_.imf_wad / wad, 3) == 6.709
+    assert round(wad / long_.imf_wad, 1) == 14.9
+    short = compute(p, RiskInputs(wad // 2, -wad // 20, 50_000_000 * wad, 8 * 10**14, 300 * wad, 400 * wad,
+                                  100_000 * wad, 50_000 * wad, False))
+    assert round(100 * short.imf_wad / wad, 3) == 3.488
+    assert round(wad / short.imf_wad, 1) == 28.7
+    small = [round(wad / compute(p, RiskInputs(int(s * wad), 0, 50_000_000 * wad, 0, 0, 0, 1_000 * wad,
+                                                50_000 * wad, True)).imf_wad, 1) for s in (0.3, 0.5, 0.8, 1.5)]
+    assert small == [40.1, 28.7, 10.3, 4.3]

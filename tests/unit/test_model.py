@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ballast._typing import WAD
+from ballast.config import default_params
 from ballast.errors import ValidationError
 from ballast.model import (
     HARD_BOUNDS,
@@ -23,7 +24,6 @@ from ballast.model import (
     apply_trade,
     compute,
     compute_float,
-    default_params,
     funding_owed,
     notional,
     position_maintenance,

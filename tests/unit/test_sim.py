@@ -8,7 +8,8 @@ import pytest
 from ballast._typing import WAD
 from ballast.errors import ValidationError
 from ballast.mirror import AccountMirror, EngineMirror, Feed, MarketMirror, PositionMirror
-from ballast.model import Ramp, default_params, maintenance_base, var_move
+from ballast.config import default_params
+from ballast.model import Ramp, maintenance_base, var_move
 from ballast.sim import (
     Book,
     ExactBook,
