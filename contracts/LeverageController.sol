@@ -143,29 +143,33 @@ contract LeverageController is RiskOracleBase {
     // ---------------------------------------------------------------- quotes
 
     /// @inheritdoc ILeverageController
-    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad, uint256 tradeSizeWad)
+    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad)
         public
         view
         returns (MarketQuote memory q)
     {
-        q.priceWad = priceWad(marketId);
-        q.sequencerUp = sequencerUp();
+        _quoteBase(marketId, q);
         RiskParams memory p = _imfParams[marketId];
         RiskInputs memory x;
         x.isLong = isLong;
         x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
         x.priceWad = q.priceWad;
-        (q.riskFeedsOk, q.fundingOk, x) = _inputs(marketId, x);
-        q.fundingRateWad = x.fundingRateWad;
+        bool riskOk;
+        (riskOk, x) = _inputs(marketId, x);
+        q.riskFeedsOk = riskOk;
+        x.fundingRateWad = q.fundingRateWad;
         (x.oiSideWad, x.oiOtherWad) = _openInterest(marketId, isLong);
 
         Fractions memory f = MarginMath.compute(p, x);
         q.slipWad = f.slipWad;
-        q.impactWad = MarginMath.slippage(p.impactWad, tradeSizeWad.mulWadUp(q.priceWad), x.depthUsdWad);
-        q.liqFeeWad = _active[marketId].liqFeeWad;
-        q.maxMmfWad = _active[marketId].maxMmfWad;
+        q.impactCoefWad = p.impactWad;
+        q.depthUsdWad = x.depthUsdWad;
+        RiskParams storage a = _active[marketId];
+        q.liqFeeWad = a.liqFeeWad;
+        q.maxMmfWad = a.maxMmfWad;
+        q.maxImfWad = p.maxImfWad;
         q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
-        uint256 imfLive = q.riskFeedsOk ? f.imfWad : p.maxImfWad;
+        uint256 imfLive = riskOk ? f.imfWad : p.maxImfWad;
         q.imfWad = MarginMath.requiredInitial(
             imfLive, MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad), p.minBufferWad, p.maxImfWad
         );
@@ -178,7 +182,7 @@ contract LeverageController is RiskOracleBase {
         returns (uint256)
     {
         uint256 price = priceWad(marketId);
-        return quote(marketId, isLong, notionalUsdWad.divWad(price), 0).imfWad;
+        return quote(marketId, isLong, notionalUsdWad.divWad(price)).imfWad;
     }
 
     /// @inheritdoc ILeverageController
@@ -188,13 +192,13 @@ contract LeverageController is RiskOracleBase {
         returns (uint256)
     {
         uint256 price = priceWad(marketId);
-        MarketQuote memory q = quote(marketId, isLong, notionalUsdWad.divWad(price), 0);
+        MarketQuote memory q = quote(marketId, isLong, notionalUsdWad.divWad(price));
         return MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad);
     }
 
     /// @inheritdoc ILeverageController
     function maxLeverageWad(uint256 marketId, bool isLong) external view returns (uint256) {
-        return ConstantsLib.WAD.divWad(quote(marketId, isLong, 0, 0).imfWad);
+        return ConstantsLib.WAD.divWad(quote(marketId, isLong, 0).imfWad);
     }
 
     /// @notice Active parameters of a market.
@@ -255,23 +259,18 @@ contract LeverageController is RiskOracleBase {
         emit EventsLib.ParamsExecuted(marketId, params);
     }
 
-    /// @dev Volatility, skew, depth and funding inputs. Bad risk feeds fall back to the most
-    /// conservative bound (the caller then prices new risk at maxImf).
-    function _inputs(uint256 marketId, RiskInputs memory x)
-        internal
-        view
-        returns (bool riskOk, bool fundingOk, RiskInputs memory)
-    {
+    /// @dev Volatility, skew and depth inputs (funding comes with the quote's base). Bad risk
+    /// feeds fall back to the most conservative bound (the caller then prices new risk at maxImf).
+    function _inputs(uint256 marketId, RiskInputs memory x) internal view returns (bool riskOk, RiskInputs memory) {
         (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
         (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
         (bool okD, int256 depth) = _read(marketId, FeedKind.Depth);
-        (bool okF, int256 funding) = _read(marketId, FeedKind.Funding);
+        (bool okF,) = _read(marketId, FeedKind.Funding);
         FeedSlot[5] storage fs = _feeds[marketId];
         x.sigmaWad = okV ? uint256(sigma) : uint256(int256(fs[uint256(FeedKind.Volatility)].maxWad));
         x.skewWad = okS ? skew : int256(0);
         x.depthUsdWad = okD ? uint256(depth) : uint256(int256(fs[uint256(FeedKind.Depth)].minWad));
-        x.fundingRateWad = okF ? funding : int256(0);
-        return (okV && okS && okD && okF, okF, x);
+        return (okV && okS && okD && okF, x);
     }
 
     /// @dev Moves one side's ramp toward the live target: loosen at once, tighten after a random

@@ -8,11 +8,13 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {LibBit} from "solady/utils/LibBit.sol";
-import {ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
-import {Health, IMarginEngine, Position} from "../interfaces/IMarginEngine.sol";
+import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
+import {FeedConfig, FeedKind, ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
+import {Health, IMarginEngine, Order, Position} from "../interfaces/IMarginEngine.sol";
 import {ConstantsLib} from "./libraries/ConstantsLib.sol";
 import {ErrorsLib} from "./libraries/ErrorsLib.sol";
 import {EventsLib} from "./libraries/EventsLib.sol";
+import {ImpactMath} from "./libraries/ImpactMath.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 import {PositionMath} from "./libraries/PositionMath.sol";
 import {SignedMath} from "./libraries/SignedMath.sol";
@@ -20,8 +22,11 @@ import {SignedMath} from "./libraries/SignedMath.sol";
 /// @title MarginEngine
 /// @notice Collateral, cross-margined perpetual positions against a counterparty vault, funding,
 /// liquidations, an insurance fund and exact bad-debt accounting.
+/// Traders commit orders that settle later at a price published after the commit; liquidations
+/// are immediate.
 /// @dev Token accounting invariant (exact, in token units):
-///   token.balanceOf(this) == sum(collateral) + vaultBalance + insuranceFund + protocolFees.
+///   token.balanceOf(this) == sum(collateral) + vaultBalance + insuranceFund + protocolFees
+///                            + orderEscrow + impactPools.
 /// Every flow moves an amount from one of these buckets to another, or in/out with a transfer.
 contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     using SafeERC20 for IERC20;
@@ -38,11 +43,25 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// (the rest goes to the insurance fund).
     /// @param liqTargetRatioWad A partial liquidation restores equity to this multiple of the
     /// maintenance requirement, WAD (between 1x and 3x).
+    /// @param orderMinDelaySec An order settles at the first price published at least this long
+    /// after it was committed (1 s to 5 min).
+    /// @param orderWindowSec After `orderMinDelaySec`, how long an order may wait for its price and
+    /// its settlement before it expires (1 min to 1 day).
+    /// @param settlementFeeTokens Fee escrowed at commit and paid to whoever settles, token units.
+    /// @param withdrawPriceMaxAgeSec A withdrawal with open positions needs every price published
+    /// within this many seconds (1 s to 1 h).
+    /// @param oiDepthMultWad Gross open interest of one side of a market, in USD, is capped at this
+    /// multiple of the market's depth input (0.1x to 100x), WAD.
     struct EngineConfig {
         uint256 tradingFeeWad;
         uint256 feeInsuranceShareWad;
         uint256 liquidatorShareWad;
         uint256 liqTargetRatioWad;
+        uint256 orderMinDelaySec;
+        uint256 orderWindowSec;
+        uint256 settlementFeeTokens;
+        uint256 withdrawPriceMaxAgeSec;
+        uint256 oiDepthMultWad;
     }
 
     struct MarketState {
@@ -51,6 +70,28 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         int128 fundingIndexWad;
         int64 lastRateWad;
         uint64 lastAccrualSec;
+        uint128 impactPoolTokens;
+        uint128 lastPriceWad;
+    }
+
+    /// @dev What a cross-margin health pass found besides the totals.
+    struct HealthScan {
+        bool seqUp;
+        bool found;
+        uint256 preferred;
+        int256 bestScore;
+    }
+
+    /// @dev One order's execution, kept in memory (the stack is too small for it).
+    struct Exec {
+        address account;
+        uint256 marketId;
+        int256 delta;
+        uint256 fill;
+        uint256 limit;
+        int256 oldSize;
+        bool increasing;
+        int256 impactTokens;
     }
 
     /// @dev A position left smaller than this after a partial liquidation is closed in full.
@@ -64,6 +105,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     uint256 public immutable feeInsuranceShareWad;
     uint256 public immutable liquidatorShareWad;
     uint256 public immutable liqTargetRatioWad;
+    uint256 public immutable orderMinDelaySec;
+    uint256 public immutable orderWindowSec;
+    uint256 public immutable settlementFeeTokens;
+    uint256 public immutable withdrawPriceMaxAgeSec;
+    uint256 public immutable oiDepthMultWad;
 
     /// @notice Counterparty vault balance, token units (negative only if traders out-won it).
     int256 public vaultBalance;
@@ -71,22 +117,53 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     uint256 public insuranceFund;
     /// @notice Protocol fees, token units.
     uint256 public protocolFees;
+    /// @notice Settlement fees escrowed by pending orders, token units.
+    uint256 public orderEscrow;
+    /// @notice Impact charged and not yet rebated, over every market, token units.
+    uint256 public impactPools;
     /// @notice Bad debt ever realized, token units, and how it was absorbed.
     uint256 public badDebtTotal;
     uint256 public badDebtCovered;
     uint256 public badDebtSocialized;
     /// @notice Sum of deposits minus withdrawals over every bucket, token units (conservation check).
     uint256 public netDeposits;
+    /// @notice Hard cap on each side's gross open interest of a market, USD, WAD (0: only the
+    /// depth-relative cap applies).
+    mapping(uint256 marketId => uint256) public oiHardCapUsdWad;
 
     mapping(uint256 marketId => MarketState) internal _markets;
     mapping(address account => int256) internal _collateral;
     mapping(address account => uint256) internal _openMarkets;
     mapping(address account => mapping(uint256 marketId => Position)) internal _positions;
+    mapping(address account => mapping(uint256 marketId => Order)) internal _orders;
 
     constructor(address admin, IERC20 token, ILeverageController controller_, EngineConfig memory cfg) {
         if (admin == address(0) || address(token) == address(0) || address(controller_) == address(0)) {
             revert ErrorsLib.ZeroAddress();
         }
+        _checkConfig(cfg);
+        uint8 dec = IERC20Metadata(address(token)).decimals();
+        if (dec > 18) revert ErrorsLib.EngineConfigOutOfBounds(4, dec, 18);
+        collateralToken = token;
+        controller = controller_;
+        tokenScale = 10 ** (18 - uint256(dec));
+        tradingFeeWad = cfg.tradingFeeWad;
+        feeInsuranceShareWad = cfg.feeInsuranceShareWad;
+        liquidatorShareWad = cfg.liquidatorShareWad;
+        liqTargetRatioWad = cfg.liqTargetRatioWad;
+        orderMinDelaySec = cfg.orderMinDelaySec;
+        orderWindowSec = cfg.orderWindowSec;
+        settlementFeeTokens = cfg.settlementFeeTokens;
+        withdrawPriceMaxAgeSec = cfg.withdrawPriceMaxAgeSec;
+        oiDepthMultWad = cfg.oiDepthMultWad;
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(TREASURY_ROLE, admin);
+    }
+
+    /// @dev Reverts `EngineConfigOutOfBounds(index, value, max)` naming the first bad field
+    /// (indices: 0 fee, 1 insurance share, 2 liquidator share, 3 target ratio, 4 token decimals,
+    /// 5 min delay, 6 window, 7 settlement fee, 8 withdrawal price age, 9 OI depth multiple).
+    function _checkConfig(EngineConfig memory cfg) internal pure {
         if (cfg.tradingFeeWad > 0.01e18) revert ErrorsLib.EngineConfigOutOfBounds(0, cfg.tradingFeeWad, 0.01e18);
         if (cfg.feeInsuranceShareWad > 1e18) {
             revert ErrorsLib.EngineConfigOutOfBounds(1, cfg.feeInsuranceShareWad, 1e18);
@@ -97,17 +174,29 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         if (cfg.liqTargetRatioWad < 1e18 || cfg.liqTargetRatioWad > 3e18) {
             revert ErrorsLib.EngineConfigOutOfBounds(3, cfg.liqTargetRatioWad, 3e18);
         }
-        uint8 dec = IERC20Metadata(address(token)).decimals();
-        if (dec > 18) revert ErrorsLib.EngineConfigOutOfBounds(4, dec, 18);
-        collateralToken = token;
-        controller = controller_;
-        tokenScale = 10 ** (18 - uint256(dec));
-        tradingFeeWad = cfg.tradingFeeWad;
-        feeInsuranceShareWad = cfg.feeInsuranceShareWad;
-        liquidatorShareWad = cfg.liquidatorShareWad;
-        liqTargetRatioWad = cfg.liqTargetRatioWad;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(TREASURY_ROLE, admin);
+        if (cfg.orderMinDelaySec < 1 || cfg.orderMinDelaySec > 300) {
+            revert ErrorsLib.EngineConfigOutOfBounds(5, cfg.orderMinDelaySec, 300);
+        }
+        if (cfg.orderWindowSec < 60 || cfg.orderWindowSec > 1 days) {
+            revert ErrorsLib.EngineConfigOutOfBounds(6, cfg.orderWindowSec, 1 days);
+        }
+        if (cfg.settlementFeeTokens > type(uint64).max) {
+            revert ErrorsLib.EngineConfigOutOfBounds(7, cfg.settlementFeeTokens, type(uint64).max);
+        }
+        if (cfg.withdrawPriceMaxAgeSec < 1 || cfg.withdrawPriceMaxAgeSec > 1 hours) {
+            revert ErrorsLib.EngineConfigOutOfBounds(8, cfg.withdrawPriceMaxAgeSec, 1 hours);
+        }
+        if (cfg.oiDepthMultWad < 0.1e18 || cfg.oiDepthMultWad > 100e18) {
+            revert ErrorsLib.EngineConfigOutOfBounds(9, cfg.oiDepthMultWad, 100e18);
+        }
+    }
+
+    /// @notice Sets the hard cap on each side's gross open interest of a market, USD WAD (0: only
+    /// the depth-relative cap). Caps only refuse new risk: lowering one liquidates nobody.
+    function setOpenInterestCap(uint256 marketId, uint256 capUsdWad) external onlyRole(DEFAULT_ADMIN_ROLE) {
+        if (!controller.isListed(marketId)) revert ErrorsLib.MarketNotListed(marketId);
+        oiHardCapUsdWad[marketId] = capUsdWad;
+        emit EventsLib.OpenInterestCapSet(marketId, capUsdWad);
     }
 
     // ================================================================ collateral
@@ -132,8 +221,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         netDeposits -= amount;
         if (_openMarkets[msg.sender] != 0) {
             MarketQuote memory none;
-            (Health memory h, bool seqUp) = _health(msg.sender, type(uint256).max, none);
-            if (!seqUp) revert ErrorsLib.SequencerDown();
+            (Health memory h, HealthScan memory scan) = _health(msg.sender, type(uint256).max, none, true);
+            if (!scan.seqUp) revert ErrorsLib.SequencerDown();
             if (h.equityUsdWad < int256(h.initialUsdWad)) {
                 revert ErrorsLib.InitialMarginViolated(h.equityUsdWad, h.initialUsdWad);
             }
@@ -142,89 +231,225 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         collateralToken.safeTransfer(msg.sender, amount);
     }
 
-    // ================================================================ trading
+    // ================================================================ orders
 
     /// @inheritdoc IMarginEngine
-    function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
-        _trade(msg.sender, marketId, sizeDeltaWad, acceptablePriceWad);
+    function commitOrder(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
+        if (sizeDeltaWad == 0) revert ErrorsLib.ZeroSize();
+        if (sizeDeltaWad > type(int128).max || sizeDeltaWad < type(int128).min) revert ErrorsLib.SizeOverflow(sizeDeltaWad);
+        _commit(marketId, sizeDeltaWad, acceptablePriceWad, false);
     }
 
     /// @inheritdoc IMarginEngine
-    function closePosition(uint256 marketId, uint256 acceptablePriceWad) external nonReentrant {
-        int256 size = _positions[msg.sender][marketId].sizeWad;
-        if (size == 0) revert ErrorsLib.NoPosition(msg.sender, marketId);
-        _trade(msg.sender, marketId, -size, acceptablePriceWad);
+    function commitClose(uint256 marketId, uint256 acceptablePriceWad) external nonReentrant {
+        if (_positions[msg.sender][marketId].sizeWad == 0) revert ErrorsLib.NoPosition(msg.sender, marketId);
+        _commit(marketId, 0, acceptablePriceWad, true);
     }
 
-    function _trade(address account, uint256 marketId, int256 delta, uint256 acceptablePriceWad) internal {
-        if (delta == 0) revert ErrorsLib.ZeroSize();
-        Position memory pos = _positions[account][marketId];
-        int256 oldSize = pos.sizeWad;
-        int256 newSize = oldSize + delta;
-        if (newSize > type(int128).max || newSize < type(int128).min) revert ErrorsLib.SizeOverflow(newSize);
-        bool increasing = newSize.abs() > oldSize.abs() || (oldSize != 0 && (newSize > 0) != (oldSize > 0) && newSize != 0);
+    function _commit(uint256 marketId, int256 delta, uint256 acceptablePriceWad, bool closeAll) internal {
+        if (!controller.isListed(marketId)) revert ErrorsLib.MarketNotListed(marketId);
+        if (acceptablePriceWad > type(uint128).max) revert ErrorsLib.SizeOverflow(int256(acceptablePriceWad));
+        if (_orders[msg.sender][marketId].commitSec != 0) revert ErrorsLib.OrderPending(msg.sender, marketId);
+        uint256 fee = settlementFeeTokens;
+        int256 c = _collateral[msg.sender];
+        if (c < int256(fee)) revert ErrorsLib.InsufficientCollateral(c, fee);
+        _collateral[msg.sender] = c - int256(fee);
+        orderEscrow += fee;
+        _orders[msg.sender][marketId] = Order({
+            sizeDeltaWad: int128(delta),
+            acceptablePriceWad: uint128(acceptablePriceWad),
+            commitSec: uint64(block.timestamp),
+            feeTokens: uint64(fee),
+            closeAll: closeAll
+        });
+        uint256 from = block.timestamp + orderMinDelaySec;
+        emit EventsLib.OrderCommitted(
+            msg.sender, marketId, delta, closeAll, acceptablePriceWad, from, from + orderWindowSec, fee
+        );
+    }
 
-        // Open interest first: the controller prices crowding on the post-trade book.
-        _updateOpenInterest(marketId, oldSize, newSize);
-        bool isLong = newSize != 0 ? newSize > 0 : oldSize > 0;
-        MarketQuote memory q = controller.quote(marketId, isLong, newSize.abs(), delta.abs());
-        if (!increasing) q.impactWad = _exitImpact(q, pos.slipSnapWad, delta.abs(), oldSize.abs());
-        if (acceptablePriceWad != 0) {
-            if (delta > 0 ? q.priceWad > acceptablePriceWad : q.priceWad < acceptablePriceWad) {
-                revert ErrorsLib.PriceLimitExceeded(q.priceWad, acceptablePriceWad);
-            }
+    /// @inheritdoc IMarginEngine
+    function settleOrder(address account, uint256 marketId, uint80 priceRoundId) external nonReentrant {
+        Order memory o = _orders[account][marketId];
+        if (o.commitSec == 0) revert ErrorsLib.NoOrder(account, marketId);
+        uint256 from = uint256(o.commitSec) + orderMinDelaySec;
+        uint256 expiry = from + orderWindowSec;
+        if (block.timestamp > expiry) revert ErrorsLib.OrderExpired(account, marketId, expiry);
+        uint256 fill = _settlementPrice(marketId, priceRoundId, from, expiry);
+        delete _orders[account][marketId];
+        orderEscrow -= o.feeTokens;
+        netDeposits -= o.feeTokens;
+
+        int256 delta = o.sizeDeltaWad;
+        if (o.closeAll) {
+            delta = -int256(_positions[account][marketId].sizeWad);
+            if (delta == 0) revert ErrorsLib.NoPosition(account, marketId);
         }
-        _settleFunding(account, marketId, pos, _accrue(marketId, q));
-        (int256 realizedTokens, uint256 feeTokens, uint256 impactTokens) =
-            _settleTrade(account, marketId, pos, q, delta, increasing);
+        _execute(account, marketId, delta, fill, o.acceptablePriceWad);
+        emit EventsLib.OrderSettled(account, marketId, msg.sender, priceRoundId, fill, o.feeTokens);
+        if (o.feeTokens != 0) collateralToken.safeTransfer(msg.sender, o.feeTokens);
+    }
 
-        if (increasing) {
+    /// @inheritdoc IMarginEngine
+    function cancelExpiredOrder(address account, uint256 marketId) external nonReentrant {
+        Order memory o = _orders[account][marketId];
+        if (o.commitSec == 0) revert ErrorsLib.NoOrder(account, marketId);
+        uint256 expiry = uint256(o.commitSec) + orderMinDelaySec + orderWindowSec;
+        if (block.timestamp <= expiry) revert ErrorsLib.OrderNotExpired(account, marketId, expiry);
+        delete _orders[account][marketId];
+        orderEscrow -= o.feeTokens;
+        _collateral[account] += int256(uint256(o.feeTokens));
+        emit EventsLib.OrderCancelled(account, marketId, o.feeTokens);
+    }
+
+    /// @dev The answer of round `roundId` of the market's price feed, WAD, after checking that it
+    /// is the first round published at or after `from`, no later than `expiry`, and valid.
+    function _settlementPrice(uint256 marketId, uint80 roundId, uint256 from, uint256 expiry)
+        internal
+        view
+        returns (uint256)
+    {
+        FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
+        AggregatorV3Interface feed = AggregatorV3Interface(c.feed);
+        (, int256 answer,, uint256 updatedAt,) = feed.getRoundData(roundId);
+        uint256 prevAt;
+        if (roundId > 1) {
+            try feed.getRoundData(roundId - 1) returns (uint80, int256, uint256, uint256 t, uint80) {
+                prevAt = t;
+            } catch {}
+        }
+        if (updatedAt < from || updatedAt > expiry || updatedAt > block.timestamp || prevAt >= from) {
+            revert ErrorsLib.SettlementRoundInvalid(roundId, updatedAt, from, prevAt);
+        }
+        uint8 dec = feed.decimals();
+        if (answer <= 0 || uint256(answer) > ConstantsLib.MAX_RAW_ANSWER) {
+            revert ErrorsLib.SettlementPriceInvalid(marketId, roundId, answer);
+        }
+        int256 v = answer * int256(10 ** (18 - uint256(dec)));
+        if (v < c.minWad || v > c.maxWad) revert ErrorsLib.SettlementPriceInvalid(marketId, roundId, answer);
+        return uint256(v);
+    }
+
+    // ================================================================ execution
+
+    /// @dev Executes `delta` of `account`'s position at `fill`: impact from the skew it moves,
+    /// fee, open-interest caps, margin at the live quote, then events and bad debt.
+    function _execute(address account, uint256 marketId, int256 delta, uint256 fill, uint256 acceptablePriceWad)
+        internal
+    {
+        Exec memory x;
+        x.account = account;
+        x.marketId = marketId;
+        x.delta = delta;
+        x.fill = fill;
+        x.limit = acceptablePriceWad;
+        Position memory pos = _positions[account][marketId];
+        x.oldSize = pos.sizeWad;
+        int256 newSize = x.oldSize + delta;
+        if (newSize > type(int128).max || newSize < type(int128).min) revert ErrorsLib.SizeOverflow(newSize);
+        x.increasing =
+            newSize.abs() > x.oldSize.abs() || (x.oldSize != 0 && (newSize > 0) != (x.oldSize > 0) && newSize != 0);
+
+        int256 skewBefore = _skew(marketId);
+        _updateOpenInterest(marketId, x.oldSize, newSize);
+        MarketQuote memory q = controller.quote(marketId, newSize != 0 ? newSize > 0 : x.oldSize > 0, newSize.abs());
+        if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
+        _settleFunding(account, marketId, pos, _accrue(marketId, q));
+        if (x.increasing) _checkOpenInterestCap(marketId, newSize > 0, q);
+
+        x.impactTokens = _tradeImpact(marketId, q, skewBefore, fill, x.increasing ? 0 : pos.slipSnapWad, delta, x.oldSize);
+        _settleTrade(x, pos, q);
+
+        if (x.increasing) {
             if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
-            (Health memory h,) = _health(account, marketId, q);
+            (Health memory h,) = _health(account, marketId, q, false);
             if (h.equityUsdWad < int256(h.initialUsdWad)) {
                 revert ErrorsLib.InitialMarginViolated(h.equityUsdWad, h.initialUsdWad);
             }
         }
-        emit EventsLib.PositionModified(
-            account, marketId, delta, oldSize + delta, q.priceWad, realizedTokens, feeTokens, impactTokens
-        );
         if (_openMarkets[account] == 0 && _collateral[account] < 0) _realizeBadDebt(account);
     }
 
-    /// @dev Impact fraction of an exit (a reduce, close or liquidation) of `exitSize` out of
-    /// `posSize`. While a risk feed is bad the live depth falls back to its floor, which would
-    /// price an exit as if the market had no liquidity: the exit then pays at most the slippage
-    /// snapshotted when the position was last increased, pro rata to the size closed (rounded
-    /// up). Never more than the live impact.
-    function _exitImpact(MarketQuote memory q, uint256 slipSnapWad, uint256 exitSize, uint256 posSize)
+    /// @dev The effective price (fill, plus fee and impact per unit for a buy, minus for a sell,
+    /// rounded against the trader) must not be worse than the trader's limit.
+    function _checkFillLimit(int256 delta, uint256 fill, uint256 feeTokens, int256 impactTokens, uint256 limit)
         internal
-        pure
-        returns (uint256)
+        view
     {
-        if (q.riskFeedsOk) return q.impactWad;
-        uint256 snap = slipSnapWad.mulDivUp(exitSize, posSize);
-        return snap < q.impactWad ? snap : q.impactWad;
+        if (limit == 0) return;
+        int256 costUsd = (int256(feeTokens) + impactTokens) * int256(tokenScale);
+        uint256 absDelta = delta.abs();
+        if (delta > 0) {
+            int256 per = costUsd >= 0 ? int256(uint256(costUsd).divWadUp(absDelta)) : -int256(uint256(-costUsd).divWad(absDelta));
+            int256 eff = int256(fill) + per;
+            if (eff > int256(limit)) revert ErrorsLib.PriceLimitExceeded(eff < 0 ? 0 : uint256(eff), limit);
+        } else {
+            int256 per = costUsd >= 0 ? int256(uint256(costUsd).divWadUp(absDelta)) : -int256(uint256(-costUsd).divWad(absDelta));
+            int256 eff = int256(fill) - per;
+            if (eff < int256(limit)) revert ErrorsLib.PriceLimitExceeded(eff < 0 ? 0 : uint256(eff), limit);
+        }
     }
 
-    /// @dev Applies a trade to a position and moves PnL, fee and impact between the buckets.
-    function _settleTrade(
-        address account,
-        uint256 marketId,
-        Position memory pos,
-        MarketQuote memory q,
-        int256 delta,
-        bool increasing
-    ) internal returns (int256 realizedTokens, uint256 feeTokens, uint256 impactTokens) {
-        uint256 tradedNotional = PositionMath.notional(delta, q.priceWad);
-        feeTokens = tradedNotional.mulWadUp(tradingFeeWad).divUp(tokenScale);
-        impactTokens = tradedNotional.mulWadUp(q.impactWad).divUp(tokenScale);
-        realizedTokens = _writePosition(account, marketId, pos, delta, q, increasing);
+    /// @dev Gross open interest of the side a trade grows, valued at the live price, within
+    /// min(hard cap, oiDepthMult x depth).
+    function _checkOpenInterestCap(uint256 marketId, bool isLong, MarketQuote memory q) internal view {
+        MarketState storage m = _markets[marketId];
+        uint256 oiUsd = uint256(isLong ? m.oiLongWad : m.oiShortWad).mulWadUp(q.priceWad);
+        uint256 cap = q.depthUsdWad.mulWad(oiDepthMultWad);
+        uint256 hard = oiHardCapUsdWad[marketId];
+        if (hard != 0 && hard < cap) cap = hard;
+        if (oiUsd > cap) revert ErrorsLib.OpenInterestCapExceeded(marketId, isLong, oiUsd, cap);
+    }
 
-        _collateral[account] += realizedTokens - int256(feeTokens) - int256(impactTokens);
-        vaultBalance += int256(impactTokens) - realizedTokens;
+    /// @dev Signed impact in token units of the skew move just applied (charge > 0 into the
+    /// market's pool, rebate < 0 out of it, capped by the pool). An exit (snapWad != 0 path) while a
+    /// risk feed is bad pays at most its snapshotted slippage, pro rata (the depth floor would
+    /// otherwise price it as if the market had no liquidity).
+    function _tradeImpact(
+        uint256 marketId,
+        MarketQuote memory q,
+        int256 skewBefore,
+        uint256 price,
+        uint256 snapWad,
+        int256 delta,
+        int256 oldSize
+    ) internal returns (int256) {
+        MarketState storage m = _markets[marketId];
+        (uint256 chargeUsd, uint256 rebateUsd) =
+            ImpactMath.skewImpact(q.impactCoefWad, skewBefore, _skew(marketId), price, q.depthUsdWad);
+        if (chargeUsd != 0) {
+            if (!q.riskFeedsOk && oldSize != 0 && delta.abs() <= oldSize.abs() && (delta > 0) != (oldSize > 0)) {
+                uint256 capUsd = PositionMath.notional(delta, price).mulWadUp(snapWad.mulDivUp(delta.abs(), oldSize.abs()));
+                if (capUsd < chargeUsd) chargeUsd = capUsd;
+            }
+            uint256 charge = chargeUsd.divUp(tokenScale);
+            m.impactPoolTokens += uint128(charge);
+            impactPools += charge;
+            return int256(charge);
+        }
+        uint256 rebate = rebateUsd / tokenScale;
+        uint256 pool = m.impactPoolTokens;
+        if (rebate > pool) rebate = pool;
+        m.impactPoolTokens = uint128(pool - rebate);
+        impactPools -= rebate;
+        return -int256(rebate);
+    }
+
+    /// @dev Applies a trade to a position at `fill`, moves PnL, fee and impact between buckets,
+    /// checks the trader's price limit and emits `PositionModified`.
+    function _settleTrade(Exec memory x, Position memory pos, MarketQuote memory q) internal {
+        uint256 feeTokens = PositionMath.notional(x.delta, x.fill).mulWadUp(tradingFeeWad).divUp(tokenScale);
+        _checkFillLimit(x.delta, x.fill, feeTokens, x.impactTokens, x.limit);
+        int256 realizedTokens = _writePosition(x.account, x.marketId, pos, x.delta, x.fill, q.slipWad, x.increasing);
+
+        _collateral[x.account] += realizedTokens - int256(feeTokens) - x.impactTokens;
+        vaultBalance -= realizedTokens;
         uint256 feeToInsurance = feeTokens.mulWad(feeInsuranceShareWad);
         insuranceFund += feeToInsurance;
         protocolFees += feeTokens - feeToInsurance;
+        emit EventsLib.PositionModified(
+            x.account, x.marketId, x.delta, x.oldSize + x.delta, x.fill, realizedTokens, feeTokens, x.impactTokens
+        );
     }
 
     // ================================================================ liquidation
@@ -235,32 +460,71 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         int256 size = pos.sizeWad;
         if (size == 0) revert ErrorsLib.NoPosition(account, marketId);
         uint256 absSize = size.abs();
-        MarketQuote memory q = controller.quote(marketId, size > 0, absSize, absSize);
-        q.impactWad = _exitImpact(q, pos.slipSnapWad, absSize, absSize);
+        MarketQuote memory q = controller.quote(marketId, size > 0, absSize);
+        if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
         if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
-        int256 index = _accrue(marketId, q);
-        _settleFunding(account, marketId, pos, index);
+        _settleFunding(account, marketId, pos, _accrue(marketId, q));
         _positions[account][marketId].fundingIndexWad = pos.fundingIndexWad;
 
-        (Health memory h,) = _health(account, marketId, q);
+        (Health memory h, HealthScan memory scan) = _health(account, marketId, q, false);
         if (h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
             revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
         }
+        if (scan.preferred != marketId) revert ErrorsLib.LiquidationMarketNotPreferred(marketId, scan.preferred);
 
         uint256 closeSize = _liquidationSize(h, pos, q, absSize);
         int256 delta = size > 0 ? -int256(closeSize) : int256(closeSize);
-        (uint256 penaltyTokens, uint256 rewardTokens) = _settleLiquidation(account, marketId, pos, q, delta);
+        _liquidateClose(account, marketId, pos, q, delta);
+    }
 
-        emit EventsLib.Liquidated(
-            account, marketId, msg.sender, delta, PositionMath.notional(delta, q.priceWad), q.priceWad, penaltyTokens, rewardTokens
-        );
+    function _liquidateClose(address account, uint256 marketId, Position memory pos, MarketQuote memory q, int256 delta)
+        internal
+    {
+        int256 size = pos.sizeWad;
+        int256 skewBefore = _skew(marketId);
+        _updateOpenInterest(marketId, size, size + delta);
+        int256 impactTokens = _tradeImpact(marketId, q, skewBefore, q.priceWad, pos.slipSnapWad, delta, size);
+        uint256 penaltyTokens = PositionMath.notional(delta, q.priceWad).mulWadUp(q.liqFeeWad).divUp(tokenScale);
+        uint256 rewardTokens = penaltyTokens.mulWad(liquidatorShareWad);
+        int256 realizedTokens = _writePosition(account, marketId, pos, delta, q.priceWad, q.slipWad, false);
+        _collateral[account] += realizedTokens - int256(penaltyTokens) - impactTokens;
+        vaultBalance -= realizedTokens;
+        insuranceFund += penaltyTokens - rewardTokens;
+        _emitLiquidated(account, marketId, delta, q.priceWad, penaltyTokens, rewardTokens, realizedTokens, impactTokens);
+
         if (_openMarkets[account] == 0 && _collateral[account] < 0) _realizeBadDebt(account);
         netDeposits -= rewardTokens;
         if (rewardTokens != 0) collateralToken.safeTransfer(msg.sender, rewardTokens);
     }
 
+    function _emitLiquidated(
+        address account,
+        uint256 marketId,
+        int256 delta,
+        uint256 price,
+        uint256 penaltyTokens,
+        uint256 rewardTokens,
+        int256 realizedTokens,
+        int256 impactTokens
+    ) internal {
+        emit EventsLib.Liquidated(
+            account,
+            marketId,
+            msg.sender,
+            delta,
+            PositionMath.notional(delta, price),
+            price,
+            penaltyTokens,
+            rewardTokens
+        );
+        emit EventsLib.LiquidationSettled(
+            account, marketId, realizedTokens, impactTokens, _positions[account][marketId].sizeWad
+        );
+    }
+
     /// @dev Size a liquidation closes: enough to restore the target ratio, all of it when that is
-    /// impossible or would leave dust.
+    /// impossible or would leave dust. The closing cost counted is the penalty plus the position's
+    /// slippage fraction (a bound on the impact of closing it against the depth).
     function _liquidationSize(Health memory h, Position memory pos, MarketQuote memory q, uint256 absSize)
         internal
         view
@@ -269,7 +533,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         uint256 mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
         uint256 posNotional = PositionMath.notional(pos.sizeWad, q.priceWad);
         uint256 closeNotional = PositionMath.liquidationNotional(
-            h.equityUsdWad, h.maintenanceUsdWad, liqTargetRatioWad, mmf, q.liqFeeWad + q.impactWad, posNotional
+            h.equityUsdWad, h.maintenanceUsdWad, liqTargetRatioWad, mmf, q.liqFeeWad + _exitSlip(q, pos.slipSnapWad), posNotional
         );
         closeSize = closeNotional >= posNotional ? absSize : closeNotional.divWadUp(q.priceWad);
         if (closeSize > absSize) closeSize = absSize;
@@ -278,57 +542,33 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         }
     }
 
-    /// @dev Closes `delta` of a position at the quote's price and moves penalty, impact and PnL.
-    function _settleLiquidation(
-        address account,
-        uint256 marketId,
-        Position memory pos,
-        MarketQuote memory q,
-        int256 delta
-    ) internal returns (uint256 penaltyTokens, uint256 rewardTokens) {
-        int256 size = pos.sizeWad;
-        _updateOpenInterest(marketId, size, size + delta);
-        uint256 impactTokens;
-        (penaltyTokens, impactTokens) = _liquidationCosts(q, delta, size);
-        rewardTokens = penaltyTokens.mulWad(liquidatorShareWad);
-        int256 realizedTokens = _writePosition(account, marketId, pos, delta, q, false);
-
-        _collateral[account] += realizedTokens - int256(penaltyTokens) - int256(impactTokens);
-        vaultBalance += int256(impactTokens) - realizedTokens;
-        insuranceFund += penaltyTokens - rewardTokens;
+    /// @dev Slippage fraction counted for an exit: the live one, or at most the snapshot while a
+    /// risk feed is bad.
+    function _exitSlip(MarketQuote memory q, uint256 snapWad) internal pure returns (uint256) {
+        if (q.riskFeedsOk || snapWad >= q.slipWad) return q.slipWad;
+        return snapWad;
     }
 
-    /// @dev Applies `delta` to a position at the quote's price, stores it and returns the realized
-    /// PnL in token units (rounded down).
+    /// @dev Applies `delta` to a position at `price`, stores it and returns the realized PnL in
+    /// token units (rounded down).
     function _writePosition(
         address account,
         uint256 marketId,
         Position memory pos,
         int256 delta,
-        MarketQuote memory q,
+        uint256 price,
+        uint256 slipWad,
         bool increasing
     ) internal returns (int256 realizedTokens) {
         int256 oldSize = pos.sizeWad;
-        (int256 size2, int256 basis2, int256 realizedWad) = PositionMath.applyTrade(oldSize, pos.basisUsdWad, delta, q.priceWad);
+        (int256 size2, int256 basis2, int256 realizedWad) = PositionMath.applyTrade(oldSize, pos.basisUsdWad, delta, price);
         pos.sizeWad = int128(size2);
         pos.basisUsdWad = int128(basis2);
-        if (increasing) pos.slipSnapWad = uint64(q.slipWad);
+        if (increasing) pos.slipSnapWad = uint64(slipWad);
         if (size2 == 0) pos.slipSnapWad = 0;
         _positions[account][marketId] = pos;
         _setOpen(account, marketId, oldSize != 0, size2 != 0);
         realizedTokens = realizedWad.divFloor(int256(tokenScale));
-    }
-
-    /// @dev Penalty and impact of a liquidation closing `delta` of `size`, token units, rounded up.
-    function _liquidationCosts(MarketQuote memory q, int256 delta, int256 size)
-        internal
-        view
-        returns (uint256 penaltyTokens, uint256 impactTokens)
-    {
-        uint256 closedNotional = PositionMath.notional(delta, q.priceWad);
-        penaltyTokens = closedNotional.mulWadUp(q.liqFeeWad).divUp(tokenScale);
-        impactTokens =
-            closedNotional.mulWadUp(q.impactWad.mulDivUp(SignedMath.abs(delta), SignedMath.abs(size))).divUp(tokenScale);
     }
 
     // ================================================================ vault and insurance
@@ -378,15 +618,30 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @inheritdoc IMarginEngine
     function health(address account) external view returns (Health memory h) {
         MarketQuote memory none;
-        (h,) = _health(account, type(uint256).max, none);
+        (h,) = _health(account, type(uint256).max, none, false);
     }
 
     /// @inheritdoc IMarginEngine
     function isLiquidatable(address account) external view returns (bool) {
         if (_openMarkets[account] == 0) return false;
         MarketQuote memory none;
-        (Health memory h,) = _health(account, type(uint256).max, none);
-        return h.equityUsdWad < int256(h.maintenanceUsdWad);
+        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, false);
+        return scan.found && h.equityUsdWad < int256(h.maintenanceUsdWad);
+    }
+
+    /// @inheritdoc IMarginEngine
+    function liquidationMarket(address account) external view returns (uint256) {
+        MarketQuote memory none;
+        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, false);
+        if (!scan.found || h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
+            revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
+        }
+        return scan.preferred;
+    }
+
+    /// @inheritdoc IMarginEngine
+    function order(address account, uint256 marketId) external view returns (Order memory) {
+        return _orders[account][marketId];
     }
 
     /// @inheritdoc IMarginEngine
@@ -410,11 +665,27 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         return _openMarkets[account];
     }
 
-    /// @notice Funding state of a market: index (USD per base unit, WAD), the hourly rate applied
-    /// since the last accrual (WAD) and that accrual's time.
+    /// @notice Funding state of a market: index (USD per base unit, WAD), the hourly rate of the
+    /// funding feed at the last accrual (WAD) and that accrual's time.
     function fundingState(uint256 marketId) external view returns (int256 indexWad, int256 rateWad, uint256 lastAccrualSec) {
         MarketState storage m = _markets[marketId];
         return (m.fundingIndexWad, m.lastRateWad, m.lastAccrualSec);
+    }
+
+    /// @notice A market's impact pool (impact charged, not yet rebated), token units, and the last
+    /// valid price the engine saw (WAD; values the market conservatively while its feed is bad).
+    function marketBook(uint256 marketId) external view returns (uint256 impactPoolTokens, uint256 lastPriceWad) {
+        MarketState storage m = _markets[marketId];
+        return (m.impactPoolTokens, m.lastPriceWad);
+    }
+
+    // ================================================================ funding
+
+    /// @inheritdoc IMarginEngine
+    function accrueFunding(uint256 marketId) external nonReentrant {
+        MarketQuote memory q = controller.quote(marketId, true, 0);
+        if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
+        _accrue(marketId, q);
     }
 
     // ================================================================ internals
@@ -425,6 +696,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         netDeposits += amount;
         emit EventsLib.Deposited(account, msg.sender, amount);
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
+    }
+
+    function _skew(uint256 marketId) internal view returns (int256) {
+        MarketState storage m = _markets[marketId];
+        return int256(uint256(m.oiLongWad)) - int256(uint256(m.oiShortWad));
     }
 
     function _updateOpenInterest(uint256 marketId, int256 oldSize, int256 newSize) internal {
@@ -439,22 +715,35 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         m.oiShortWad = uint128(s);
     }
 
-    /// @dev Index at the quote's price, accruing the rate in force since the last accrual; then
-    /// records the feed's current rate (or keeps the last good one when the feed is bad).
+    /// @dev Accrues the index to now from the funding feed (see `_indexNow`), records the feed's
+    /// rate (or keeps the last good one while the feed is bad) and the last valid price.
     function _accrue(uint256 marketId, MarketQuote memory q) internal returns (int256 index) {
         MarketState storage m = _markets[marketId];
-        index = _indexNow(m, q.priceWad);
-        int256 rate = q.fundingOk ? q.fundingRateWad : int256(m.lastRateWad);
+        int256 rate;
+        (index, rate) = _indexNow(m, q);
         m.fundingIndexWad = int128(index);
         m.lastRateWad = int64(rate);
         m.lastAccrualSec = uint64(block.timestamp);
+        m.lastPriceWad = uint128(q.priceWad);
         emit EventsLib.FundingAccrued(marketId, rate, index, block.timestamp);
     }
 
-    function _indexNow(MarketState storage m, uint256 priceWad) internal view returns (int256) {
+    /// @dev Funding index now and the rate to record. The rate recorded at the last accrual (the
+    /// feed's answer then) applies until the feed's current answer was published, the current
+    /// answer from then on: the rate always comes from the feed, never from when someone trades.
+    /// While the feed is bad the last rate is held. Priced at the quote's price (the last valid
+    /// price when the price feed is bad).
+    function _indexNow(MarketState storage m, MarketQuote memory q) internal view returns (int256 index, int256 rate) {
+        index = m.fundingIndexWad;
         uint256 last = m.lastAccrualSec;
-        if (last == 0) return m.fundingIndexWad;
-        return int256(m.fundingIndexWad) + PositionMath.fundingIndexDelta(m.lastRateWad, priceWad, block.timestamp - last);
+        int256 lastRate = m.lastRateWad;
+        rate = q.fundingOk ? q.fundingRateWad : lastRate;
+        if (last == 0) return (index, rate);
+        uint256 price = q.priceOk ? q.priceWad : m.lastPriceWad;
+        uint256 switchAt = q.fundingOk && q.fundingTimeSec > last ? q.fundingTimeSec : last;
+        if (switchAt > block.timestamp) switchAt = block.timestamp;
+        index += PositionMath.fundingIndexDelta(lastRate, price, switchAt - last)
+            + PositionMath.fundingIndexDelta(rate, price, block.timestamp - switchAt);
     }
 
     /// @dev Realizes a position's funding into collateral (the vault is the counterparty).
@@ -485,13 +774,19 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     }
 
     /// @dev Cross-margin health over at most MAX_POSITIONS positions. `cachedMarket`'s quote is
-    /// reused (it was read for the same size and side in this transaction).
-    function _health(address account, uint256 cachedMarket, MarketQuote memory cached)
+    /// reused (it was read for the same size and side in this transaction). A market whose price
+    /// is bad is valued at its last valid price moved against the position by its maximum
+    /// maintenance fraction, with maintenance at that maximum and initial at the maximum initial
+    /// fraction. `withdrawal`: no unrealized profit counts, and every price must be valid and no
+    /// older than `withdrawPriceMaxAgeSec`. `scan.preferred`: among valid-price markets, the one
+    /// whose closing restores health with the least notional (largest T*mmf - cost), lowest id
+    /// on ties.
+    function _health(address account, uint256 cachedMarket, MarketQuote memory cached, bool withdrawal)
         internal
         view
-        returns (Health memory h, bool seqUp)
+        returns (Health memory h, HealthScan memory scan)
     {
-        seqUp = true;
+        scan.seqUp = true;
         h.equityUsdWad = _collateral[account] * int256(tokenScale);
         uint256 bits = _openMarkets[account];
         while (bits != 0) {
@@ -500,17 +795,50 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             Position memory pos = _positions[account][marketId];
             MarketQuote memory q = marketId == cachedMarket
                 ? cached
-                : controller.quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad), 0);
-            seqUp = seqUp && q.sequencerUp;
-            int256 index = _indexNow(_markets[marketId], q.priceWad);
-            h.equityUsdWad += PositionMath.unrealizedPnl(pos.sizeWad, pos.basisUsdWad, q.priceWad)
-                - PositionMath.fundingOwed(pos.sizeWad, index, pos.fundingIndexWad);
-            uint256 n = PositionMath.notional(pos.sizeWad, q.priceWad);
-            uint256 mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
-            h.notionalUsdWad += n;
-            h.maintenanceUsdWad += n.mulWadUp(mmf);
-            h.initialUsdWad += n.mulWadUp(q.imfWad > mmf ? q.imfWad : mmf);
+                : controller.quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad));
+            scan.seqUp = scan.seqUp && q.sequencerUp;
+            _healthTerm(h, scan, pos, q, marketId, withdrawal);
         }
+    }
+
+    function _healthTerm(
+        Health memory h,
+        HealthScan memory scan,
+        Position memory pos,
+        MarketQuote memory q,
+        uint256 marketId,
+        bool withdrawal
+    ) internal view {
+        MarketState storage m = _markets[marketId];
+        uint256 mmf;
+        uint256 imf;
+        if (q.priceOk) {
+            if (withdrawal && block.timestamp - q.priceTimeSec > withdrawPriceMaxAgeSec) {
+                revert ErrorsLib.PriceTooOld(marketId, q.priceTimeSec, withdrawPriceMaxAgeSec);
+            }
+            mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
+            imf = q.imfWad > mmf ? q.imfWad : mmf;
+            int256 score = int256(mmf.mulWad(liqTargetRatioWad)) - int256(q.liqFeeWad + _exitSlip(q, pos.slipSnapWad));
+            if (!scan.found || score > scan.bestScore) {
+                scan.found = true;
+                scan.bestScore = score;
+                scan.preferred = marketId;
+            }
+        } else {
+            if (withdrawal) revert ErrorsLib.PriceFeedInvalid(marketId);
+            uint256 last = m.lastPriceWad;
+            q.priceWad = pos.sizeWad > 0 ? last.mulWad(1e18 - q.maxMmfWad) : last.mulWadUp(1e18 + q.maxMmfWad);
+            mmf = q.maxMmfWad;
+            imf = q.maxImfWad > mmf ? q.maxImfWad : mmf;
+        }
+        (int256 index,) = _indexNow(m, q);
+        int256 pnl = PositionMath.unrealizedPnl(pos.sizeWad, pos.basisUsdWad, q.priceWad);
+        if (withdrawal && pnl > 0) pnl = 0;
+        h.equityUsdWad += pnl - PositionMath.fundingOwed(pos.sizeWad, index, pos.fundingIndexWad);
+        uint256 n = PositionMath.notional(pos.sizeWad, q.priceWad);
+        h.notionalUsdWad += n;
+        h.maintenanceUsdWad += n.mulWadUp(mmf);
+        h.initialUsdWad += n.mulWadUp(imf);
     }
 
     function _realizeBadDebt(address account) internal {

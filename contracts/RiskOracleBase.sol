@@ -3,7 +3,7 @@ pragma solidity 0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
-import {FeedConfig, FeedKind, ILeverageController} from "../interfaces/ILeverageController.sol";
+import {FeedConfig, FeedKind, ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {ConstantsLib} from "./libraries/ConstantsLib.sol";
 import {ErrorsLib, ParamField} from "./libraries/ErrorsLib.sol";
@@ -137,23 +137,42 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController {
 
     /// @dev Reads a feed: (false, 0) when it reverts, is stale, from the future, too large, or
     /// outside its bounds.
-    function _read(uint256 marketId, FeedKind kind) internal view returns (bool, int256) {
+    function _read(uint256 marketId, FeedKind kind) internal view returns (bool ok, int256 v) {
+        (ok, v,) = _readAt(marketId, kind);
+    }
+
+    /// @dev `_read` with the answer's publication time (0 when bad).
+    function _readAt(uint256 marketId, FeedKind kind) internal view returns (bool, int256, uint256) {
         FeedSlot storage s = _feeds[marketId][uint256(kind)];
         address feed = s.feed;
-        if (feed == address(0)) return (false, 0);
+        if (feed == address(0)) return (false, 0, 0);
         try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
             if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > s.heartbeatSec) {
-                return (false, 0);
+                return (false, 0, 0);
             }
-            if (answer == type(int256).min) return (false, 0);
+            if (answer == type(int256).min) return (false, 0, 0);
             uint256 mag = answer < 0 ? uint256(-answer) : uint256(answer);
-            if (mag > ConstantsLib.MAX_RAW_ANSWER) return (false, 0);
+            if (mag > ConstantsLib.MAX_RAW_ANSWER) return (false, 0, 0);
             int256 v = answer * int256(10 ** (18 - uint256(s.decimals)));
-            if (v < s.minWad || v > s.maxWad) return (false, 0);
-            return (true, v);
+            if (v < s.minWad || v > s.maxWad) return (false, 0, 0);
+            return (true, v, updatedAt);
         } catch {
-            return (false, 0);
+            return (false, 0, 0);
         }
+    }
+
+    /// @dev Price, funding and sequencer fields of a quote (the price never reverts here).
+    function _quoteBase(uint256 marketId, MarketQuote memory q) internal view {
+        _requireListed(marketId);
+        (bool okP, int256 p, uint256 tP) = _readAt(marketId, FeedKind.Price);
+        q.priceOk = okP;
+        q.priceWad = uint256(p);
+        q.priceTimeSec = tP;
+        (bool okF, int256 f, uint256 tF) = _readAt(marketId, FeedKind.Funding);
+        q.fundingOk = okF;
+        q.fundingRateWad = f;
+        q.fundingTimeSec = tF;
+        q.sequencerUp = sequencerUp();
     }
 
     /// @dev Open interest of the quoted side and of the other side, base units, WAD.

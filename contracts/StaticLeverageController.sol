@@ -67,23 +67,19 @@ contract StaticLeverageController is RiskOracleBase {
     }
 
     /// @inheritdoc ILeverageController
-    function quote(uint256 marketId, bool, uint256 positionSizeWad, uint256 tradeSizeWad)
-        public
-        view
-        returns (MarketQuote memory q)
-    {
-        q.priceWad = priceWad(marketId);
-        q.sequencerUp = sequencerUp();
+    function quote(uint256 marketId, bool, uint256 positionSizeWad) public view returns (MarketQuote memory q) {
+        _quoteBase(marketId, q);
         StaticParams memory p = _params[marketId];
         (bool okD, int256 depth) = _read(marketId, FeedKind.Depth);
         uint256 depthWad = okD ? uint256(depth) : uint256(int256(_feeds[marketId][uint256(FeedKind.Depth)].minWad));
-        (q.fundingOk, q.fundingRateWad) = _read(marketId, FeedKind.Funding);
         q.riskFeedsOk = true;
         q.imfWad = p.imfWad;
         q.mmfBaseWad = p.mmfWad;
         q.maxMmfWad = p.mmfWad;
+        q.maxImfWad = p.imfWad;
         q.slipWad = MarginMath.slippage(p.impactWad, positionSizeWad.mulWadUp(q.priceWad), depthWad);
-        q.impactWad = MarginMath.slippage(p.impactWad, tradeSizeWad.mulWadUp(q.priceWad), depthWad);
+        q.impactCoefWad = p.impactWad;
+        q.depthUsdWad = depthWad;
         q.liqFeeWad = p.liqFeeWad;
     }
 

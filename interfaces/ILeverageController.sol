@@ -74,27 +74,38 @@ struct RiskParams {
 }
 
 /// @notice Everything the engine needs about one position of a market, read once.
-/// @param priceWad Oracle price, USD per base unit, WAD.
+/// @param priceWad Oracle price, USD per base unit, WAD; 0 when `priceOk` is false.
+/// @param priceTimeSec When the price answer was published (the feed's updatedAt), unix seconds.
 /// @param fundingRateWad Hourly funding rate, WAD, signed (longs pay when positive). 0 when
-/// `fundingOk` is false (the engine then uses its last good rate).
+/// `fundingOk` is false (the engine then keeps its last good rate).
+/// @param fundingTimeSec When the funding answer was published, unix seconds (0 when bad).
 /// @param imfWad Initial margin fraction for a position of the quoted size and side, WAD.
 /// @param mmfBaseWad Size-independent maintenance fraction now in force for that side, WAD.
 /// @param maxMmfWad Cap on a position's maintenance fraction, WAD.
+/// @param maxImfWad Cap on the initial margin fraction (the fail-closed level), WAD.
 /// @param slipWad Slippage fraction of closing the quoted position against the depth, WAD.
-/// @param impactWad Execution cost fraction of the quoted trade size, WAD.
+/// @param impactCoefWad Price impact of moving the market's skew by the depth's notional (the
+/// `impactWad` parameter), WAD; the engine charges the integral over the skew it moves.
+/// @param depthUsdWad Depth input in force (the floor while the depth feed is bad), USD, WAD.
 /// @param liqFeeWad Liquidation penalty fraction, WAD.
+/// @param priceOk False when the price feed is stale, non-positive, reverting or out of bounds.
 /// @param riskFeedsOk False when a risk feed is stale or out of bounds (then imf = maxImf).
 /// @param fundingOk False when the funding feed is stale or out of bounds.
 /// @param sequencerUp False while the L2 sequencer is down or within its grace period.
 struct MarketQuote {
     uint256 priceWad;
+    uint256 priceTimeSec;
     int256 fundingRateWad;
+    uint256 fundingTimeSec;
     uint256 imfWad;
     uint256 mmfBaseWad;
     uint256 maxMmfWad;
+    uint256 maxImfWad;
     uint256 slipWad;
-    uint256 impactWad;
+    uint256 impactCoefWad;
+    uint256 depthUsdWad;
     uint256 liqFeeWad;
+    bool priceOk;
     bool riskFeedsOk;
     bool fundingOk;
     bool sequencerUp;
@@ -110,13 +121,17 @@ interface ILeverageController {
     /// @param marketId Market id (< 256).
     /// @param isLong Side of the position.
     /// @param positionSizeWad Absolute position size after the action, base units, WAD.
-    /// @param tradeSizeWad Absolute size traded by the action, base units, WAD (0 for a check only).
-    /// @dev Reverts `PriceFeedInvalid` when the price feed is stale, non-positive or out of bounds:
-    /// no position is valued without a price. Risk-feed faults do not revert: they fail closed.
-    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad, uint256 tradeSizeWad)
+    /// @dev Never reverts on a bad feed: a bad price gives `priceOk = false` (the engine then
+    /// values the market conservatively and settles nothing in it); risk-feed faults fail closed.
+    /// Reverts `MarketNotListed` for an unknown market.
+    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad)
         external
         view
         returns (MarketQuote memory q);
+
+    /// @notice The configuration of one feed of a market (the engine reads the price feed's
+    /// rounds through it to settle orders at a price published after they were committed).
+    function feedConfig(uint256 marketId, FeedKind kind) external view returns (FeedConfig memory);
 
     /// @notice Oracle price of a market, USD per base unit, WAD. Reverts when invalid.
     function priceWad(uint256 marketId) external view returns (uint256);

@@ -14,6 +14,23 @@ struct Position {
     uint64 slipSnapWad;
 }
 
+/// @notice A committed order, settled later at the first price published at or after `commitSec +
+/// minDelay` (never a price the trader could see when committing).
+/// @param sizeDeltaWad Signed size to trade, base units, WAD (0 for a close-all order).
+/// @param acceptablePriceWad Worst acceptable effective price per base unit, fees and impact
+/// included, USD, WAD: a buy fails above it, a sell below it (0: no limit).
+/// @param commitSec When the order was committed, unix seconds (0: no order).
+/// @param feeTokens Settlement fee escrowed from collateral: paid to whoever settles the order,
+/// refunded if it expires.
+/// @param closeAll Close whatever position exists at settlement (`sizeDeltaWad` is 0).
+struct Order {
+    int128 sizeDeltaWad;
+    uint128 acceptablePriceWad;
+    uint64 commitSec;
+    uint64 feeTokens;
+    bool closeAll;
+}
+
 /// @notice Health of an account at the oracle prices.
 /// @param equityUsdWad Collateral + unrealized PnL - unsettled funding, USD, WAD (rounded down).
 /// @param maintenanceUsdWad Sum over positions of notional * maintenance fraction, USD, WAD (rounded up).
@@ -44,20 +61,40 @@ interface IMarginEngine {
     function depositFor(address account, uint256 amount) external;
 
     /// @notice Withdraws `amount` collateral tokens if the account stays at or above its initial
-    /// requirement afterwards (and holds that much realized collateral).
+    /// requirement afterwards, counting unrealized losses but no unrealized profit, at prices no
+    /// older than `withdrawPriceMaxAgeSec` (and holds that much realized collateral).
     function withdraw(uint256 amount) external;
 
-    /// @notice Opens, increases, reduces, closes or flips the caller's position by `sizeDeltaWad`
-    /// (signed base units, WAD) at the oracle price plus size-dependent impact.
-    /// @param acceptablePriceWad Worst acceptable oracle price, USD per base unit, WAD: a buy
-    /// reverts above it, a sell below it (0 = no limit).
-    function trade(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external;
+    /// @notice Commits an order to open, increase, reduce or flip the caller's position by
+    /// `sizeDeltaWad` (signed base units, WAD). It escrows the settlement fee from collateral and
+    /// settles later, at the first price published at least `orderMinDelaySec` after now, by
+    /// anyone (`settleOrder`); unsettled by the end of its window it expires and refunds.
+    /// One pending order per account and market.
+    /// @param acceptablePriceWad Worst acceptable effective price (fill price plus impact and fee
+    /// per unit for a buy, minus for a sell), USD per base unit, WAD (0 = no limit).
+    function commitOrder(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external;
 
-    /// @notice Closes the caller's whole position in a market.
-    function closePosition(uint256 marketId, uint256 acceptablePriceWad) external;
+    /// @notice Commits an order that closes whatever position the caller holds in the market when
+    /// it settles (a partial liquidation in between cannot turn it into a flip).
+    function commitClose(uint256 marketId, uint256 acceptablePriceWad) external;
+
+    /// @notice Settles `account`'s order in `marketId` at the price of round `priceRoundId` of the
+    /// market's price feed, which must be the first round published at or after the order's
+    /// `settleFrom` time and no later than its expiry. Pays the caller the settlement fee.
+    function settleOrder(address account, uint256 marketId, uint80 priceRoundId) external;
+
+    /// @notice Cancels an expired order and refunds its settlement fee to the account. Anyone.
+    function cancelExpiredOrder(address account, uint256 marketId) external;
+
+    /// @notice Accrues a market's funding from the live funding feed (permissionless; keepers
+    /// call it with each funding push so the index integrates every published rate).
+    function accrueFunding(uint256 marketId) external;
 
     /// @notice Liquidates `account` in `marketId` when its equity is below its maintenance
-    /// requirement: closes just enough to restore health to the target ratio (all of it when
+    /// requirement. `marketId` must be the market the engine prefers (`liquidationMarket`): the
+    /// valid-price market that restores health with the least notional closed. A market whose
+    /// price is bad cannot be liquidated, and is valued conservatively (last good price moved
+    /// adversely by its maximum maintenance fraction) so it cannot shield the others. Closes just enough to restore health to the target ratio (all of it when
     /// that is not possible), pays the caller a reward and the insurance fund a share. When
     /// the account is left with no position and negative collateral the shortfall is bad debt,
     /// covered by the insurance fund and then socialized to the vault.
@@ -74,6 +111,13 @@ interface IMarginEngine {
 
     /// @notice Whether an account can be liquidated now (equity < maintenance requirement).
     function isLiquidatable(address account) external view returns (bool);
+
+    /// @notice The market a liquidation of `account` must close now (see `liquidate`); reverts
+    /// `AccountHealthy` when it is not liquidatable.
+    function liquidationMarket(address account) external view returns (uint256 marketId);
+
+    /// @notice The pending order of an account in a market (commitSec 0: none).
+    function order(address account, uint256 marketId) external view returns (Order memory);
 
     /// @notice Open interest of a market: total long and total short size, base units, WAD.
     function openInterest(uint256 marketId) external view returns (uint256 longWad, uint256 shortWad);

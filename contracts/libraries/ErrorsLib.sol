@@ -65,4 +65,13 @@ library ErrorsLib {
     error SizeOverflow(int256 sizeWad);
     error EngineConfigOutOfBounds(uint256 index, uint256 value, uint256 maxValue);
     error VaultWithdrawTooLarge(uint256 requested, int256 vaultBalance);
+    error OrderPending(address account, uint256 marketId);
+    error NoOrder(address account, uint256 marketId);
+    error OrderNotExpired(address account, uint256 marketId, uint256 expiresAtSec);
+    error OrderExpired(address account, uint256 marketId, uint256 expiresAtSec);
+    error SettlementRoundInvalid(uint80 roundId, uint256 updatedAtSec, uint256 settleFromSec, uint256 previousUpdatedAtSec);
+    error SettlementPriceInvalid(uint256 marketId, uint80 roundId, int256 answer);
+    error OpenInterestCapExceeded(uint256 marketId, bool isLong, uint256 openInterestUsdWad, uint256 capUsdWad);
+    error LiquidationMarketNotPreferred(uint256 requested, uint256 preferred);
+    error PriceTooOld(uint256 marketId, uint256 updatedAtSec, uint256 maxAgeSec);
 }

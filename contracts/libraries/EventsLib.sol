@@ -33,8 +33,23 @@ library EventsLib {
         uint256 priceWad,
         int256 realizedPnlTokens,
         uint256 feeTokens,
-        uint256 impactTokens
+        int256 impactTokens
     );
+    event OrderCommitted(
+        address indexed account,
+        uint256 indexed marketId,
+        int256 sizeDeltaWad,
+        bool closeAll,
+        uint256 acceptablePriceWad,
+        uint256 settleFromSec,
+        uint256 expiresAtSec,
+        uint256 settlementFeeTokens
+    );
+    event OrderSettled(
+        address indexed account, uint256 indexed marketId, address indexed settler, uint80 priceRoundId, uint256 fillPriceWad, uint256 settlementFeeTokens
+    );
+    event OrderCancelled(address indexed account, uint256 indexed marketId, uint256 refundTokens);
+    event OpenInterestCapSet(uint256 indexed marketId, uint256 capUsdWad);
     event FundingSettled(address indexed account, uint256 indexed marketId, int256 fundingTokens);
     event FundingAccrued(uint256 indexed marketId, int256 rateWad, int256 indexWad, uint256 timestamp);
     event Liquidated(
@@ -46,6 +61,11 @@ library EventsLib {
         uint256 priceWad,
         uint256 penaltyTokens,
         uint256 rewardTokens
+    );
+    /// @notice The rest of a liquidation's accounting (with `Liquidated`, every change of the
+    /// account's collateral: realized PnL minus penalty minus impact).
+    event LiquidationSettled(
+        address indexed account, uint256 indexed marketId, int256 realizedPnlTokens, int256 impactTokens, int256 remainingSizeWad
     );
     event BadDebt(address indexed account, uint256 amountTokens, uint256 coveredByInsuranceTokens, uint256 socializedTokens);
     event VaultFunded(address indexed by, uint256 amount);

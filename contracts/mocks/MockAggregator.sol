@@ -5,7 +5,8 @@ import {AggregatorV3Interface} from "../../interfaces/AggregatorV3Interface.sol"
 
 /// @title MockAggregator
 /// @notice A Chainlink-style feed for local chains and tests, pushed by keepers. Rounds increase
-/// by one per `transmit`; only the latest round is kept (`getRoundData` of an older round reverts).
+/// by one per `transmit`; every round is kept (`getRoundData` of an unknown round reverts), as on a
+/// Chainlink aggregator, so that an order can be settled at the first round after its commit.
 /// @dev The owner adds transmitters; tests can back-date an answer or make the feed revert.
 contract MockAggregator is AggregatorV3Interface {
     error NotTransmitter(address caller);
@@ -27,6 +28,9 @@ contract MockAggregator is AggregatorV3Interface {
     uint64 internal _startedAt;
     bool public reverting;
     mapping(address => bool) public isTransmitter;
+    /// @dev Answer and timestamp of every round (round 0 never exists).
+    mapping(uint80 => int256) internal _answers;
+    mapping(uint80 => uint64) internal _times;
 
     constructor(uint8 decimals_, string memory description_, int256 initialAnswer) {
         decimals = decimals_;
@@ -75,8 +79,9 @@ contract MockAggregator is AggregatorV3Interface {
         returns (uint80, int256, uint256, uint256, uint80)
     {
         if (reverting) revert FeedReverting();
-        if (roundId != _roundId) revert RoundNotAvailable(roundId);
-        return (_roundId, _answer, _startedAt, _updatedAt, _roundId);
+        if (roundId == 0 || roundId > _roundId) revert RoundNotAvailable(roundId);
+        uint64 t = _times[roundId];
+        return (roundId, _answers[roundId], t, t, roundId);
     }
 
     function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {
@@ -90,6 +95,8 @@ contract MockAggregator is AggregatorV3Interface {
         _roundId = r;
         _updatedAt = uint64(updatedAt);
         _startedAt = uint64(updatedAt);
+        _answers[r] = answer;
+        _times[r] = uint64(updatedAt);
         emit AnswerUpdated(answer, r, updatedAt);
     }
 }

@@ -60,7 +60,12 @@ abstract contract BaseTest is Test {
             tradingFeeWad: 0.0005e18,
             feeInsuranceShareWad: 0.5e18,
             liquidatorShareWad: 0.5e18,
-            liqTargetRatioWad: 1.25e18
+            liqTargetRatioWad: 1.25e18,
+            orderMinDelaySec: 2,
+            orderWindowSec: 3600,
+            settlementFeeTokens: 1 * USDC,
+            withdrawPriceMaxAgeSec: 3600,
+            oiDepthMultWad: 100e18
         });
     }
 
@@ -178,9 +183,48 @@ abstract contract BaseTest is Test {
         vm.stopPrank();
     }
 
+    /// @notice Opens (or changes) `who`'s BTC position by `sizeWad`: commit, then settle at the
+    /// first price published after the minimum delay (the same answer, re-published).
     function open(address who, int256 sizeWad) internal {
+        trade(who, BTC, sizeWad, 0);
+    }
+
+    /// @notice Commit and settle an order of `who` in market `id` (see `open`).
+    function trade(address who, uint256 id, int256 sizeWad, uint256 acceptablePriceWad) internal {
         vm.prank(who);
-        engine.trade(BTC, sizeWad, 0);
+        engine.commitOrder(id, sizeWad, acceptablePriceWad);
+        settle(who, id);
+    }
+
+    /// @notice Commit and settle a close-all order of `who` in market `id`.
+    function close(address who, uint256 id) internal {
+        vm.prank(who);
+        engine.commitClose(id, 0);
+        settle(who, id);
+    }
+
+    /// @notice Waits the minimum delay, re-publishes market `id`'s price and settles `who`'s order
+    /// at that round (as the settlement keeper, `address(this)`).
+    function settle(address who, uint256 id) internal {
+        vm.warp(block.timestamp + engine.orderMinDelaySec());
+        MockAggregator f = priceFeed(id);
+        (, int256 answer,,,) = f.latestRoundData();
+        vm.prank(admin);
+        f.transmit(answer);
+        engine.settleOrder(who, id, latestRound(id));
+    }
+
+    /// @notice The settlement step alone, at the latest round (for `expectRevert` on settlement).
+    function settleAtLatest(address who, uint256 id) internal {
+        engine.settleOrder(who, id, latestRound(id));
+    }
+
+    function priceFeed(uint256 id) internal view returns (MockAggregator) {
+        return id == BTC ? feeds[0] : marketFeeds[id][0];
+    }
+
+    function latestRound(uint256 id) internal view returns (uint80 r) {
+        (r,,,,) = priceFeed(id).latestRoundData();
     }
 
     /// @notice A labelled account that `assertConserved` includes.
@@ -199,7 +243,8 @@ abstract contract BaseTest is Test {
         for (uint256 i; i < trackedAccounts.length; ++i) {
             sum += engine.collateralOf(trackedAccounts[i]);
         }
-        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees());
+        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees())
+            + int256(engine.orderEscrow()) + int256(engine.impactPools());
         assertEq(int256(usd.balanceOf(address(engine))), buckets, "token conservation");
         assertEq(usd.balanceOf(address(engine)), engine.netDeposits(), "net deposits");
     }
