@@ -14,16 +14,22 @@ ANVIL_DIR = $(dir $(shell $(PY) -m ballast.toolchain which anvil))
 
 .PHONY: storm install demo test test-forge test-python test-deep bench clean
 
-install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC) $(STAMP_WEB) chromium
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC) $(STAMP_WEB)
 
 $(STAMP_WEB): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# Debian's chromium for the risk page's browser test (playwright-core drives it; no browser download).
+# A browser for one test only: tests/integration/test_risk_page.py (run by test-python) drives the
+# system Chromium through playwright-core (no browser download). Installs Debian's `chromium`
+# package with apt-get, as root or through sudo, unless `chromium` is on PATH or BALLAST_CHROMIUM
+# names another binary. Not needed by install or demo.
 .PHONY: chromium
 chromium:
-	@command -v chromium >/dev/null || { S=; [ "$$(id -u)" = 0 ] || S=sudo; $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq --no-install-recommends chromium; }
+	@if [ -n "$$BALLAST_CHROMIUM" ] || command -v chromium >/dev/null; then exit 0; fi; \
+	echo "chromium: installing Debian's chromium package (apt-get) for tests/integration/test_risk_page.py"; \
+	S=; if [ "$$(id -u)" != 0 ]; then command -v sudo >/dev/null || { echo "chromium: needs root or sudo for apt-get; or set BALLAST_CHROMIUM=/path/to/chromium" >&2; exit 1; }; S=sudo; fi; \
+	$$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq --no-install-recommends chromium
 
 $(STAMP_NODE): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -54,7 +60,7 @@ test-forge: install
 	$(FORGE) test
 	$(FORGE) snapshot --match-path 'tests/forge/Gas.t.sol' --check .gas-snapshot
 
-test-python: install
+test-python: install chromium
 	$(PY) -m mypy
 	$(PY) -m pytest -p no:pytest-brownie -q tests/unit tests/integration
 	PATH="$(ANVIL_DIR):$$PATH" $(VENV)/bin/brownie test tests/brownie --network development
