@@ -22,6 +22,9 @@ from ballast.model import RiskParams, validate_params
 from ballast.toolchain import ROOT
 
 DEFAULT_CONFIG = ROOT / "config" / "markets.toml"
+TOKEN_DECIMALS = 6
+"""Decimals of the collateral token (``MockUSD``) the settlement fee is converted with by default."""
+UINT64_MAX = 2**64 - 1
 FEED_KINDS = ("price", "volatility", "funding", "depth", "skew")
 
 
@@ -68,10 +71,32 @@ class EngineSettings:
     """Vault liquidity seeded on local chains, USD."""
     insurance_seed_usd: float
     """Insurance fund seeded on local chains, USD."""
+    order_min_delay_sec: int = 1
+    """An order settles at the first price published at least this long after its commit (1..300 s)."""
+    order_window_sec: int = 3600
+    """After the minimum delay, how long an order may wait before it expires (60..86400 s)."""
+    settlement_fee_usd: float = 0.5
+    """Fee escrowed at commit and paid to whoever settles the order, USD (<= 2^64-1 token units)."""
+    withdraw_price_max_age_sec: int = 600
+    """A withdrawal with open positions needs every price published within this many seconds (1..3600)."""
+    oi_depth_mult: float = 4.0
+    """Each side's gross open interest (USD) is capped at this multiple of the depth input (0.1..100)."""
 
-    def engine_config_tuple(self) -> tuple[int, int, int, int]:
+    def settlement_fee_tokens(self, token_decimals: int = TOKEN_DECIMALS) -> int:
+        """The settlement fee in token units (rounded to the nearest unit, exact for decimal literals)."""
+        from decimal import ROUND_HALF_EVEN, Decimal
+
+        return int((Decimal(repr(float(self.settlement_fee_usd))) * 10**token_decimals)
+                   .to_integral_value(rounding=ROUND_HALF_EVEN))
+
+    def engine_config_tuple(self, token_decimals: int = TOKEN_DECIMALS) -> tuple[int, int, int, int, int, int, int, int, int]:
+        """``MarginEngine.EngineConfig`` in field order: tradingFeeWad, feeInsuranceShareWad,
+        liquidatorShareWad, liqTargetRatioWad, orderMinDelaySec, orderWindowSec,
+        settlementFeeTokens, withdrawPriceMaxAgeSec, oiDepthMultWad."""
         return (to_wad(self.trading_fee), to_wad(self.fee_insurance_share), to_wad(self.liquidator_share),
-                to_wad(self.liq_target_ratio))
+                to_wad(self.liq_target_ratio), self.order_min_delay_sec, self.order_window_sec,
+                self.settlement_fee_tokens(token_decimals), self.withdraw_price_max_age_sec,
+                to_wad(self.oi_depth_mult))
 
 
 @dataclass(frozen=True)
@@ -132,7 +157,25 @@ def _engine(d: dict[str, Any]) -> EngineSettings:
         param_delay_sec=int(_in(f"{w}.param_delay_sec", _get(d, "param_delay_sec", w, int), 3600, 30 * 86400)),
         vault_seed_usd=_in(f"{w}.vault_seed_usd", _get(d, "vault_seed_usd", w), 0.0, 1e15),
         insurance_seed_usd=_in(f"{w}.insurance_seed_usd", _get(d, "insurance_seed_usd", w), 0.0, 1e15),
+        order_min_delay_sec=int(_in(f"{w}.order_min_delay_sec", _get(d, "order_min_delay_sec", w, int), 1, 300)),
+        order_window_sec=int(_in(f"{w}.order_window_sec", _get(d, "order_window_sec", w, int), 60, 86400)),
+        settlement_fee_usd=_settlement_fee(_get(d, "settlement_fee_usd", w), f"{w}.settlement_fee_usd"),
+        withdraw_price_max_age_sec=int(_in(f"{w}.withdraw_price_max_age_sec",
+                                           _get(d, "withdraw_price_max_age_sec", w, int), 1, 3600)),
+        oi_depth_mult=_in(f"{w}.oi_depth_mult", _get(d, "oi_depth_mult", w), 0.1, 100.0),
     )
+
+
+SETTLEMENT_FEE_MAX_USD = UINT64_MAX / 10**TOKEN_DECIMALS
+"""Largest settlement fee the engine accepts (``uint64`` token units), USD at the default token decimals."""
+
+
+def _settlement_fee(v: float, name: str) -> float:
+    _in(name, v, 0.0, SETTLEMENT_FEE_MAX_USD)
+    s = EngineSettings(0, 0, 0, 1, 3600, 0, 0, settlement_fee_usd=float(v))
+    if s.settlement_fee_tokens() > UINT64_MAX:
+        raise ValidationError(name, v, f"[0.0, {SETTLEMENT_FEE_MAX_USD}] (<= 2^64-1 token units)")
+    return float(v)
 
 
 _MODEL_KEY = {"z_wad": "alpha", "horizon_sec": "horizon_sec", "ramp_jitter_sec": "ramp_jitter_sec",

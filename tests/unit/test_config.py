@@ -49,7 +49,10 @@ def test_shipped_config_loads() -> None:
     e = cfg.engine
     assert (e.trading_fee, e.fee_insurance_share, e.liquidator_share, e.liq_target_ratio) == (0.0005, 0.5, 0.5, 1.25)
     assert e.param_delay_sec == 86_400
-    assert e.engine_config_tuple() == (5 * 10**14, WAD // 2, WAD // 2, 125 * 10**16)
+    assert (e.order_min_delay_sec, e.order_window_sec, e.settlement_fee_usd) == (1, 3600, 0.5)
+    assert (e.withdraw_price_max_age_sec, e.oi_depth_mult) == (600, 4.0)
+    assert e.settlement_fee_tokens() == 500_000 and e.settlement_fee_tokens(18) == WAD // 2
+    assert e.engine_config_tuple() == (5 * 10**14, WAD // 2, WAD // 2, 125 * 10**16, 1, 3600, 500_000, 600, 4 * WAD)
     (m,) = cfg.markets
     assert (m.id, m.symbol, m.feed_decimals, m.heartbeat_sec, m.alpha) == (0, "BTC", 8, 3600, 0.99)
     assert set(m.initial) == set(m.bounds) == set(FEED_KINDS)
@@ -179,6 +182,17 @@ MALFORMED: list[tuple[str, Mutation, str]] = [
     ("negative share", _set("engine.fee_insurance_share", -0.1), "engine.fee_insurance_share"),
     ("target ratio < 1", _set("engine.liq_target_ratio", 0.9), "engine.liq_target_ratio"),
     ("delay too short", _set("engine.param_delay_sec", 60), "engine.param_delay_sec"),
+    ("order delay 0", _set("engine.order_min_delay_sec", 0), "engine.order_min_delay_sec"),
+    ("order delay 301", _set("engine.order_min_delay_sec", 301), "engine.order_min_delay_sec"),
+    ("order window 59", _set("engine.order_window_sec", 59), "engine.order_window_sec"),
+    ("order window > 1 day", _set("engine.order_window_sec", 86401), "engine.order_window_sec"),
+    ("negative settlement fee", _set("engine.settlement_fee_usd", -0.01), "engine.settlement_fee_usd"),
+    ("settlement fee > uint64", _set("engine.settlement_fee_usd", 2e13), "engine.settlement_fee_usd"),
+    ("withdraw age 0", _set("engine.withdraw_price_max_age_sec", 0), "engine.withdraw_price_max_age_sec"),
+    ("withdraw age 3601", _set("engine.withdraw_price_max_age_sec", 3601), "engine.withdraw_price_max_age_sec"),
+    ("oi depth mult 0.05", _set("engine.oi_depth_mult", 0.05), "engine.oi_depth_mult"),
+    ("oi depth mult 101", _set("engine.oi_depth_mult", 101.0), "engine.oi_depth_mult"),
+    ("float window", _set("engine.order_window_sec", 3600.0), "engine.order_window_sec"),
     ("id 256", _set("markets[0].id", 256), "markets[0].id"),
     ("19 decimals", _set("markets[1].feed_decimals", 19), "markets[1].feed_decimals"),
     ("zero heartbeat", _set("markets[0].heartbeat_sec", 0), "markets[0].heartbeat_sec"),
@@ -244,6 +258,9 @@ ENGINE_FIELDS: dict[str, tuple[str, float, float]] = {
     "trading_fee": (NUM, 0.0, 0.01), "fee_insurance_share": (NUM, 0.0, 1.0), "liquidator_share": (NUM, 0.0, 1.0),
     "liq_target_ratio": (NUM, 1.0, 3.0), "param_delay_sec": (INT, 3600, 30 * 86400),
     "vault_seed_usd": (NUM, 0.0, 1e15), "insurance_seed_usd": (NUM, 0.0, 1e15),
+    "order_min_delay_sec": (INT, 1, 300), "order_window_sec": (INT, 60, 86400),
+    "settlement_fee_usd": (NUM, 0.0, (2**64 - 1) / 10**6), "withdraw_price_max_age_sec": (INT, 1, 3600),
+    "oi_depth_mult": (NUM, 0.1, 100.0),
 }
 MARKET_FIELDS: dict[str, tuple[str, float, float]] = {
     "id": (INT, 0, 255), "symbol": (STR, 0, 0), "feed_decimals": (INT, 0, 18), "heartbeat_sec": (INT, 1, 2**32 - 1),
