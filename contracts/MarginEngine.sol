@@ -136,6 +136,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     mapping(address account => uint256) internal _openMarkets;
     mapping(address account => mapping(uint256 marketId => Position)) internal _positions;
     mapping(address account => mapping(uint256 marketId => Order)) internal _orders;
+    /// @dev When an account was flagged for liquidation (0: not flagged).
+    mapping(address account => uint256) internal _flaggedAt;
 
     constructor(address admin, IERC20 token, ILeverageController controller_, EngineConfig memory cfg) {
         if (admin == address(0) || address(token) == address(0) || address(controller_) == address(0)) {
@@ -455,6 +457,21 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     // ================================================================ liquidation
 
     /// @inheritdoc IMarginEngine
+    function flagLiquidation(address account) external nonReentrant {
+        if (_openMarkets[account] == 0) revert ErrorsLib.NoPosition(account, type(uint256).max);
+        uint256 f = _flaggedAt[account];
+        if (f != 0 && block.timestamp <= f + orderMinDelaySec) revert ErrorsLib.AlreadyFlagged(account, f);
+        MarketQuote memory none;
+        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, false);
+        if (!scan.seqUp) revert ErrorsLib.SequencerDown();
+        if (!scan.found || h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
+            revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
+        }
+        _flaggedAt[account] = block.timestamp;
+        emit EventsLib.LiquidationFlagged(account, msg.sender, block.timestamp + orderMinDelaySec);
+    }
+
+    /// @inheritdoc IMarginEngine
     function liquidate(address account, uint256 marketId) external nonReentrant {
         Position memory pos = _positions[account][marketId];
         int256 size = pos.sizeWad;
@@ -463,6 +480,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         MarketQuote memory q = controller.quote(marketId, size > 0, absSize);
         if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
         if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
+        _checkFlag(account, marketId, q);
         _settleFunding(account, marketId, pos, _accrue(marketId, q));
         _positions[account][marketId].fundingIndexWad = pos.fundingIndexWad;
 
@@ -474,7 +492,29 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
         uint256 closeSize = _liquidationSize(h, pos, q, absSize);
         int256 delta = size > 0 ? -int256(closeSize) : int256(closeSize);
+        delete _flaggedAt[account];
         _liquidateClose(account, marketId, pos, q, delta);
+    }
+
+    /// @dev A liquidation settles at a price published after the account was flagged: the live
+    /// price must be the first round of the market's feed at or after flag + orderMinDelaySec
+    /// (so neither the flagger nor the account's owner knew it when the flag was set).
+    function _checkFlag(address account, uint256 marketId, MarketQuote memory q) internal view {
+        uint256 f = _flaggedAt[account];
+        if (f == 0) revert ErrorsLib.NotFlagged(account);
+        uint256 from = f + orderMinDelaySec;
+        FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
+        AggregatorV3Interface feed = AggregatorV3Interface(c.feed);
+        (uint80 r,,, uint256 updatedAt,) = feed.latestRoundData();
+        uint256 prevAt;
+        if (r > 1) {
+            try feed.getRoundData(r - 1) returns (uint80, int256, uint256, uint256 t, uint80) {
+                prevAt = t;
+            } catch {}
+        }
+        if (updatedAt != q.priceTimeSec || updatedAt < from || prevAt >= from) {
+            revert ErrorsLib.SettlementRoundInvalid(r, updatedAt, from, prevAt);
+        }
     }
 
     function _liquidateClose(address account, uint256 marketId, Position memory pos, MarketQuote memory q, int256 delta)
@@ -637,6 +677,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
         }
         return scan.preferred;
+    }
+
+    /// @notice When `account` was flagged for liquidation (0: not flagged), unix seconds.
+    function flaggedAt(address account) external view returns (uint256) {
+        return _flaggedAt[account];
     }
 
     /// @inheritdoc IMarginEngine

@@ -90,8 +90,16 @@ interface IMarginEngine {
     /// call it with each funding push so the index integrates every published rate).
     function accrueFunding(uint256 marketId) external;
 
-    /// @notice Liquidates `account` in `marketId` when its equity is below its maintenance
-    /// requirement. `marketId` must be the market the engine prefers (`liquidationMarket`): the
+    /// @notice Flags `account` for liquidation when its equity is below its maintenance
+    /// requirement at the oracle prices. A liquidation then settles at the first price published
+    /// at least `orderMinDelaySec` after the flag: a price nobody knew when flagging, so a trader
+    /// cannot close a position at a lagging price by liquidating it himself. A flag whose first
+    /// eligible price has passed can be set again after `orderMinDelaySec`. Anyone may call.
+    function flagLiquidation(address account) external;
+
+    /// @notice Liquidates a flagged `account` in `marketId` while the market's live price is the
+    /// first round published at or after flag + `orderMinDelaySec` and the account is below its
+    /// maintenance requirement at it. `marketId` must be the market the engine prefers (`liquidationMarket`): the
     /// valid-price market that restores health with the least notional closed. A market whose
     /// price is bad cannot be liquidated, and is valued conservatively (last good price moved
     /// adversely by its maximum maintenance fraction) so it cannot shield the others. Closes just enough to restore health to the target ratio (all of it when

@@ -73,5 +73,7 @@ library ErrorsLib {
     error SettlementPriceInvalid(uint256 marketId, uint80 roundId, int256 answer);
     error OpenInterestCapExceeded(uint256 marketId, bool isLong, uint256 openInterestUsdWad, uint256 capUsdWad);
     error LiquidationMarketNotPreferred(uint256 requested, uint256 preferred);
+    error NotFlagged(address account);
+    error AlreadyFlagged(address account, uint256 flaggedAtSec);
     error PriceTooOld(uint256 marketId, uint256 updatedAtSec, uint256 maxAgeSec);
 }

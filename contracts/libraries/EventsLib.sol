@@ -49,6 +49,7 @@ library EventsLib {
         address indexed account, uint256 indexed marketId, address indexed settler, uint80 priceRoundId, uint256 fillPriceWad, uint256 settlementFeeTokens
     );
     event OrderCancelled(address indexed account, uint256 indexed marketId, uint256 refundTokens);
+    event LiquidationFlagged(address indexed account, address indexed flagger, uint256 settleFromSec);
     event OpenInterestCapSet(uint256 indexed marketId, uint256 capUsdWad);
     event FundingSettled(address indexed account, uint256 indexed marketId, int256 fundingTokens);
     event FundingAccrued(uint256 indexed marketId, int256 rateWad, int256 indexWad, uint256 timestamp);

@@ -214,6 +214,17 @@ abstract contract BaseTest is Test {
         engine.settleOrder(who, id, latestRound(id));
     }
 
+    /// @notice Flags `who` for liquidation, waits the minimum delay and re-publishes market `id`'s
+    /// price, so that `engine.liquidate(who, id)` can settle at that round next.
+    function flagAndWait(address who, uint256 id) internal {
+        engine.flagLiquidation(who);
+        vm.warp(block.timestamp + engine.orderMinDelaySec());
+        MockAggregator f = priceFeed(id);
+        (, int256 answer,,,) = f.latestRoundData();
+        vm.prank(admin);
+        f.transmit(answer);
+    }
+
     /// @notice The settlement step alone, at the latest round (for `expectRevert` on settlement).
     function settleAtLatest(address who, uint256 id) internal {
         engine.settleOrder(who, id, latestRound(id));
