@@ -1,4 +1,4 @@
-"""Deploy Ballast (mock USD, feeds, controller, engine) on a chain through web3.py."""
+"""Deploy Ballast (mock USD, feeds, controller, engine, risk pusher) on a chain through web3.py."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ class Deployment:
     usd: Contract
     controller: Contract
     engine: Contract
+    pusher: Contract
+    """``RiskPusher``: the keeper's one transaction per round (feed pushes, then poke and funding
+    accrual of each market); a transmitter of every feed."""
     feeds: dict[int, dict[str, Contract]] = field(default_factory=dict)
     static: dict[int, StaticFractions] = field(default_factory=dict)
 
@@ -36,6 +39,7 @@ class Deployment:
             "usd": self.usd.address,
             "controller": self.controller.address,
             "engine": self.engine.address,
+            "pusher": self.pusher.address,
             "feeds": {str(m): {k: c.address for k, c in f.items()} for m, f in self.feeds.items()},
         }
 
@@ -82,14 +86,17 @@ def deploy(
     else:
         controller = chain.deploy("StaticLeverageController", admin, sender=admin)
     engine = chain.deploy("MarginEngine", admin, usd.address, controller.address,
-                          config.engine.engine_config_tuple(), sender=admin)
+                          config.engine.engine_config_tuple(TOKEN_DECIMALS), sender=admin)
     chain.transact(controller.functions.bindEngine(engine.address), admin)
-    dep = Deployment(chain, config, kind, admin, usd, controller, engine)
+    pusher = chain.deploy("RiskPusher", admin, controller.address, engine.address, sender=admin)
+    dep = Deployment(chain, config, kind, admin, usd, controller, engine, pusher)
     for m in config.markets:
         feeds = {}
         for k in FEED_KINDS:
             feeds[k] = chain.deploy("MockAggregator", m.feed_decimals, f"{m.symbol} {k}",
                                     m.feed_answer(k, m.initial[k]), sender=admin)
+            # The keeper pushes through RiskPusher (one transaction: pushes, poke, accrual).
+            chain.transact(feeds[k].functions.setTransmitter(pusher.address, True), admin)
         dep.feeds[m.id] = feeds
         cfg = feed_config_tuples(m, feeds)
         if kind == "dynamic":
@@ -126,12 +133,14 @@ def market_table(dep: Deployment) -> list[dict[str, Any]]:
             ok, v = c.functions.readFeed(m.id, FEED_KINDS.index(k)).call()
             row[k] = v / 1e18 if ok else None
         for side, is_long in (("long", True), ("short", False)):
-            q = c.functions.quote(m.id, is_long, 0, 0).call()
-            imf = q[2]
-            mmf = min(q[3] + q[5], q[4])
+            q = c.functions.quote(m.id, is_long, 0).call()
+            # MarketQuote: price, priceTime, funding, fundingTime, imf, mmfBase, maxMmf, maxImf,
+            # slip, impactCoef, depth, liqFee, priceOk, riskFeedsOk, fundingOk, sequencerUp.
+            imf = q[4]
+            mmf = min(q[5] + q[8], q[6])
             row[f"max_leverage_{side}"] = 1e18 / imf
             row[f"imf_{side}"] = imf / 1e18
             row[f"mmf_{side}"] = mmf / 1e18
-            row[f"risk_feeds_ok_{side}"] = bool(q[8])
+            row[f"risk_feeds_ok_{side}"] = bool(q[13])
         rows.append(row)
     return rows

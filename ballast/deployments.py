@@ -55,7 +55,7 @@ LOCAL_DEPLOYMENTS_DIR = ROOT / "out" / "deployments"
 LOCAL_CHAIN_IDS = frozenset({31337, 1337})
 SCHEMA_VERSION = 1
 RECEIPT_TIMEOUT_SEC = 600
-CORE_CONTRACTS = ("MockUSD", "LeverageController", "StaticLeverageController", "MarginEngine")
+CORE_CONTRACTS = ("MockUSD", "LeverageController", "StaticLeverageController", "MarginEngine", "RiskPusher")
 
 Log = Callable[[str], None]
 
@@ -365,7 +365,7 @@ def make_record(chain: Chain, dep: Deployment, *, config_path: Path, network: st
         return _entry(by_addr[c.address], w3)
 
     contracts = {"MockUSD": entry(dep.usd), _controller_name(dep): entry(dep.controller),
-                 "MarginEngine": entry(dep.engine)}
+                 "MarginEngine": entry(dep.engine), "RiskPusher": entry(dep.pusher)}
     markets = []
     for m in dep.config.markets:
         feeds = {k: entry(c) for k, c in dep.feeds[m.id].items()}
@@ -378,8 +378,9 @@ def make_record(chain: Chain, dep: Deployment, *, config_path: Path, network: st
         "chainId": chain.chain_id,
         "network": network,
         "deployer": dep.admin,
-        # kind, admin, usd, controller, engine, feeds {"<market id>": {kind: address}}: the shape of
-        # ballast.deploy.Deployment.addresses(), read by `ballast keeper --deployment`.
+        # kind, admin, usd, controller, engine, pusher (RiskPusher), feeds {"<market id>": {kind:
+        # address}}: the shape of ballast.deploy.Deployment.addresses(), read by `ballast keeper
+        # --deployment`.
         **dep.addresses(),
         "startBlock": min(blocks),
         "endBlock": max(max(blocks), int(getattr(chain, "last_block", 0))),
@@ -489,12 +490,24 @@ def verify_record(chain: Chain, record: dict[str, Any]) -> list[Check]:
                         "sealed: changes are timelocked" if sealed else "NOT sealed: the admin can change anything at once"))
     from ballast.config import FEED_KINDS
 
+    pusher_addr = record.get("pusher")
+    pusher = chain.at("RiskPusher", pusher_addr) if pusher_addr else None
+    if pusher is None:
+        checks.append(Check("RiskPusher recorded", "-", False, "no pusher in the record (deployed before engine v2?)"))
+    else:
+        wire("pusher.engine()", pusher_addr, pusher.functions.engine().call(), addrs["engine"])
+        wire("pusher.controller()", pusher_addr, pusher.functions.controller().call(), addrs["controller"])
     for m in record.get("markets", []):
         listed = bool(ctrl.functions.isListed(m["id"]).call())
         checks.append(Check(f"market {m['id']} ({m['symbol']}) listed", addrs["controller"], listed, str(listed)))
         for i, k in enumerate(FEED_KINDS):
             cfg = ctrl.functions.feedConfig(m["id"], i).call()
             wire(f"market {m['id']} {k} feed", addrs["controller"], cfg[0], m["feeds"][k]["address"])
+            if pusher is not None:
+                feed_addr = m["feeds"][k]["address"]
+                ok = bool(chain.at("MockAggregator", feed_addr).functions.isTransmitter(pusher_addr).call())
+                checks.append(Check(f"market {m['id']} {k} feed: pusher transmits", feed_addr, ok,
+                                    "isTransmitter(pusher)" if ok else "the pusher cannot transmit: keeper pushes revert"))
     return checks
 
 

@@ -34,6 +34,11 @@ def node() -> Iterator[Anvil]:
         yield n
 
 
+def _json_int(x: int) -> int | str:
+    """An integer as the deployments file stores it (beyond 2^53: a decimal string)."""
+    return x if abs(x) <= 2**53 - 1 else str(x)
+
+
 def _funded_key(chain: Chain) -> str:
     acct = Account.create()
     chain.set_balance(acct.address, 100 * 10**18)
@@ -67,8 +72,16 @@ def test_deploy_record_refuse_force_verify(node: Anvil, tmp_path: Path, monkeypa
     assert set(rec["markets"][0]["feeds"]) == {"price", "volatility", "funding", "depth", "skew"}
     assert rec["feeds"]["0"] == {k: e["address"] for k, e in rec["markets"][0]["feeds"].items()}
     assert rec["kind"] == "dynamic" and rec["contracts"]["MockUSD"]["address"] == rec["usd"]
-    for name in ("MockUSD", "LeverageController", "MarginEngine"):
+    for name in ("MockUSD", "LeverageController", "MarginEngine", "RiskPusher"):
         assert rec["contracts"][name]["buildCodeHash"] == build_code_hash(name)
+    # The keeper's RiskPusher: recorded, wired to engine and controller, a transmitter of every feed.
+    assert rec["pusher"] == rec["contracts"]["RiskPusher"]["address"]
+    assert rec["contracts"]["RiskPusher"]["constructorArgs"] == [deployer, rec["controller"], rec["engine"]]
+    for e in rec["markets"][0]["feeds"].values():
+        assert chain.at("MockAggregator", e["address"]).functions.isTransmitter(rec["pusher"]).call()
+    # The engine config: the 9 fields of EngineConfig, from config/markets.toml.
+    from ballast.config import load_config
+    assert engine["constructorArgs"][3] == [_json_int(x) for x in load_config().engine.engine_config_tuple()]
     # Transactions were signed locally: the deployer is not an account of the node.
     assert deployer not in chain.accounts()
     assert chain.w3.eth.get_transaction_count(deployer) > 10
@@ -92,7 +105,8 @@ def test_deploy_record_refuse_force_verify(node: Anvil, tmp_path: Path, monkeypa
     # --verify: every contract and the wiring; then tampered runtime code is caught.
     verify = ["--rpc-url", node.url, "--deployments-dir", str(out), "--verify"]
     assert deploy_cli(verify) == 0
-    assert "every check passed" in capsys.readouterr().out
+    verified = capsys.readouterr().out
+    assert "every check passed" in verified and "pusher.engine()" in verified and "pusher transmits" in verified
     new_engine = load_record(path)["engine"]
     code = bytearray(chain.w3.eth.get_code(new_engine))
     code[100] ^= 0xFF
