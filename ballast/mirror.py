@@ -1,17 +1,33 @@
-"""An exact off-chain replica of ``MarginEngine`` + the controllers' ``quote``.
+"""An exact off-chain replica of ``MarginEngine`` + the controllers' ``quote`` (engine v2, issue 10).
+
+Orders are committed (``commit``), then settled (``settle``) at the price of the first feed round
+published at least ``order_min_delay_sec`` after the commit, or cancelled after their window
+(``cancel_expired``); liquidations are immediate at the live price (``liquidate``) in the market
+the engine prefers (``liquidation_market``), with a market whose price is bad valued at its last
+good price moved adversely by its maximum maintenance fraction. Price impact is the integral over
+the market's skew (``ballast.model.skew_impact``), charged into and rebated out of a per-market
+impact pool. Withdrawals count no unrealized profit and need fresh prices; funding accrues from
+the funding feed's own publication times.
 
 The stress lab applies every transaction it sends to this mirror in the same order as the chain,
 and compares: health of every account after every block, the size and amounts of every
-liquidation, bad debt, and token conservation. Integer arithmetic throughout, to the wei.
+liquidation, bad debt, and token conservation. Integer arithmetic throughout, to the wei. Every
+entry point either applies the whole transaction or raises :class:`MirrorRevert` (the contract's
+error name and data) and leaves the mirror exactly as it was.
+
+Token invariant (``conserved``)::
+
+    sum(collateral) + vault + insurance + fees + order_escrow + impact_pools == net_deposits
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from ballast._typing import WAD
+from ballast.errors import BallastError
 from ballast.model import (
     MIN_REMAINING_NOTIONAL_USD_WAD,
     Ramp,
@@ -22,6 +38,7 @@ from ballast.model import (
     div_ceil,
     div_floor,
     div_up,
+    div_wad_down,
     div_wad_up,
     funding_index_delta,
     funding_owed,
@@ -32,19 +49,24 @@ from ballast.model import (
     notional,
     position_maintenance,
     required_initial,
+    skew_impact,
     slippage,
     unrealized_pnl,
 )
-from ballast.errors import BallastError
 
 FEEDS = ("price", "volatility", "funding", "depth", "skew")
 MAX_POSITIONS = 8
+MAX_RAW_ANSWER = 10**40
+INT128_MAX = 2**127 - 1
+INT128_MIN = -(2**127)
+UINT128_MAX = 2**128 - 1
+UINT64_MAX = 2**64 - 1
 
 
 class MirrorRevert(BallastError):
-    """The mirror predicts that the engine reverts, with the contract's error name."""
+    """The mirror predicts that the engine reverts, with the contract's error name and data."""
 
-    def __init__(self, error: str, *data: int | str) -> None:
+    def __init__(self, error: str, *data: int | str | bool) -> None:
         self.error = error
         self.data = data
         super().__init__(f"{error}{data}")
@@ -52,7 +74,8 @@ class MirrorRevert(BallastError):
 
 @dataclass
 class Feed:
-    """A feed as the controller reads it: raw answer, decimals, timestamp, heartbeat, WAD bounds."""
+    """A feed as the controller reads it: raw answer, decimals, timestamp, heartbeat, WAD bounds
+    (the latest round; ``settle`` is given the settlement round's answer and times)."""
 
     answer: int
     decimals: int
@@ -62,38 +85,60 @@ class Feed:
     max_wad: int
     reverting: bool = False
 
-    def read(self, now: int) -> tuple[bool, int]:
+    def read_at(self, now: int) -> tuple[bool, int, int]:
+        """``RiskOracleBase._readAt``: (ok, value WAD, publication time); (False, 0, 0) when bad."""
         if self.reverting or self.updated_at == 0 or self.updated_at > now or now - self.updated_at > self.heartbeat_sec:
-            return False, 0
-        if abs(self.answer) > 10**40:
-            return False, 0
+            return False, 0, 0
+        if abs(self.answer) > MAX_RAW_ANSWER:
+            return False, 0, 0
         v = self.answer * 10 ** (18 - self.decimals)
         if v < self.min_wad or v > self.max_wad:
-            return False, 0
-        return True, v
+            return False, 0, 0
+        return True, v, self.updated_at
+
+    def read(self, now: int) -> tuple[bool, int]:
+        ok, v, _ = self.read_at(now)
+        return ok, v
 
 
 @dataclass
 class Quote:
+    """``MarketQuote``, field for field and in order. ``price_wad`` is 0 when ``price_ok`` is False;
+    ``price_time``/``funding_time`` are the feeds' publication times (0 when bad)."""
+
     price_wad: int
+    price_time: int
     funding_rate_wad: int
+    funding_time: int
     imf_wad: int
     mmf_base_wad: int
     max_mmf_wad: int
+    max_imf_wad: int
     slip_wad: int
-    impact_wad: int
+    impact_coef_wad: int
+    depth_usd_wad: int
     liq_fee_wad: int
+    price_ok: bool
     risk_feeds_ok: bool
     funding_ok: bool
     sequencer_up: bool
 
 
-def exit_impact(q: Quote, slip_snap_wad: int, exit_size: int, pos_size: int) -> int:
-    """``MarginEngine._exitImpact``: while a risk feed is bad, an exit pays at most the slippage
-    snapshotted at the position's last increase, pro rata to the size closed (rounded up)."""
-    if q.risk_feeds_ok:
-        return q.impact_wad
-    return min(mul_div_up(slip_snap_wad, exit_size, pos_size), q.impact_wad)
+def exit_slip(q: Quote, slip_snap_wad: int) -> int:
+    """``MarginEngine._exitSlip``: the slippage fraction counted for an exit (liquidation size and
+    the preferred-market score): the live one, or at most the snapshot while a risk feed is bad."""
+    if q.risk_feeds_ok or slip_snap_wad >= q.slip_wad:
+        return q.slip_wad
+    return slip_snap_wad
+
+
+def exit_cap_usd(q: Quote, slip_snap_wad: int, delta: int, old_size: int, price_wad: int) -> int | None:
+    """The exit cap of ``MarginEngine._tradeImpact`` (the old L2 fix): while a risk feed is bad, a
+    pure reduction (no flip) pays at most its notional times the slippage snapshotted at the
+    position's last increase, pro rata to the size closed (USD WAD, rounded up). None: no cap."""
+    if q.risk_feeds_ok or old_size == 0 or abs(delta) > abs(old_size) or (delta > 0) == (old_size > 0):
+        return None
+    return mul_wad_up(notional(delta, price_wad), mul_div_up(slip_snap_wad, abs(delta), abs(old_size)))
 
 
 @dataclass
@@ -115,27 +160,46 @@ class MarketMirror:
     funding_index: int = 0
     last_rate: int = 0
     last_accrual: int = 0
+    impact_pool: int = 0
+    """Impact charged and not yet rebated, token units (``marketBook().impactPoolTokens``)."""
+    last_price_wad: int = 0
+    """Last valid price seen at an accrual (``marketBook().lastPriceWad``)."""
+    oi_hard_cap_usd_wad: int = 0
+    """``oiHardCapUsdWad(market)``: 0 = only the depth-relative cap."""
 
-    def index_now(self, price_wad: int, now: int) -> int:
-        if self.last_accrual == 0:
-            return self.funding_index
-        return self.funding_index + funding_index_delta(self.last_rate, price_wad, now - self.last_accrual)
+    @property
+    def skew(self) -> int:
+        return self.oi_long - self.oi_short
 
-    def quote(self, is_long: bool, position_size: int, trade_size: int, now: int, sequencer_up: bool = True) -> Quote:
-        ok_p, price = self.feeds["price"].read(now)
-        if not ok_p:
-            raise MirrorRevert("PriceFeedInvalid", self.market_id)
-        ok_f, rate = self.feeds["funding"].read(now)
+    def index_now(self, q: Quote, now: int) -> tuple[int, int]:
+        """``MarginEngine._indexNow``: (funding index now, rate to record). The last recorded rate
+        applies until the funding feed's current answer was published, that answer from then on;
+        the last rate is held while the feed is bad. Priced at the quote's price (the last valid
+        price when the price is bad)."""
+        rate = q.funding_rate_wad if q.funding_ok else self.last_rate
+        last = self.last_accrual
+        if last == 0:
+            return self.funding_index, rate
+        price = q.price_wad if q.price_ok else self.last_price_wad
+        switch = q.funding_time if q.funding_ok and q.funding_time > last else last
+        switch = min(switch, now)
+        idx = (self.funding_index + funding_index_delta(self.last_rate, price, switch - last)
+               + funding_index_delta(rate, price, now - switch))
+        return idx, rate
+
+    def quote(self, is_long: bool, position_size: int, now: int, sequencer_up: bool = True) -> Quote:
+        """``controller.quote(market, isLong, positionSizeWad)``; never raises on a bad price
+        (``price_ok`` False, price 0)."""
+        ok_p, price, t_p = self.feeds["price"].read_at(now)
+        ok_f, rate, t_f = self.feeds["funding"].read_at(now)
         ok_d, depth = self.feeds["depth"].read(now)
         if not ok_d:
             depth = self.feeds["depth"].min_wad
         notional_pos = mul_wad_up(position_size, price)
-        notional_trade = mul_wad_up(trade_size, price)
         if self.kind == "static":
-            return Quote(price, rate, self.static_imf_wad, self.static_mmf_wad, self.static_mmf_wad,
-                         slippage(self.static_impact_wad, notional_pos, depth),
-                         slippage(self.static_impact_wad, notional_trade, depth), self.static_liq_fee_wad,
-                         True, ok_f, sequencer_up)
+            return Quote(price, t_p, rate, t_f, self.static_imf_wad, self.static_mmf_wad, self.static_mmf_wad,
+                         self.static_imf_wad, slippage(self.static_impact_wad, notional_pos, depth),
+                         self.static_impact_wad, depth, self.static_liq_fee_wad, ok_p, True, ok_f, sequencer_up)
         p = self.params
         assert p is not None
         ok_v, sigma = self.feeds["volatility"].read(now)
@@ -144,7 +208,7 @@ class MarketMirror:
             sigma_wad=sigma if ok_v else self.feeds["volatility"].max_wad,
             skew_wad=skew if ok_s else 0,
             depth_usd_wad=depth,
-            funding_rate_wad=rate if ok_f else 0,
+            funding_rate_wad=rate,
             oi_side_wad=self.oi_long if is_long else self.oi_short,
             oi_other_wad=self.oi_short if is_long else self.oi_long,
             notional_usd_wad=notional_pos,
@@ -157,8 +221,8 @@ class MarketMirror:
         imf_live = f.imf_wad if risk_ok else p.max_imf_wad
         imf = required_initial(imf_live, position_maintenance(mmf_base, f.slip_wad, p.max_mmf_wad),
                                p.min_buffer_wad, p.max_imf_wad)
-        return Quote(price, x.funding_rate_wad, imf, mmf_base, p.max_mmf_wad, f.slip_wad,
-                     slippage(p.impact_wad, notional_trade, depth), p.liq_fee_wad, risk_ok, ok_f, sequencer_up)
+        return Quote(price, t_p, rate, t_f, imf, mmf_base, p.max_mmf_wad, p.max_imf_wad, f.slip_wad, p.impact_wad,
+                     depth, p.liq_fee_wad, ok_p, risk_ok, ok_f, sequencer_up)
 
     def update_oi(self, old: int, new: int) -> None:
         if old > 0:
@@ -177,6 +241,17 @@ class PositionMirror:
     basis: int = 0
     funding_index: int = 0
     slip_snap: int = 0
+
+
+@dataclass(frozen=True)
+class OrderMirror:
+    """``Order``: a committed order (one per account and market)."""
+
+    size_delta: int
+    acceptable_price_wad: int
+    commit_sec: int
+    fee_tokens: int
+    close_all: bool
 
 
 @dataclass
@@ -201,6 +276,16 @@ class Health:
 
 
 @dataclass
+class HealthScan:
+    """What a health pass found besides the totals (``MarginEngine.HealthScan``)."""
+
+    seq_up: bool = True
+    found: bool = False
+    preferred: int = 0
+    best_score: int = 0
+
+
+@dataclass
 class LiquidationResult:
     account: str
     market_id: int
@@ -210,27 +295,61 @@ class LiquidationResult:
     reward_tokens: int
     bad_debt_tokens: int
     health_before: Health
+    realized_tokens: int = 0
+    impact_tokens: int = 0
+    """Signed: > 0 charged into the pool, < 0 rebated out of it (``LiquidationSettled``)."""
+    remaining_size_wad: int = 0
+    price_wad: int = 0
+
+
+_SCALARS = ("vault", "insurance", "fees", "order_escrow", "impact_pools", "bad_debt_total", "bad_debt_covered",
+            "bad_debt_socialized", "net_deposits", "settlement_fees_paid")
 
 
 @dataclass
 class EngineMirror:
-    """The engine's buckets, accounts and markets."""
+    """The engine's buckets, accounts, markets and orders.
+
+    The first five fields keep their positions (older callers pass them positionally); build one
+    from the deployed ``EngineConfig`` with :meth:`from_engine_config`.
+    """
 
     trading_fee_wad: int
     fee_insurance_share_wad: int
     liquidator_share_wad: int
     liq_target_ratio_wad: int
     token_scale: int
+    order_min_delay_sec: int = 1
+    order_window_sec: int = 3600
+    settlement_fee_tokens: int = 0
+    withdraw_price_max_age_sec: int = 600
+    oi_depth_mult_wad: int = 4 * WAD
     markets: dict[int, MarketMirror] = field(default_factory=dict)
     accounts: dict[str, AccountMirror] = field(default_factory=dict)
+    orders: dict[tuple[str, int], OrderMirror] = field(default_factory=dict)
     vault: int = 0
     insurance: int = 0
     fees: int = 0
+    order_escrow: int = 0
+    """Settlement fees escrowed by pending orders, token units (``orderEscrow``)."""
+    impact_pools: int = 0
+    """Sum of the markets' impact pools, token units (``impactPools``)."""
     bad_debt_total: int = 0
     bad_debt_covered: int = 0
     bad_debt_socialized: int = 0
     net_deposits: int = 0
+    settlement_fees_paid: int = 0
+    """Settlement fees transferred to settlers (out of the engine), token units."""
     sequencer_up: bool = True
+
+    @classmethod
+    def from_engine_config(cls, cfg: tuple[int, ...] | list[int], token_scale: int) -> EngineMirror:
+        """From ``EngineConfig`` in field order (``EngineSettings.engine_config_tuple()``): fee,
+        insurance share, liquidator share, target ratio, min delay, window, settlement fee tokens,
+        withdrawal price age, OI depth multiple."""
+        fee, ins, liq, tgt, delay, window, sfee, age, oim = cfg
+        return cls(fee, ins, liq, tgt, token_scale, order_min_delay_sec=delay, order_window_sec=window,
+                   settlement_fee_tokens=sfee, withdraw_price_max_age_sec=age, oi_depth_mult_wad=oim)
 
     # ------------------------------------------------------------------ buckets
     def account(self, a: str) -> AccountMirror:
@@ -246,52 +365,107 @@ class EngineMirror:
         self.net_deposits += amount
 
     def fund_vault(self, amount: int) -> None:
+        if amount == 0:
+            raise MirrorRevert("ZeroAmount")
         self.vault += amount
         self.net_deposits += amount
 
     def fund_insurance(self, amount: int) -> None:
+        if amount == 0:
+            raise MirrorRevert("ZeroAmount")
         self.insurance += amount
         self.net_deposits += amount
 
-    def withdraw(self, a: str, amount: int, now: int) -> None:
-        if amount == 0:
-            raise MirrorRevert("ZeroAmount")
-        acc = self.accounts.get(a)  # (a revert must not leave an empty account behind)
-        if acc is None or acc.collateral < amount:
-            raise MirrorRevert("InsufficientCollateral", acc.collateral if acc else 0, amount)
-        acc.collateral -= amount
-        if acc.open_markets():
-            h = self.health(a, now)
-            if h.equity_usd_wad < h.initial_usd_wad:
-                acc.collateral += amount
-                raise MirrorRevert("InitialMarginViolated", h.equity_usd_wad, h.initial_usd_wad)
-        self.net_deposits -= amount
+    def set_open_interest_cap(self, mid: int, cap_usd_wad: int) -> None:
+        """``setOpenInterestCap`` (admin): hard cap on each side's gross open interest, USD WAD."""
+        if mid not in self.markets:
+            raise MirrorRevert("MarketNotListed", mid)
+        self.markets[mid].oi_hard_cap_usd_wad = cap_usd_wad
 
     def sum_collateral(self) -> int:
         return sum(a.collateral for a in self.accounts.values())
 
+    def token_balance(self) -> int:
+        """What ``collateralToken.balanceOf(engine)`` must be (the buckets' sum)."""
+        return (self.sum_collateral() + self.vault + self.insurance + self.fees + self.order_escrow
+                + self.impact_pools)
+
+    def order(self, a: str, mid: int) -> OrderMirror | None:
+        return self.orders.get((a, mid))
+
     # ------------------------------------------------------------------ health
-    def health(self, a: str, now: int, cached: tuple[int, Quote] | None = None) -> Health:
-        acc = self.account(a)
-        eq = acc.collateral * self.token_scale
-        maint = init = ntl = 0
+    def _quote(self, mid: int, is_long: bool, size: int, now: int) -> Quote:
+        m = self.markets.get(mid)
+        if m is None:
+            raise MirrorRevert("MarketNotListed", mid)
+        return m.quote(is_long, size, now, self.sequencer_up)
+
+    def _health(self, a: str, now: int, cached: tuple[int, Quote] | None, withdrawal: bool) -> tuple[Health, HealthScan]:
+        """``MarginEngine._health``: cross-margin health in ascending market order; raises
+        ``PriceTooOld``/``PriceFeedInvalid`` for a withdrawal as the contract does."""
+        acc = self.accounts.get(a) or AccountMirror()
+        h = Health(acc.collateral * self.token_scale, 0, 0, 0)
+        scan = HealthScan()
         for mid in acc.open_markets():
             pos = acc.positions[mid]
-            m = self.markets[mid]
-            q = cached[1] if cached and cached[0] == mid else m.quote(pos.size > 0, abs(pos.size), 0, now, self.sequencer_up)
-            idx = m.index_now(q.price_wad, now)
-            eq += unrealized_pnl(pos.size, pos.basis, q.price_wad) - funding_owed(pos.size, idx, pos.funding_index)
-            n = notional(pos.size, q.price_wad)
-            mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
-            ntl += n
-            maint += mul_wad_up(n, mmf)
-            init += mul_wad_up(n, max(q.imf_wad, mmf))
-        return Health(eq, maint, init, ntl)
+            q = cached[1] if cached is not None and cached[0] == mid else self._quote(mid, pos.size > 0, abs(pos.size), now)
+            scan.seq_up = scan.seq_up and q.sequencer_up
+            self._health_term(h, scan, pos, q, mid, now, withdrawal)
+        return h, scan
 
-    def maintenance_health(self, a: str, now: int, cache: dict[tuple[int, bool], tuple[int, int, int, int]]) -> Health:
-        """Equity and maintenance requirement only (``initial_usd_wad`` is 0): what a liquidation
-        check needs, without size-dependent quotes. ``cache`` holds, per (market, side) and for one
-        timestamp, (price, funding index now, ramped mmf base, max mmf); pass a fresh dict per block."""
+    def _health_term(self, h: Health, scan: HealthScan, pos: PositionMirror, q: Quote, mid: int, now: int,
+                     withdrawal: bool) -> None:
+        m = self.markets[mid]
+        if q.price_ok:
+            if withdrawal and now - q.price_time > self.withdraw_price_max_age_sec:
+                raise MirrorRevert("PriceTooOld", mid, q.price_time, self.withdraw_price_max_age_sec)
+            price = q.price_wad
+            mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
+            imf = max(q.imf_wad, mmf)
+            score = mul_wad_down(mmf, self.liq_target_ratio_wad) - (q.liq_fee_wad + exit_slip(q, pos.slip_snap))
+            if not scan.found or score > scan.best_score:
+                scan.found, scan.best_score, scan.preferred = True, score, mid
+        else:
+            if withdrawal:
+                raise MirrorRevert("PriceFeedInvalid", mid)
+            last = m.last_price_wad
+            price = mul_wad_down(last, WAD - q.max_mmf_wad) if pos.size > 0 else mul_wad_up(last, WAD + q.max_mmf_wad)
+            mmf = q.max_mmf_wad
+            imf = max(q.max_imf_wad, mmf)
+        idx, _ = m.index_now(q, now)
+        pnl = unrealized_pnl(pos.size, pos.basis, price)
+        if withdrawal and pnl > 0:
+            pnl = 0
+        h.equity_usd_wad += pnl - funding_owed(pos.size, idx, pos.funding_index)
+        n = notional(pos.size, price)
+        h.notional_usd_wad += n
+        h.maintenance_usd_wad += mul_wad_up(n, mmf)
+        h.initial_usd_wad += mul_wad_up(n, imf)
+
+    def health(self, a: str, now: int, cached: tuple[int, Quote] | None = None) -> Health:
+        """``health(account)``: never raises on a bad price (the market is valued conservatively)."""
+        return self._health(a, now, cached, False)[0]
+
+    def is_liquidatable(self, a: str, now: int) -> bool:
+        acc = self.accounts.get(a)
+        if acc is None or not acc.open_markets():
+            return False
+        h, scan = self._health(a, now, None, False)
+        return scan.found and h.liquidatable
+
+    def liquidation_market(self, a: str, now: int) -> int:
+        """``liquidationMarket(account)``: the market a liquidation must close; raises
+        ``AccountHealthy`` when the account is not liquidatable."""
+        h, scan = self._health(a, now, None, False)
+        if not scan.found or not h.liquidatable:
+            raise MirrorRevert("AccountHealthy", h.equity_usd_wad, h.maintenance_usd_wad)
+        return scan.preferred
+
+    def maintenance_health(self, a: str, now: int, cache: dict[tuple[int, bool], tuple[int, int, int, int, bool]]) -> Health:
+        """Equity and maintenance requirement only (``initial_usd_wad`` is 0), equal to
+        ``health``'s: what a liquidation check needs, without size-dependent quotes. ``cache``
+        holds, per (market, side) and for one timestamp, (valuation price, funding index now,
+        ramped mmf base, max mmf, price ok); pass a fresh dict per block."""
         acc = self.account(a)
         eq = acc.collateral * self.token_scale
         maint = ntl = 0
@@ -302,21 +476,27 @@ class EngineMirror:
             c = cache.get(key)
             if c is None:
                 m = self.markets[mid]
-                q = m.quote(pos.size > 0, 0, 0, now, self.sequencer_up)
-                c = cache[key] = (q.price_wad, m.index_now(q.price_wad, now), q.mmf_base_wad, q.max_mmf_wad)
-            price, idx, mmf_base, max_mmf = c
+                q = m.quote(pos.size > 0, 0, now, self.sequencer_up)
+                if q.price_ok:
+                    price = q.price_wad
+                else:
+                    last = m.last_price_wad
+                    price = mul_wad_down(last, WAD - q.max_mmf_wad) if pos.size > 0 else mul_wad_up(last, WAD + q.max_mmf_wad)
+                c = cache[key] = (price, m.index_now(q, now)[0], q.mmf_base_wad, q.max_mmf_wad, q.price_ok)
+            price, idx, mmf_base, max_mmf, ok = c
             eq += unrealized_pnl(pos.size, pos.basis, price) - funding_owed(pos.size, idx, pos.funding_index)
             n = notional(pos.size, price)
             ntl += n
-            maint += mul_wad_up(n, position_maintenance(mmf_base, pos.slip_snap, max_mmf))
+            maint += mul_wad_up(n, position_maintenance(mmf_base, pos.slip_snap, max_mmf) if ok else max_mmf)
         return Health(eq, maint, 0, ntl)
 
     # ------------------------------------------------------------------ internals
     def _accrue(self, m: MarketMirror, q: Quote, now: int) -> int:
-        idx = m.index_now(q.price_wad, now)
+        idx, rate = m.index_now(q, now)
         m.funding_index = idx
-        m.last_rate = q.funding_rate_wad if q.funding_ok else m.last_rate
+        m.last_rate = rate
         m.last_accrual = now
+        m.last_price_wad = q.price_wad
         return idx
 
     def _settle_funding(self, acc: AccountMirror, pos: PositionMirror, idx: int) -> None:
@@ -326,19 +506,54 @@ class EngineMirror:
             self.vault += owed
         pos.funding_index = idx
 
-    def _write_position(self, acc: AccountMirror, mid: int, pos: PositionMirror, delta: int, q: Quote,
-                        increasing: bool) -> int:
+    def _write_position(self, a: str, acc: AccountMirror, mid: int, pos: PositionMirror, delta: int, price: int,
+                        slip_wad: int, increasing: bool) -> int:
         old = pos.size
-        size2, basis2, realized = apply_trade(old, pos.basis, delta, q.price_wad)
+        size2, basis2, realized = apply_trade(old, pos.basis, delta, price)
         pos.size, pos.basis = size2, basis2
         if increasing:
-            pos.slip_snap = q.slip_wad
+            pos.slip_snap = slip_wad
         if size2 == 0:
             pos.slip_snap = 0
         acc.positions[mid] = pos
         if old == 0 and size2 != 0 and len(acc.open_markets()) > MAX_POSITIONS:
-            raise MirrorRevert("TooManyPositions")
+            raise MirrorRevert("TooManyPositions", a, MAX_POSITIONS)
         return div_floor(realized, self.token_scale)
+
+    def _trade_impact(self, m: MarketMirror, q: Quote, skew_before: int, price: int, snap: int, delta: int,
+                      old: int) -> int:
+        """``MarginEngine._tradeImpact``: signed impact tokens of the skew move just applied (charge
+        into the market's pool, rebate out of it, capped by the pool)."""
+        charge_usd, rebate_usd = skew_impact(q.impact_coef_wad, skew_before, m.skew, price, q.depth_usd_wad)
+        if charge_usd != 0:
+            cap = exit_cap_usd(q, snap, delta, old, price)
+            if cap is not None and cap < charge_usd:
+                charge_usd = cap
+            charge = div_up(charge_usd, self.token_scale)
+            m.impact_pool += charge
+            self.impact_pools += charge
+            return charge
+        rebate = min(rebate_usd // self.token_scale, m.impact_pool)
+        m.impact_pool -= rebate
+        self.impact_pools -= rebate
+        return -rebate
+
+    def _check_fill_limit(self, delta: int, fill: int, fee: int, impact: int, limit: int) -> None:
+        if limit == 0:
+            return
+        cost = (fee + impact) * self.token_scale
+        per = div_wad_up(cost, abs(delta)) if cost >= 0 else -div_wad_down(-cost, abs(delta))
+        eff = fill + per if delta > 0 else fill - per
+        if (delta > 0 and eff > limit) or (delta < 0 and eff < limit):
+            raise MirrorRevert("PriceLimitExceeded", max(eff, 0), limit)
+
+    def _check_oi_cap(self, m: MarketMirror, is_long: bool, q: Quote) -> None:
+        oi_usd = mul_wad_up(m.oi_long if is_long else m.oi_short, q.price_wad)
+        cap = mul_wad_down(q.depth_usd_wad, self.oi_depth_mult_wad)
+        if m.oi_hard_cap_usd_wad != 0 and m.oi_hard_cap_usd_wad < cap:
+            cap = m.oi_hard_cap_usd_wad
+        if oi_usd > cap:
+            raise MirrorRevert("OpenInterestCapExceeded", m.market_id, is_long, oi_usd, cap)
 
     def _realize_bad_debt(self, acc: AccountMirror) -> int:
         debt = -acc.collateral
@@ -351,55 +566,185 @@ class EngineMirror:
         self.bad_debt_socialized += debt - covered
         return debt
 
-    def _snapshot(self, a: str, mid: int) -> tuple[AccountMirror | None, MarketMirror, tuple[int, ...]]:
+    def _snapshot(self, a: str, mid: int) -> tuple[Any, ...]:
         acc = self.accounts.get(a)  # None: the account does not exist yet (and must not after a revert)
-        return (copy.deepcopy(acc), copy.deepcopy(self.markets[mid]),
-                (self.vault, self.insurance, self.fees, self.bad_debt_total, self.bad_debt_covered,
-                 self.bad_debt_socialized, self.net_deposits))
+        m = self.markets.get(mid)
+        return (copy.deepcopy(acc), copy.deepcopy(m.__dict__) if m is not None else None, dict(self.orders),
+                tuple(getattr(self, k) for k in _SCALARS))
 
-    def _restore(self, a: str, mid: int, snap: tuple[AccountMirror | None, MarketMirror, tuple[int, ...]]) -> None:
-        if snap[0] is None:
+    def _restore(self, a: str, mid: int, snap: tuple[Any, ...]) -> None:
+        acc, mdict, orders, scalars = snap
+        if acc is None:
             self.accounts.pop(a, None)
         else:
-            self.accounts[a] = snap[0]
-        # In place: callers may hold a reference to the market object (the lab keeps one per block).
-        self.markets[mid].__dict__.update(snap[1].__dict__)
-        (self.vault, self.insurance, self.fees, self.bad_debt_total, self.bad_debt_covered,
-         self.bad_debt_socialized, self.net_deposits) = snap[2]
+            self.accounts[a] = acc
+        if mdict is not None:
+            # In place: callers may hold a reference to the market object (the lab keeps one per block).
+            self.markets[mid].__dict__.update(mdict)
+        self.orders = orders
+        for k, v in zip(_SCALARS, scalars):
+            setattr(self, k, v)
 
-    # ------------------------------------------------------------------ entry points
-    def trade(self, a: str, mid: int, delta: int, now: int) -> tuple[int, int, int]:
-        """Apply ``MarginEngine.trade``; returns (realized, fee, impact) tokens or raises MirrorRevert
-        (state untouched)."""
-        if delta == 0:
-            raise MirrorRevert("ZeroSize")
+    def _atomic(self, a: str, mid: int, fn: Any, *args: Any) -> Any:
         snap = self._snapshot(a, mid)
         try:
-            return self._trade(a, mid, delta, now)
+            return fn(*args)
         except MirrorRevert:
             self._restore(a, mid, snap)
             raise
 
-    def _trade(self, a: str, mid: int, delta: int, now: int) -> tuple[int, int, int]:
+    # ------------------------------------------------------------------ collateral
+    def withdraw(self, a: str, amount: int, now: int) -> None:
+        """``withdraw(amount)``: with open positions, equity counts unrealized losses and no
+        unrealized profit, every price must be valid (``PriceFeedInvalid``) and no older than
+        ``withdraw_price_max_age_sec`` (``PriceTooOld``), the sequencer up, and the account at or
+        above its initial requirement afterwards."""
+        self._atomic(a, -1, self._withdraw, a, amount, now)
+
+    def _withdraw(self, a: str, amount: int, now: int) -> None:
+        if amount == 0:
+            raise MirrorRevert("ZeroAmount")
+        acc = self.accounts.get(a)
+        c = acc.collateral if acc else 0
+        if acc is None or c < 0 or c < amount:
+            raise MirrorRevert("InsufficientCollateral", c, amount)
+        acc.collateral -= amount
+        self.net_deposits -= amount
+        if acc.open_markets():
+            h, scan = self._health(a, now, None, True)
+            if not scan.seq_up:
+                raise MirrorRevert("SequencerDown")
+            if h.equity_usd_wad < h.initial_usd_wad:
+                raise MirrorRevert("InitialMarginViolated", h.equity_usd_wad, h.initial_usd_wad)
+
+    # ------------------------------------------------------------------ orders
+    def commit(self, a: str, mid: int, delta: int, now: int, close_all: bool = False, *,
+               acceptable_price_wad: int = 0) -> OrderMirror:
+        """``commitOrder(mid, delta, acceptable)`` or, with ``close_all``, ``commitClose(mid,
+        acceptable)`` (``delta`` ignored) by ``a`` at block time ``now``: escrows the settlement
+        fee from collateral. Returns the stored order (settle from ``now + order_min_delay_sec``,
+        expires ``order_window_sec`` after that)."""
+        if close_all:
+            acc = self.accounts.get(a)
+            pos = acc.positions.get(mid) if acc else None
+            if pos is None or pos.size == 0:
+                raise MirrorRevert("NoPosition", a, mid)
+            delta = 0
+        else:
+            if delta == 0:
+                raise MirrorRevert("ZeroSize")
+            if not INT128_MIN <= delta <= INT128_MAX:
+                raise MirrorRevert("SizeOverflow", delta)
+        result: OrderMirror = self._atomic(a, mid, self._commit, a, mid, delta, acceptable_price_wad, close_all, now)
+        return result
+
+    def _commit(self, a: str, mid: int, delta: int, acceptable: int, close_all: bool, now: int) -> OrderMirror:
+        if mid not in self.markets:
+            raise MirrorRevert("MarketNotListed", mid)
+        if acceptable > UINT128_MAX:
+            raise MirrorRevert("SizeOverflow", acceptable)
+        if (a, mid) in self.orders:
+            raise MirrorRevert("OrderPending", a, mid)
+        fee = self.settlement_fee_tokens
+        acc = self.accounts.get(a)
+        c = acc.collateral if acc else 0
+        if c < fee:
+            raise MirrorRevert("InsufficientCollateral", c, fee)
+        self.account(a).collateral -= fee
+        self.order_escrow += fee
+        o = OrderMirror(delta, acceptable, now, fee, close_all)
+        self.orders[(a, mid)] = o
+        return o
+
+    def order_times(self, a: str, mid: int) -> tuple[int, int]:
+        """(settle from, expires at) of a pending order, as in ``OrderCommitted``."""
+        o = self.orders[(a, mid)]
+        frm = o.commit_sec + self.order_min_delay_sec
+        return frm, frm + self.order_window_sec
+
+    def settle(self, a: str, mid: int, fill_price_wad: int, round_time: int, prev_round_time: int, now: int,
+               settler: str | None = None, *, round_id: int = 0) -> tuple[int, int, int]:
+        """``settleOrder(a, mid, roundId)`` at block time ``now``: the round's answer as WAD
+        (``fill_price_wad``) and publication time (``round_time``), and the previous round's
+        (``prev_round_time``; 0 when there is none). The round must be the first published at or
+        after the order's settle-from time, no later than its expiry (nor ``now``); the fill must
+        lie within the price feed's bounds. Pays the settlement fee out to ``settler`` and
+        executes the trade at the fill. Returns (realized PnL, trading fee, signed impact) tokens;
+        ``round_id`` only fills the revert data."""
+        result: tuple[int, int, int] = self._atomic(a, mid, self._settle, a, mid, fill_price_wad, round_time,
+                                                    prev_round_time, now, round_id)
+        return result
+
+    def _settle(self, a: str, mid: int, fill: int, round_time: int, prev_time: int, now: int,
+                round_id: int) -> tuple[int, int, int]:
+        o = self.orders.get((a, mid))
+        if o is None:
+            raise MirrorRevert("NoOrder", a, mid)
+        frm = o.commit_sec + self.order_min_delay_sec
+        expiry = frm + self.order_window_sec
+        if now > expiry:
+            raise MirrorRevert("OrderExpired", a, mid, expiry)
+        if round_time < frm or round_time > expiry or round_time > now or prev_time >= frm:
+            raise MirrorRevert("SettlementRoundInvalid", round_id, round_time, frm, prev_time)
+        f = self.markets[mid].feeds["price"]
+        scale = 10 ** (18 - f.decimals)
+        answer = fill // scale
+        if fill <= 0 or answer > MAX_RAW_ANSWER or fill < f.min_wad or fill > f.max_wad:
+            raise MirrorRevert("SettlementPriceInvalid", mid, round_id, answer)
+        del self.orders[(a, mid)]
+        self.order_escrow -= o.fee_tokens
+        self.net_deposits -= o.fee_tokens
+        self.settlement_fees_paid += o.fee_tokens
+        delta = o.size_delta
+        if o.close_all:
+            acc = self.accounts.get(a)
+            pos = acc.positions.get(mid) if acc else None
+            delta = -(pos.size if pos else 0)
+            if delta == 0:
+                raise MirrorRevert("NoPosition", a, mid)
+        return self._execute(a, mid, delta, fill, o.acceptable_price_wad, now)
+
+    def cancel_expired(self, a: str, mid: int, now: int) -> int:
+        """``cancelExpiredOrder(a, mid)``: refunds the escrowed fee to collateral after expiry.
+        Returns the refund."""
+        result: int = self._atomic(a, mid, self._cancel_expired, a, mid, now)
+        return result
+
+    def _cancel_expired(self, a: str, mid: int, now: int) -> int:
+        o = self.orders.get((a, mid))
+        if o is None:
+            raise MirrorRevert("NoOrder", a, mid)
+        expiry = o.commit_sec + self.order_min_delay_sec + self.order_window_sec
+        if now <= expiry:
+            raise MirrorRevert("OrderNotExpired", a, mid, expiry)
+        del self.orders[(a, mid)]
+        self.order_escrow -= o.fee_tokens
+        self.account(a).collateral += o.fee_tokens
+        return o.fee_tokens
+
+    def _execute(self, a: str, mid: int, delta: int, fill: int, limit: int, now: int) -> tuple[int, int, int]:
         acc = self.account(a)
         m = self.markets[mid]
-        pos = acc.positions.get(mid) or PositionMirror()
+        pos = copy.copy(acc.positions.get(mid) or PositionMirror())
         old = pos.size
         new = old + delta
+        if not INT128_MIN <= new <= INT128_MAX:
+            raise MirrorRevert("SizeOverflow", new)
         increasing = abs(new) > abs(old) or (old != 0 and new != 0 and (new > 0) != (old > 0))
+        skew_before = m.skew
         m.update_oi(old, new)
-        is_long = new > 0 if new != 0 else old > 0
-        q = m.quote(is_long, abs(new), abs(delta), now, self.sequencer_up)
-        if not increasing:
-            q = replace(q, impact_wad=exit_impact(q, pos.slip_snap, abs(delta), abs(old)))
-        idx = self._accrue(m, q, now)
-        self._settle_funding(acc, pos, idx)
-        tn = notional(delta, q.price_wad)
-        fee = div_up(mul_wad_up(tn, self.trading_fee_wad), self.token_scale)
-        impact = div_up(mul_wad_up(tn, q.impact_wad), self.token_scale)
-        realized = self._write_position(acc, mid, pos, delta, q, increasing)
+        q = m.quote(new > 0 if new != 0 else old > 0, abs(new), now, self.sequencer_up)
+        if not q.price_ok:
+            raise MirrorRevert("PriceFeedInvalid", mid)
+        self._settle_funding(acc, pos, self._accrue(m, q, now))
+        if increasing:
+            self._check_oi_cap(m, new > 0, q)
+        impact = self._trade_impact(m, q, skew_before, fill, 0 if increasing else pos.slip_snap, delta, old)
+        fee = div_up(mul_wad_up(notional(delta, fill), self.trading_fee_wad), self.token_scale)
+        self._check_fill_limit(delta, fill, fee, impact, limit)
+        realized = self._write_position(a, acc, mid, pos, delta, fill, q.slip_wad, increasing)
         acc.collateral += realized - fee - impact
-        self.vault += impact - realized
+        self.vault -= realized
         fee_ins = mul_wad_down(fee, self.fee_insurance_share_wad)
         self.insurance += fee_ins
         self.fees += fee - fee_ins
@@ -413,54 +758,74 @@ class EngineMirror:
             self._realize_bad_debt(acc)
         return realized, fee, impact
 
+    # ------------------------------------------------------------------ funding
+    def accrue_funding(self, mid: int, now: int) -> int:
+        """``accrueFunding(mid)`` (permissionless): returns the new index."""
+        result: int = self._atomic("", mid, self._accrue_funding, mid, now)
+        return result
+
+    def _accrue_funding(self, mid: int, now: int) -> int:
+        q = self._quote(mid, True, 0, now)
+        if not q.price_ok:
+            raise MirrorRevert("PriceFeedInvalid", mid)
+        return self._accrue(self.markets[mid], q, now)
+
+    # ------------------------------------------------------------------ liquidation
     def liquidate(self, a: str, mid: int, now: int) -> LiquidationResult:
-        """Apply ``MarginEngine.liquidate`` or raise MirrorRevert (state untouched)."""
-        snap = self._snapshot(a, mid)
-        try:
-            return self._liquidate(a, mid, now)
-        except MirrorRevert:
-            self._restore(a, mid, snap)
-            raise
+        """``liquidate(a, mid)`` at the live price, or raise MirrorRevert (state untouched):
+        ``PriceFeedInvalid`` when that market's price is bad, ``LiquidationMarketNotPreferred``
+        when ``mid`` is not :meth:`liquidation_market`."""
+        result: LiquidationResult = self._atomic(a, mid, self._liquidate, a, mid, now)
+        return result
 
     def _liquidate(self, a: str, mid: int, now: int) -> LiquidationResult:
-        acc = self.account(a)
-        m = self.markets[mid]
-        pos = acc.positions.get(mid)
-        if pos is None or pos.size == 0:
+        acc = self.accounts.get(a)
+        pos = acc.positions.get(mid) if acc else None
+        if acc is None or pos is None or pos.size == 0:
             raise MirrorRevert("NoPosition", a, mid)
+        m = self.markets[mid]
         size = pos.size
         abs_size = abs(size)
-        q = m.quote(size > 0, abs_size, abs_size, now, self.sequencer_up)
-        q = replace(q, impact_wad=exit_impact(q, pos.slip_snap, abs_size, abs_size))
+        q = m.quote(size > 0, abs_size, now, self.sequencer_up)
+        if not q.price_ok:
+            raise MirrorRevert("PriceFeedInvalid", mid)
         if not q.sequencer_up:
             raise MirrorRevert("SequencerDown")
-        idx = self._accrue(m, q, now)
-        self._settle_funding(acc, pos, idx)
-        h = self.health(a, now, (mid, q))
-        if h.equity_usd_wad >= h.maintenance_usd_wad:
+        self._settle_funding(acc, pos, self._accrue(m, q, now))
+        h, scan = self._health(a, now, (mid, q), False)
+        if not h.liquidatable:
             raise MirrorRevert("AccountHealthy", h.equity_usd_wad, h.maintenance_usd_wad)
+        if scan.preferred != mid:
+            raise MirrorRevert("LiquidationMarketNotPreferred", mid, scan.preferred)
+        price = q.price_wad
         mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
-        pos_n = notional(size, q.price_wad)
+        pos_n = notional(size, price)
         close_n = liquidation_notional(h.equity_usd_wad, h.maintenance_usd_wad, self.liq_target_ratio_wad, mmf,
-                                       q.liq_fee_wad + q.impact_wad, pos_n)
-        close = abs_size if close_n >= pos_n else min(div_wad_up(close_n, q.price_wad), abs_size)
-        if notional(abs_size - close, q.price_wad) < MIN_REMAINING_NOTIONAL_USD_WAD:
+                                       q.liq_fee_wad + exit_slip(q, pos.slip_snap), pos_n)
+        close = abs_size if close_n >= pos_n else min(div_wad_up(close_n, price), abs_size)
+        if notional(abs_size - close, price) < MIN_REMAINING_NOTIONAL_USD_WAD:
             close = abs_size
         delta = -close if size > 0 else close
+        skew_before = m.skew
         m.update_oi(size, size + delta)
-        closed_n = notional(delta, q.price_wad)
+        impact = self._trade_impact(m, q, skew_before, price, pos.slip_snap, delta, size)
+        closed_n = notional(delta, price)
         penalty = div_up(mul_wad_up(closed_n, q.liq_fee_wad), self.token_scale)
-        impact = div_up(mul_wad_up(closed_n, mul_div_up(q.impact_wad, abs(delta), abs_size)), self.token_scale)
         reward = mul_wad_down(penalty, self.liquidator_share_wad)
-        realized = self._write_position(acc, mid, pos, delta, q, False)
+        realized = self._write_position(a, acc, mid, pos, delta, price, q.slip_wad, False)
         acc.collateral += realized - penalty - impact
-        self.vault += impact - realized
+        self.vault -= realized
         self.insurance += penalty - reward
         bad = 0
         if not acc.open_markets() and acc.collateral < 0:
             bad = self._realize_bad_debt(acc)
         self.net_deposits -= reward
-        return LiquidationResult(a, mid, delta, closed_n, penalty, reward, bad, h)
+        return LiquidationResult(a, mid, delta, closed_n, penalty, reward, bad, h, realized, impact, pos.size, price)
+
+
+def conservation_gap(mir: EngineMirror) -> int:
+    """Token buckets minus net deposits: 0 when every token is accounted for."""
+    return mir.token_balance() - mir.net_deposits
 
 
 def wad(x: float) -> int:

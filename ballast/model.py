@@ -353,6 +353,54 @@ def apply_trade(size_wad: int, basis_wad: int, delta_wad: int, price_wad: int) -
     return new_size, new_basis, realized
 
 
+UINT256_MAX = 2**256 - 1
+
+
+def _u256(*products: int) -> None:
+    """Solady's overflow check: a product above 2^256 - 1 reverts (here: OverflowError)."""
+    for v in products:
+        if v > UINT256_MAX:
+            raise OverflowError("uint256 overflow (solady MulWadFailed / MulDivFailed)")
+
+
+def skew_impact(coef_wad: int, skew_before: int, skew_after: int, price_wad: int, depth_usd_wad: int) -> tuple[int, int]:
+    """``ImpactMath.skewImpact``: impact of moving a market's signed skew (long minus short open
+    interest, base units WAD) from ``skew_before`` to ``skew_after`` at ``price_wad`` against
+    ``depth_usd_wad``, as (charge, rebate) USD WAD, one of them 0.
+
+    The impact stock of a skew S (USD) is k S^2 / (2 D), so the cost of a move is the integral of
+    the marginal impact k S / D over the skew it crosses: one trade, n trades or an open-close
+    cycle pay the same. A charge (|skew| grows) rounds up, a rebate (|skew| shrinks) rounds down,
+    with solady's ``mulWadUp``/``mulDivUp`` and ``mulWad``/``mulDiv`` in the contract's order.
+    Raises OverflowError where the contract's arithmetic reverts.
+    """
+    b = abs(skew_before)
+    a = abs(skew_after)
+    if a == b or coef_wad == 0:
+        return 0, 0
+    two_d = 2 * depth_usd_wad
+    _u256(two_d)
+    if two_d == 0:
+        raise ZeroDivisionError("skew_impact: depth 0 (solady MulDivFailed)")
+    if a > b:
+        _u256((a - b) * price_wad, (a + b) * price_wad)
+        lhs, rhs = mul_wad_up(a - b, price_wad), mul_wad_up(a + b, price_wad)
+        _u256(lhs * rhs)
+        x = mul_wad_up(lhs, rhs)
+        _u256(coef_wad * x)
+        cx = mul_wad_up(coef_wad, x)
+        _u256(cx * WAD)
+        return mul_div_up(cx, WAD, two_d), 0
+    _u256((b - a) * price_wad, (a + b) * price_wad)
+    lhs, rhs = mul_wad_down(b - a, price_wad), mul_wad_down(a + b, price_wad)
+    _u256(lhs * rhs)
+    x = mul_wad_down(lhs, rhs)
+    _u256(coef_wad * x)
+    cx = mul_wad_down(coef_wad, x)
+    _u256(cx * WAD)
+    return 0, cx * WAD // two_d
+
+
 def liquidation_notional(
     equity_wad: int, maintenance_wad: int, target_ratio_wad: int, mmf_wad: int, cost_wad: int, position_notional_wad: int
 ) -> int:
