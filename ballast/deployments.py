@@ -490,7 +490,7 @@ def verify_record(chain: Chain, record: dict[str, Any]) -> list[Check]:
                         "sealed: changes are timelocked" if sealed else "NOT sealed: the admin can change anything at once"))
     from ballast.config import FEED_KINDS
 
-    pusher_addr = record.get("pusher")
+    pusher_addr = str(record.get("pusher") or "")
     pusher = chain.at("RiskPusher", pusher_addr) if pusher_addr else None
     if pusher is None:
         checks.append(Check("RiskPusher recorded", "-", False, "no pusher in the record (deployed before engine v2?)"))

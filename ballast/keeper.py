@@ -16,10 +16,17 @@ Synthesized inputs (no public history exists for them; see DATA notes in the REA
 * skew  = scenario shock - skew_k x (24 h drawdown)                        (puts bid in a selloff)
 * funding = funding_k x (OI_long - OI_short) / (OI_long + OI_short) + scenario shock, clipped
 
+One transaction per round: every answer due is published through ``RiskPusher.push(feeds,
+answers, markets)``, which then pokes the controller (the maintenance target follows the new risk
+inputs) and accrues the market's funding (the index integrates every published rate), in that
+order, in the same transaction: nothing (a liquidation, a settlement) can land between a risk push
+and the poke it calls for (issue 10).
+
 Restart and failure safety: the keeper's only state is what the feeds hold on chain. Each round it
 reads ``latestRoundData`` and pushes a feed only if the on-chain answer deviates from the target by
 the threshold or is older than the refresh interval, so a dropped or failed transaction is retried
-next round and a restarted keeper neither double-pushes nor skips a round.
+next round and a restarted keeper neither double-pushes nor skips a round. The push is one
+transaction: it lands whole or not at all (no half-pushed round to reconcile).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from web3 import Web3
 
 from ballast._typing import FloatArray
 from ballast.errors import ValidationError
@@ -169,23 +177,37 @@ class StepReport:
     """What one keeper round did."""
 
     pushed: dict[str, int]
+    """Feeds published this round: kind -> integer answer (feed decimals)."""
     failed: dict[str, str]
+    """What failed: every feed of a reverted push transaction (nothing of it landed), or ``poke`` /
+    ``accrue`` when that step reverted inside a push that landed (reported by RiskPusher)."""
     poked: bool
+    """The market was poked in the push transaction (and did not revert)."""
+    accrued: bool = False
+    """The market's funding was accrued in the push transaction (and did not revert)."""
+    tx_hash: str = ""
+
+
+POKE_FAILED = "0x" + Web3.keccak(text="PokeFailed(uint256,bytes)").hex().removeprefix("0x")
+ACCRUE_FAILED = "0x" + Web3.keccak(text="AccrueFailed(uint256,bytes)").hex().removeprefix("0x")
 
 
 class ChainKeeper:
     """Pushes feed targets to Chainlink-style feeds on a live chain (web3.py), round by round.
 
     The keeper holds no state that could double-push: every round it reads ``latestRoundData`` of
-    each feed and pushes only what is due (deviation or refresh interval). A failed or dropped
-    transaction is reported and simply retried the next round; a restarted keeper resumes from
-    the chain. After a volatility or skew push it pokes the controller (if given) so maintenance
-    follows. Volatility comes from the keeper's own price observations (``observe``).
+    each feed and pushes only what is due (deviation or refresh interval), in ONE transaction to
+    ``RiskPusher.push``: the answers, then the market's ``poke`` and funding accrual, atomically.
+    A failed or dropped transaction is reported and simply retried the next round (nothing of it
+    landed); a restarted keeper resumes from the chain. Volatility comes from the keeper's own
+    price observations (``observe``). ``sender`` needs ``KEEPER_ROLE`` on the pusher, and the
+    pusher must be a transmitter of every feed (``ballast.deploy`` sets both up).
     """
 
-    def __init__(self, chain: "Chain", feeds: dict[str, Any], sender: str, *, controller: Any | None = None,
+    def __init__(self, chain: "Chain", feeds: dict[str, Any], sender: str, *, pusher: Any,
                  market_id: int = 0, mode: VolMode = "trailing", rules: PushRules | None = None,
-                 interval_sec: int = 900, base_depth_usd: float = 50_000_000.0, lam: float = 0.94) -> None:
+                 interval_sec: int = 900, base_depth_usd: float = 50_000_000.0, lam: float = 0.94,
+                 push_gas: int = 1_500_000) -> None:
         if mode not in ("trailing", "predictive"):
             raise ValidationError("mode", mode, "'trailing' or 'predictive'")
         if interval_sec <= 0:
@@ -193,13 +215,14 @@ class ChainKeeper:
         self.chain = chain
         self.feeds = feeds
         self.sender = sender
-        self.controller = controller
+        self.pusher = pusher
         self.market_id = market_id
         self.mode = mode
         self.rules = rules or PushRules()
         self.interval_sec = interval_sec
         self.base_depth_usd = base_depth_usd
         self.lam = lam
+        self.push_gas = push_gas
         self.prices: list[float] = []
         self.decimals = {k: int(f.functions.decimals().call()) for k, f in feeds.items()}
 
@@ -242,34 +265,46 @@ class ChainKeeper:
             out[k] = (int(ans), int(upd), int(rid))
         return out
 
-    def step(self, targets: dict[str, float], now: int | None = None) -> StepReport:
-        """One round: push what is due, then poke if a risk input moved."""
-        now = now if now is not None else self.chain.latest_timestamp()
+    def due(self, targets: dict[str, float], now: int) -> dict[str, int]:
+        """The answers due this round (kind -> integer answer), from the feeds' on-chain state."""
         chain_state = self.onchain()
-        pushed: dict[str, int] = {}
-        failed: dict[str, str] = {}
+        out: dict[str, int] = {}
         for k in FEEDS:
             if k not in self.feeds:
                 continue
             ans, upd, _ = chain_state[k]
             dec = self.decimals[k]
             cur = ans / 10**dec if upd else None
-            if not self.rules.due(k, cur, targets[k], now - upd):
+            if self.rules.due(k, cur, targets[k], now - upd):
+                out[k] = round(targets[k] * 10**dec)
+        return out
+
+    def step(self, targets: dict[str, float], now: int | None = None) -> StepReport:
+        """One round: every answer due, then the market's poke and funding accrual, in one
+        ``RiskPusher.push`` transaction (none when nothing is due)."""
+        now = now if now is not None else self.chain.latest_timestamp()
+        due = self.due(targets, now)
+        if not due:
+            return StepReport({}, {}, False)
+        kinds = list(due)
+        fn = self.pusher.functions.push([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
+                                        [self.market_id])
+        try:
+            receipt = self.chain.transact(fn, self.sender, gas=self.push_gas)
+        except Exception as e:  # a failed or dropped push is retried next round: nothing of it landed
+            return StepReport({}, {k: str(e)[:200] for k in kinds}, False)
+        failed: dict[str, str] = {}
+        pusher_addr = str(self.pusher.address).lower()
+        for lg in receipt["logs"]:
+            if str(lg["address"]).lower() != pusher_addr:
                 continue
-            value = round(targets[k] * 10**dec)
-            try:
-                self.chain.transact(self.feeds[k].functions.transmit(value), self.sender, gas=200_000)
-                pushed[k] = value
-            except Exception as e:  # a failed or dropped push is retried next round
-                failed[k] = str(e)[:200]
-        poked = False
-        if self.controller is not None and ({"volatility", "skew"} & set(pushed)):
-            try:
-                self.chain.transact(self.controller.functions.poke(self.market_id), self.sender, gas=300_000)
-                poked = True
-            except Exception as e:
-                failed["poke"] = str(e)[:200]
-        return StepReport(pushed, failed, poked)
+            t0 = "0x" + bytes(lg["topics"][0]).hex().removeprefix("0x")
+            if t0 == POKE_FAILED:
+                failed["poke"] = "0x" + bytes(lg["data"]).hex()
+            elif t0 == ACCRUE_FAILED:
+                failed["accrue"] = "0x" + bytes(lg["data"]).hex()
+        return StepReport(due, failed, "poke" not in failed, "accrue" not in failed,
+                          "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"))
 
 
 def keeper_cli(argv: list[str] | None = None) -> int:
@@ -298,9 +333,11 @@ def keeper_cli(argv: list[str] | None = None) -> int:
     chain = Chain(a.rpc_url)
     feeds_addr = dep["feeds"][str(a.market)] if "feeds" in dep else dep["markets"][str(a.market)]["feeds"]
     feeds = {k: chain.at("MockAggregator", v) for k, v in feeds_addr.items()}
-    ctrl = chain.at("LeverageController", dep["controller"]) if dep.get("kind", "dynamic") == "dynamic" else None
+    if "pusher" not in dep:
+        raise SystemExit(f"{a.deployment} has no RiskPusher (deployed before engine v2): redeploy with `ballast deploy`")
+    pusher = chain.at("RiskPusher", dep["pusher"])
     sender = a.sender or chain.accounts()[0]
-    k = ChainKeeper(chain, feeds, sender, controller=ctrl, market_id=a.market, mode=a.mode, interval_sec=a.interval)
+    k = ChainKeeper(chain, feeds, sender, pusher=pusher, market_id=a.market, mode=a.mode, interval_sec=a.interval)
     replay = load_csv(a.prices, a.interval, "replay").close.tolist() if a.prices else None
     n = 0
     try:
@@ -313,7 +350,8 @@ def keeper_cli(argv: list[str] | None = None) -> int:
                 ans, upd, _ = k.onchain()["price"]
                 k.observe(ans / 10 ** k.decimals["price"])
             rep = k.step(k.targets())
-            print(f"round {n}: pushed {sorted(rep.pushed)} failed {sorted(rep.failed)} poked {rep.poked}", flush=True)
+            print(f"round {n}: pushed {sorted(rep.pushed)} failed {sorted(rep.failed)} poked {rep.poked} "
+                  f"accrued {rep.accrued} {rep.tx_hash}", flush=True)
             n += 1
             _time.sleep(a.interval if a.sleep is None else a.sleep)
     except KeyboardInterrupt:

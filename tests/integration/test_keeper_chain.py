@@ -1,5 +1,6 @@
-"""The oracle keeper on a live chain: Chainlink push rules, a failed push retried exactly once,
-and a restart that neither double-pushes nor skips a round."""
+"""The oracle keeper on a live chain: Chainlink push rules, one RiskPusher transaction per round
+(pushes, poke and funding accrual together), a failed push retried exactly once, and a restart that
+neither double-pushes nor skips a round."""
 
 from __future__ import annotations
 
@@ -17,47 +18,69 @@ def _rounds(k: ChainKeeper) -> dict[str, int]:
     return {name: v[2] for name, v in k.onchain().items()}
 
 
+def _block_txs(chain: Chain) -> list[str]:
+    blk = chain.w3.eth.get_block("latest")
+    return ["0x" + bytes(h).hex().removeprefix("0x") for h in blk["transactions"]]  # type: ignore[union-attr]
+
+
 def test_keeper_rules_failure_and_restart(chain: Chain) -> None:
     dep = deploy(chain, load_config())
     admin = dep.admin
     feeds = dep.feeds[0]
-    k = ChainKeeper(chain, feeds, admin, controller=dep.controller, interval_sec=900)
+    k = ChainKeeper(chain, feeds, admin, pusher=dep.pusher, interval_sec=900)
     for p in (50_000.0, 50_100.0, 49_900.0, 50_050.0):
         k.observe(p)
     r0 = _rounds(k)
+    _, _, last_accrual0 = dep.engine.functions.fundingState(0).call()
     rep = k.step(k.targets())
-    assert not rep.failed
+    assert not rep.failed and rep.poked and rep.accrued
     assert "price" in rep.pushed or abs(50_050 / 50_000 - 1) <= k.rules.price_dev
     after = _rounds(k)
     for name, v in rep.pushed.items():
         assert after[name] == r0[name] + 1, name
+    # One transaction: the pushes, the poke and the accrual landed together (same block, same tx).
+    assert _block_txs(chain) == [rep.tx_hash]
+    _, _, last_accrual = dep.engine.functions.fundingState(0).call()
+    assert last_accrual == chain.latest_timestamp() > last_accrual0
+    for name in rep.pushed:
+        assert feeds[name].functions.latestRoundData().call()[3] == last_accrual
 
-    # Same targets again: nothing is due, nothing is pushed (no double push).
+    # Same targets again: nothing is due, nothing is pushed (no double push), no transaction.
+    head = chain.w3.eth.block_number
     again = k.step(k.targets())
-    assert again.pushed == {} and _rounds(k) == after
+    assert again.pushed == {} and _rounds(k) == after and chain.w3.eth.block_number == head
 
-    # A 10% move: the price feed is due. The push fails (transmitter revoked): reported, no round.
+    # A 10% move: the price feed is due. The push fails (the pusher's transmitter right on the price
+    # feed revoked): reported, and nothing of the round landed, the other feeds included.
     k.observe(45_000.0)
-    chain.transact(feeds["price"].functions.setTransmitter(admin, False), admin)
+    chain.transact(feeds["price"].functions.setTransmitter(dep.pusher.address, False), admin)
     failed = k.step(k.targets())
-    assert "price" in failed.failed and _rounds(k)["price"] == after["price"]
+    assert "price" in failed.failed and failed.pushed == {} and not failed.poked
+    assert _rounds(k) == after
     # Restored: the next round pushes it exactly once.
-    chain.transact(feeds["price"].functions.setTransmitter(admin, True), admin)
+    chain.transact(feeds["price"].functions.setTransmitter(dep.pusher.address, True), admin)
     ok = k.step(k.targets())
     assert ok.pushed.get("price") == 45_000 * 10**8
     assert _rounds(k)["price"] == after["price"] + 1
 
     # Restart: a new keeper with the same observations finds nothing due.
-    k2 = ChainKeeper(chain, feeds, admin, controller=dep.controller, interval_sec=900)
+    k2 = ChainKeeper(chain, feeds, admin, pusher=dep.pusher, interval_sec=900)
     for p in k.prices:
         k2.observe(p)
     before = _rounds(k2)
     assert k2.step(k2.targets()).pushed == {}
     assert _rounds(k2) == before
 
-    # Heartbeat: after the refresh interval everything is pushed once more, and the controller poked.
+    # Heartbeat: after the refresh interval everything is pushed once more, poked and accrued, in
+    # one transaction.
     chain.increase_time(k.rules.refresh_sec + 1)
     chain.mine()
     hb = k2.step(k2.targets())
     assert set(hb.pushed) == {"price", "volatility", "funding", "depth", "skew"}
-    assert hb.poked
+    assert hb.poked and hb.accrued and _block_txs(chain) == [hb.tx_hash]
+    assert {n: r + 1 for n, r in before.items()} == _rounds(k2)
+
+    # Only the keeper role may push through the pusher.
+    keeper_role = dep.pusher.functions.KEEPER_ROLE().call()
+    assert dep.pusher.functions.hasRole(keeper_role, admin).call()
+    assert not dep.pusher.functions.hasRole(keeper_role, dep.engine.address).call()
