@@ -2,6 +2,7 @@
 pragma solidity 0.8.28;
 
 import {RiskParams} from "../../interfaces/ILeverageController.sol";
+import {ImpactMath} from "../libraries/ImpactMath.sol";
 import {Fractions, MarginMath, RiskInputs} from "../libraries/MarginMath.sol";
 import {PositionMath} from "../libraries/PositionMath.sol";
 import {Ramp, RampLib} from "../libraries/RampLib.sol";
@@ -52,5 +53,13 @@ contract MathHarness {
         returns (uint256)
     {
         return PositionMath.liquidationNotional(e, r, t, mmf, cost, n);
+    }
+
+    function skewImpact(uint256 coefWad, int256 skewBefore, int256 skewAfter, uint256 priceWad, uint256 depthUsdWad)
+        external
+        pure
+        returns (uint256 chargeUsdWad, uint256 rebateUsdWad)
+    {
+        return ImpactMath.skewImpact(coefWad, skewBefore, skewAfter, priceWad, depthUsdWad);
     }
 }
