@@ -461,11 +461,13 @@ class EngineMirror:
             raise MirrorRevert("AccountHealthy", h.equity_usd_wad, h.maintenance_usd_wad)
         return scan.preferred
 
-    def maintenance_health(self, a: str, now: int, cache: dict[tuple[int, bool], tuple[int, int, int, int, bool]]) -> Health:
+    def maintenance_health(self, a: str, now: int, cache: dict[tuple[int, bool], tuple[int, int, int, int]]) -> Health:
         """Equity and maintenance requirement only (``initial_usd_wad`` is 0), equal to
         ``health``'s: what a liquidation check needs, without size-dependent quotes. ``cache``
         holds, per (market, side) and for one timestamp, (valuation price, funding index now,
-        ramped mmf base, max mmf, price ok); pass a fresh dict per block."""
+        ramped mmf base, max mmf); pass a fresh dict per block. A market whose price is bad is
+        cached at its conservative valuation price with mmf base = max mmf (so the position's
+        maintenance is exactly max mmf, as in ``health``)."""
         acc = self.account(a)
         eq = acc.collateral * self.token_scale
         maint = ntl = 0
@@ -478,16 +480,17 @@ class EngineMirror:
                 m = self.markets[mid]
                 q = m.quote(pos.size > 0, 0, now, self.sequencer_up)
                 if q.price_ok:
-                    price = q.price_wad
+                    c = (q.price_wad, m.index_now(q, now)[0], q.mmf_base_wad, q.max_mmf_wad)
                 else:
                     last = m.last_price_wad
                     price = mul_wad_down(last, WAD - q.max_mmf_wad) if pos.size > 0 else mul_wad_up(last, WAD + q.max_mmf_wad)
-                c = cache[key] = (price, m.index_now(q, now)[0], q.mmf_base_wad, q.max_mmf_wad, q.price_ok)
-            price, idx, mmf_base, max_mmf, ok = c
+                    c = (price, m.index_now(q, now)[0], q.max_mmf_wad, q.max_mmf_wad)
+                cache[key] = c
+            price, idx, mmf_base, max_mmf = c
             eq += unrealized_pnl(pos.size, pos.basis, price) - funding_owed(pos.size, idx, pos.funding_index)
             n = notional(pos.size, price)
             ntl += n
-            maint += mul_wad_up(n, position_maintenance(mmf_base, pos.slip_snap, max_mmf) if ok else max_mmf)
+            maint += mul_wad_up(n, position_maintenance(mmf_base, pos.slip_snap, max_mmf))
         return Health(eq, maint, 0, ntl)
 
     # ------------------------------------------------------------------ internals
