@@ -84,6 +84,16 @@ class Feed:
     min_wad: int
     max_wad: int
     reverting: bool = False
+    prev_updated_at: int = 0
+    """Publication time of the round before the latest (0: the latest is round 1)."""
+    round_id: int = 1
+    """The latest round's id."""
+
+    def push(self, answer: int, updated_at: int) -> None:
+        """A new round (``MockAggregator.transmit``/``transmitAt``): the latest becomes the previous."""
+        self.prev_updated_at = self.updated_at
+        self.round_id += 1
+        self.answer, self.updated_at = answer, updated_at
 
     def read_at(self, now: int) -> tuple[bool, int, int]:
         """``RiskOracleBase._readAt``: (ok, value WAD, publication time); (False, 0, 0) when bad."""
@@ -302,6 +312,9 @@ class LiquidationResult:
     price_wad: int = 0
 
 
+_MARKET_STATE = ("oi_long", "oi_short", "funding_index", "last_rate", "last_accrual", "impact_pool", "last_price_wad",
+                 "oi_hard_cap_usd_wad")
+"""What the engine's transactions change in a market (feeds, parameters and ramps are not theirs)."""
 _SCALARS = ("vault", "insurance", "fees", "order_escrow", "impact_pools", "bad_debt_total", "bad_debt_covered",
             "bad_debt_socialized", "net_deposits", "settlement_fees_paid")
 
@@ -340,6 +353,8 @@ class EngineMirror:
     net_deposits: int = 0
     settlement_fees_paid: int = 0
     """Settlement fees transferred to settlers (out of the engine), token units."""
+    flagged_at: dict[str, int] = field(default_factory=dict)
+    """``flaggedAt(account)``: when an account was flagged for liquidation (absent: not flagged)."""
     sequencer_up: bool = True
 
     @classmethod
@@ -572,18 +587,22 @@ class EngineMirror:
     def _snapshot(self, a: str, mid: int) -> tuple[Any, ...]:
         acc = self.accounts.get(a)  # None: the account does not exist yet (and must not after a revert)
         m = self.markets.get(mid)
-        return (copy.deepcopy(acc), copy.deepcopy(m.__dict__) if m is not None else None, dict(self.orders),
-                tuple(getattr(self, k) for k in _SCALARS))
+        return (copy.deepcopy(acc), tuple(getattr(m, k) for k in _MARKET_STATE) if m is not None else None,
+                dict(self.orders),
+                tuple(getattr(self, k) for k in _SCALARS), dict(self.flagged_at))
 
     def _restore(self, a: str, mid: int, snap: tuple[Any, ...]) -> None:
-        acc, mdict, orders, scalars = snap
+        acc, mstate, orders, scalars, flagged = snap
+        self.flagged_at = flagged
         if acc is None:
             self.accounts.pop(a, None)
         else:
             self.accounts[a] = acc
-        if mdict is not None:
-            # In place: callers may hold a reference to the market object (the lab keeps one per block).
-            self.markets[mid].__dict__.update(mdict)
+        if mstate is not None:
+            # In place: callers may hold references to the market and its feeds (the lab keeps them).
+            m = self.markets[mid]
+            for k, v in zip(_MARKET_STATE, mstate):
+                setattr(m, k, v)
         self.orders = orders
         for k, v in zip(_SCALARS, scalars):
             setattr(self, k, v)
@@ -774,10 +793,47 @@ class EngineMirror:
         return self._accrue(self.markets[mid], q, now)
 
     # ------------------------------------------------------------------ liquidation
+    def flag_liquidation(self, a: str, now: int) -> int:
+        """``flagLiquidation(a)`` (anyone): marks a liquidatable account; a liquidation then settles
+        at the first price published at least ``order_min_delay_sec`` later. Returns that time."""
+        result: int = self._atomic(a, -1, self._flag, a, now)
+        return result
+
+    def _flag(self, a: str, now: int) -> int:
+        acc = self.accounts.get(a)
+        if acc is None or not acc.open_markets():
+            raise MirrorRevert("NoPosition", a, 2**256 - 1)
+        f = self.flagged_at.get(a, 0)
+        if f != 0 and now <= f + self.order_min_delay_sec:
+            raise MirrorRevert("AlreadyFlagged", a, f)
+        h, scan = self._health(a, now, None, False)
+        if not scan.seq_up:
+            raise MirrorRevert("SequencerDown")
+        if not scan.found or not h.liquidatable:
+            raise MirrorRevert("AccountHealthy", h.equity_usd_wad, h.maintenance_usd_wad)
+        self.flagged_at[a] = now
+        return now + self.order_min_delay_sec
+
+    def _check_flag(self, a: str, mid: int, q: Quote) -> None:
+        """``MarginEngine._checkFlag``: the live price must be the first round published at or
+        after flag + min delay."""
+        f = self.flagged_at.get(a, 0)
+        if f == 0:
+            raise MirrorRevert("NotFlagged", a)
+        frm = f + self.order_min_delay_sec
+        feed = self.markets[mid].feeds["price"]
+        at = feed.updated_at
+        prev = feed.prev_updated_at if feed.round_id > 1 else 0
+        if at != q.price_time or at < frm or prev >= frm:
+            raise MirrorRevert("SettlementRoundInvalid", feed.round_id, at, frm, prev)
+
     def liquidate(self, a: str, mid: int, now: int) -> LiquidationResult:
         """``liquidate(a, mid)`` at the live price, or raise MirrorRevert (state untouched):
-        ``PriceFeedInvalid`` when that market's price is bad, ``LiquidationMarketNotPreferred``
-        when ``mid`` is not :meth:`liquidation_market`."""
+        ``PriceFeedInvalid`` when that market's price is bad, ``NotFlagged`` /
+        ``SettlementRoundInvalid`` unless the account was flagged (:meth:`flag_liquidation`) and
+        the live price is the first round published at or after flag + min delay (the price feed's
+        ``prev_updated_at``/``round_id``: update feeds with :meth:`Feed.push`),
+        ``LiquidationMarketNotPreferred`` when ``mid`` is not :meth:`liquidation_market`."""
         result: LiquidationResult = self._atomic(a, mid, self._liquidate, a, mid, now)
         return result
 
@@ -794,6 +850,7 @@ class EngineMirror:
             raise MirrorRevert("PriceFeedInvalid", mid)
         if not q.sequencer_up:
             raise MirrorRevert("SequencerDown")
+        self._check_flag(a, mid, q)
         self._settle_funding(acc, pos, self._accrue(m, q, now))
         h, scan = self._health(a, now, (mid, q), False)
         if not h.liquidatable:
@@ -809,6 +866,7 @@ class EngineMirror:
         if notional(abs_size - close, price) < MIN_REMAINING_NOTIONAL_USD_WAD:
             close = abs_size
         delta = -close if size > 0 else close
+        self.flagged_at.pop(a, None)
         skew_before = m.skew
         m.update_oi(size, size + delta)
         impact = self._trade_impact(m, q, skew_before, price, pos.slip_snap, delta, size)
