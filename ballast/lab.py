@@ -40,7 +40,7 @@ from ballast.config import FEED_KINDS, Config, StaticFractions, load_config, to_
 from ballast.deploy import ControllerKind, Deployment, deploy
 from ballast.errors import ChainError, VerificationError
 from ballast.keeper import FeedModel, OracleKeeper, VolMode
-from ballast.labflow import FlagBook, PriceRounds, Round, topic, waiting_for_round
+from ballast.labflow import PriceRounds, Round, topic, waiting_for_round
 from ballast.mirror import EngineMirror, Feed, MarketMirror, MirrorRevert
 from ballast.model import Ramp, RiskInputs, compute, skew_impact
 from ballast.population import LiquidatorSpec, Trader, liquidator_address
@@ -219,7 +219,6 @@ class LabRun:
         mir.insurance = e.functions.insuranceFund().call()
         mir.net_deposits = e.functions.netDeposits().call()
         self.mir = mir
-        self.flags = FlagBook(mir.order_min_delay_sec)
         self.insurance0 = mir.insurance
         ch.auto_impersonate(True)
         for a in [t.address for t in self.traders] + [liquidator_address(i) for i in range(self.liq.count)] + [SETTLER]:
@@ -342,10 +341,15 @@ class LabRun:
         """Settle-from times of the pending orders and the pending flags."""
         froms = [self.mir.order_times(a, mid)[0] for (a, mid) in self.mir.orders]
         for a in self.flag_pending:
-            f = self.flags.settle_from(a)
+            f = self._flag_settle_from(a)
             if f is not None:
                 froms.append(f)
         return froms
+
+    def _flag_settle_from(self, a: str) -> int | None:
+        """When a flagged account's liquidation may settle (flag + min delay); None: not flagged."""
+        f = self.mir.flagged_at.get(a)
+        return None if f is None else f + self.mir.order_min_delay_sec
 
     def _round_for(self, frm: int, plan: _Plan) -> Round | None:
         """The first round at or after ``frm``: published before, or by this block's push."""
@@ -377,7 +381,7 @@ class LabRun:
         flag + delay, in the market the engine prefers (``liquidationMarket``, read on the last
         mined state)."""
         for a, liq in list(self.flag_pending.items()):
-            frm = self.flags.settle_from(a)
+            frm = self._flag_settle_from(a)
             if frm is None or self.rounds.first_from(frm) is not None:
                 del self.flag_pending[a]  # liquidated, or its round passed: re-flagged when seen again
                 continue
@@ -479,8 +483,7 @@ class LabRun:
             self._violate(b, "keeper-push", self.admin, f"push {sorted(p.pushes)} reverted")
             return
         for k, ans in p.pushes.items():
-            mm.feeds[k].answer = ans
-            mm.feeds[k].updated_at = ts
+            mm.feeds[k].push(ans, ts)
             if k == "price":
                 self.rounds.push(ans, ts)
         poked = not _logs(r, T_POKE_FAILED)
@@ -579,7 +582,7 @@ class LabRun:
 
     def _apply_flag(self, b: int, ts: int, r: dict[str, Any], p: _Pending, ok: bool) -> None:
         try:
-            self.flags.flag(self.mir, p.account, ts)
+            frm = self.mir.flag_liquidation(p.account, ts)
             m_ok, reason = True, ""
         except MirrorRevert as err:
             m_ok, reason = False, err.error
@@ -587,22 +590,13 @@ class LabRun:
             self.n.flags += 1
             self.flag_pending[p.account] = p.sender
             got = [abi_decode(["uint256"], d)[0] for d in _logs(r, T_FLAGGED)]
-            if got != [ts + self.flags.delay_sec]:
-                self._violate(b, "flag-event", p.account, f"chain {got} mirror {ts + self.flags.delay_sec}")
+            if got != [frm]:
+                self._violate(b, "flag-event", p.account, f"chain {got} mirror {frm}")
 
     def _apply_liquidate(self, b: int, ts: int, r: dict[str, Any], p: _Pending, ok: bool) -> None:
         mir = self.mir
         try:
-            acc = mir.accounts.get(p.account)
-            pos = acc.positions.get(p.market) if acc else None
-            if pos is None or pos.size == 0:
-                raise MirrorRevert("NoPosition", p.account, p.market)
-            ok_p, _, t_p = mir.markets[p.market].feeds["price"].read_at(ts)
-            if not ok_p:
-                raise MirrorRevert("PriceFeedInvalid", p.market)
-            self.flags.check(p.account, self.rounds, t_p)
             res = mir.liquidate(p.account, p.market, ts)
-            self.flags.liquidated(p.account)
             m_ok, reason = True, ""
         except MirrorRevert as err:
             m_ok, reason = False, err.error
@@ -819,7 +813,7 @@ class LabRun:
             o = mir.order(t.address, MARKET)
             mine = (acc.collateral, pos.size if pos else 0, pos.basis if pos else 0, pos.slip_snap if pos else 0,
                     (o.size_delta, o.acceptable_price_wad, o.commit_sec, o.fee_tokens, o.close_all) if o
-                    else (0, 0, 0, 0, False), self.flags.at.get(t.address, 0))
+                    else (0, 0, 0, 0, False), mir.flagged_at.get(t.address, 0))
             got = (coll, size, basis, slip, order, flagged)
             self.checks += 1
             if got != mine:

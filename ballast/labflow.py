@@ -15,8 +15,8 @@ stale, nothing is published and orders and flags wait (orders expire after their
 cancelled, refunded).
 
 Exact to the wei with the chain: :class:`PriceRounds` keeps every round the lab published (the
-``MockAggregator`` keeps every round); :class:`FlagBook` replicates ``flagLiquidation`` and the
-flag check of ``liquidate`` on top of the engine mirror.
+``MockAggregator`` keeps every round), so a settlement is mirrored at its round's answer and time
+and the previous round's time.
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ import bisect
 from dataclasses import dataclass, field
 
 from web3 import Web3
-
-from ballast.mirror import EngineMirror, MirrorRevert
-
-UINT256_MAX = 2**256 - 1
 
 
 def topic(sig: str) -> str:
@@ -50,6 +46,10 @@ class PriceRounds:
     """Every round of the market's price feed, as the lab published them (ids consecutive)."""
 
     rounds: list[Round] = field(default_factory=list)
+    _times: list[int] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._times = [r.updated_at for r in self.rounds]
 
     @property
     def latest(self) -> Round:
@@ -58,6 +58,7 @@ class PriceRounds:
     def push(self, answer: int, t: int) -> Round:
         r = Round(self.latest.round_id + 1, answer, t)
         self.rounds.append(r)
+        self._times.append(t)
         return r
 
     def get(self, round_id: int) -> Round | None:
@@ -66,54 +67,13 @@ class PriceRounds:
 
     def first_from(self, t: int) -> Round | None:
         """The first round published at or after ``t`` (publication times never decrease)."""
-        i = bisect.bisect_left([r.updated_at for r in self.rounds], t)
+        i = bisect.bisect_left(self._times, t)
         return self.rounds[i] if i < len(self.rounds) else None
 
     def prev_time(self, r: Round) -> int:
         """Publication time of the round before ``r`` (0 when there is none)."""
         p = self.get(r.round_id - 1)
         return p.updated_at if p is not None else 0
-
-
-@dataclass
-class FlagBook:
-    """``MarginEngine``'s liquidation flags: ``flagLiquidation`` and ``liquidate``'s flag check."""
-
-    delay_sec: int
-    at: dict[str, int] = field(default_factory=dict)
-    """Account -> when it was flagged (``flaggedAt``); removed by a liquidation."""
-
-    def flag(self, mir: EngineMirror, a: str, now: int) -> None:
-        """``flagLiquidation(a)`` at ``now`` (raises MirrorRevert as the contract reverts)."""
-        acc = mir.accounts.get(a)
-        if acc is None or not acc.open_markets():
-            raise MirrorRevert("NoPosition", a, UINT256_MAX)
-        f = self.at.get(a, 0)
-        if f and now <= f + self.delay_sec:
-            raise MirrorRevert("AlreadyFlagged", a, f)
-        if not mir.is_liquidatable(a, now):
-            h = mir.health(a, now)
-            raise MirrorRevert("AccountHealthy", h.equity_usd_wad, h.maintenance_usd_wad)
-        self.at[a] = now
-
-    def settle_from(self, a: str) -> int | None:
-        f = self.at.get(a)
-        return None if f is None else f + self.delay_sec
-
-    def check(self, a: str, rounds: PriceRounds, price_time: int) -> None:
-        """``_checkFlag``: the live price (published at ``price_time``) must be the latest round and
-        the first one at or after flag + delay."""
-        f = self.at.get(a, 0)
-        if not f:
-            raise MirrorRevert("NotFlagged", a)
-        frm = f + self.delay_sec
-        r = rounds.latest
-        prev = rounds.prev_time(r)
-        if r.updated_at != price_time or r.updated_at < frm or prev >= frm:
-            raise MirrorRevert("SettlementRoundInvalid", r.round_id, r.updated_at, frm, prev)
-
-    def liquidated(self, a: str) -> None:
-        self.at.pop(a, None)
 
 
 def waiting_for_round(froms: list[int], rounds: PriceRounds, now: int) -> bool:
@@ -123,4 +83,4 @@ def waiting_for_round(froms: list[int], rounds: PriceRounds, now: int) -> bool:
     return any(f <= now and latest < f for f in froms)
 
 
-__all__ = ["FlagBook", "PriceRounds", "Round", "topic", "waiting_for_round"]
+__all__ = ["PriceRounds", "Round", "topic", "waiting_for_round"]
