@@ -1,7 +1,8 @@
 """The live risk page (web/) end to end in headless Chromium against a local Anvil.
 
 Deploy with the deploy script's library (``ballast.deploy.deploy``, recorded in a deployments
-file the page loads), open positions by script (web3.py), serve ``web/dist``, and
+file the page loads), commit orders by script (web3.py) and watch the page show the order pending,
+then settled by the settlement keeper at the next price round, serve ``web/dist``, and
 follow the page while the price feed moves: the page's numbers must equal the chain's at the
 block the page shows; its liquidation price must be where the engine turns the account
 liquidatable; the crash and the liquidation (with its bad debt) must appear. Screenshots go to
@@ -208,12 +209,34 @@ def system(site: tuple[str, Path]) -> Iterator[System]:
                      chain.at("MockAggregator", rec["feeds"]["0"]["price"]))
 
 
-def _open(chain: Chain, sys_: System, trader: str, deposit_usd: int, size_wad: int) -> None:
+def _deposit(chain: Chain, sys_: System, trader: str, deposit_usd: int) -> None:
     usd, engine = sys_.usd, sys_.engine
     chain.transact(usd.functions.mint(trader, deposit_usd * USD), trader)
     chain.transact(usd.functions.approve(engine.address, 2**256 - 1), trader)
     chain.transact(engine.functions.deposit(deposit_usd * USD), trader)
-    chain.transact(engine.functions.trade(0, size_wad, 0), trader)
+
+
+def _next_round(chain: Chain, sys_: System, admin: str, answer: int | None = None) -> int:
+    """A new price round (a second later; the same answer unless given): the first round after a
+    commit or a flag. Returns its round id."""
+    chain.increase_time(1)
+    if answer is None:
+        answer = int(sys_.price_feed.functions.latestRoundData().call()[1])
+    chain.transact(sys_.price_feed.functions.transmit(answer), admin)
+    return int(sys_.price_feed.functions.latestRoundData().call()[0])
+
+
+def _settle(chain: Chain, sys_: System, trader: str, admin: str, settler: str) -> dict[str, Any]:
+    """Publish the next price round and settle the trader's order at it (the settlement keeper)."""
+    rid = _next_round(chain, sys_, admin)
+    return dict(chain.transact(sys_.engine.functions.settleOrder(trader, 0, rid), settler))
+
+
+def _open(chain: Chain, sys_: System, trader: str, deposit_usd: int, size_wad: int, admin: str, settler: str) -> None:
+    """Deposit, commit an order and settle it at the next price round."""
+    _deposit(chain, sys_, trader, deposit_usd)
+    chain.transact(sys_.engine.functions.commitOrder(0, size_wad, 0), trader)
+    _settle(chain, sys_, trader, admin, settler)
 
 
 def _num(snap: dict[str, Any], testid: str) -> float:
@@ -232,17 +255,39 @@ def test_risk_page_follows_a_crash_and_a_liquidation(system: System, site: tuple
     w3, engine, controller, price_feed = chain.w3, system.engine, system.controller, system.price_feed
     admin, trader, liquidator = chain.accounts()[:3]
     shorter = Web3.to_checksum_address("0x" + "5a" * 20)
+    settler = Web3.to_checksum_address("0x" + "5e" * 20)  # the settlement keeper
     chain.auto_impersonate(True)
     chain.set_balance(shorter, 10 * WAD)
+    chain.set_balance(settler, 10 * WAD)
 
-    # Positions by script: a ~8x long (the followed account) and a short on the other side.
-    _open(chain, system, trader, 6_000, 1 * WAD)
-    _open(chain, system, shorter, 20_000, -WAD // 2)
+    # Positions by script: a short on the other side (committed and settled), and the followed
+    # account's deposit and its order for a ~8x long, committed and not yet settled.
+    _open(chain, system, shorter, 20_000, -WAD // 2, admin, settler)
+    _deposit(chain, system, trader, 6_000)
+    commit = chain.transact(engine.functions.commitOrder(0, 1 * WAD, 0), trader)
 
     # The page finds engine, controller, markets and the first block in the deployments file.
     OUT.mkdir(parents=True, exist_ok=True)
     url = f"{page_url}?rpc={chain.url}&deployment=deployments/{chain.chain_id}.json&account={trader}&poll=200"
     browser.call("goto", url=url)
+    # The order is pending: the page shows it, with its escrowed settlement fee and no position.
+    snap = browser.wait_for("order-status-0", "eq", "pending")
+    order = engine.functions.order(trader, 0).call()
+    assert _num(snap, "order-what-0") == 1 and _num(snap, "order-committed-0") == order[2]
+    assert order[2] == w3.eth.get_block(commit["blockNumber"])["timestamp"]
+    assert _num(snap, "order-fee-0") == order[3] / USD > 0
+    assert snap["acct-status"]["value"] == "no position" and "settled-row" not in snap
+    browser.call("screenshot", path=str(OUT / "risk_page_order_pending.png"))
+
+    # The settlement keeper settles it at the next price round: the page shows the settlement (its
+    # round, fill price and fee) and the position, and no pending order any more.
+    settled = _settle(chain, system, trader, admin, settler)
+    snap = browser.wait_for("no-pending-order", "exists")
+    snap = browser.wait_for("pos-size-0", "exists")
+    rows = snap["settled-row"]
+    assert len(rows) == 1 and int(rows[0]["block"]) == settled["blockNumber"]
+    assert int(rows[0]["round"]) == system.price_feed.functions.latestRoundData().call()[0]
+    assert float(rows[0]["price"]) == 50_000 and _num(snap, "pos-size-0") == 1
     head = w3.eth.block_number
     snap = browser.wait_for("block", "gte", head)
     snap = browser.wait_for("acct-equity", "exists")
@@ -296,8 +341,12 @@ def test_risk_page_follows_a_crash_and_a_liquidation(system: System, site: tuple
     assert _num(snap, "acct-equity") < 0 < equity_before
     assert _close(_num(snap, "acct-equity"), engine.functions.health(trader).call()[0] / WAD)
 
-    # Liquidation: the row appears with the account, the crash price and the bad debt; the
-    # insurance fund pays it and the long open interest is gone.
+    # Liquidation, in two steps: flagged, then liquidated at the next price round (the crash price
+    # again). The row appears with the account, the crash price and the bad debt; the insurance fund
+    # pays it and the long open interest is gone.
+    assert engine.functions.liquidationMarket(trader).call() == 0
+    chain.transact(engine.functions.flagLiquidation(trader), liquidator)
+    _next_round(chain, system, admin, 42_000 * PRICE_DECIMALS)
     receipt = chain.transact(engine.functions.liquidate(trader, 0), liquidator)
     snap = browser.wait_for("liq-count", "textIncludes", "1")
     rows = snap["liq-row"]

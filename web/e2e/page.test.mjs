@@ -3,7 +3,8 @@
 // Launches the system's Chromium (Debian's `chromium` package) through playwright-core, headless,
 // and answers one JSON command per stdin line with one JSON line on stdout:
 //   {"cmd": "goto", "url": "..."}                          -> {}
-//   {"cmd": "snapshot"}                                    -> {testid: {text, value}}, liq rows as "liq-row": [...]
+//   {"cmd": "snapshot"}                                    -> {testid: {text, value}}; table rows as lists:
+//                                                             "liq-row", "settled-row", "order-row": [...]
 //   {"cmd": "waitFor", "testid": "...", "op": "eq|ne|lt|gt|gte|exists|textIncludes", "value": x, "timeoutMs": n}
 //   {"cmd": "fill", "selector": "...", "value": "..."} / {"cmd": "click", "selector": "..."}
 //   {"cmd": "screenshot", "path": "..."} / {"cmd": "errors"} (page errors and console errors) / {"cmd": "close"}
@@ -30,8 +31,8 @@ function snapshotInPage() {
   const out = {};
   for (const el of document.querySelectorAll('[data-testid]')) {
     const id = el.dataset.testid;
-    if (id === 'liq-row') {
-      (out['liq-row'] ||= []).push({ ...el.dataset, text: el.textContent.replace(/\s+/g, ' ').trim() });
+    if (id === 'liq-row' || id === 'settled-row' || id === 'order-row') {
+      (out[id] ||= []).push({ ...el.dataset, text: el.textContent.replace(/\s+/g, ' ').trim() });
     } else {
       out[id] = { text: el.textContent.trim(), value: el.dataset.value ?? null };
     }

@@ -26,14 +26,15 @@ const LOG_RANGE = BigInt(params.get('logRange') || 5000);
 const MAX_INITIAL_CHUNKS = 20n;
 const MAX_LIQUIDATIONS = 12;
 const FEED = { price: 0, volatility: 1, funding: 2, depth: 3, skew: 4 };
-const EVENTS = engineAbi.filter((x) => x.type === 'event' && (x.name === 'Liquidated' || x.name === 'BadDebt'));
+const EVENTS = engineAbi.filter((x) => x.type === 'event' && ['Liquidated', 'BadDebt', 'OrderSettled'].includes(x.name));
+const MAX_SETTLEMENTS = 12;
 
 const client = createPublicClient({ transport: http(RPC, { batch: true, retryCount: 1 }), pollingInterval: POLL_MS });
 const $ = (id) => document.getElementById(id);
 
 const state = {
   chainId: null, engine: null, controller: null, tokenScale: 1n, markets: [], fromBlock: 0n,
-  account: null, liquidations: [], scannedTo: null, block: null, busy: false, again: false, values: new Map(),
+  account: null, liquidations: [], settlements: [], scannedTo: null, block: null, busy: false, again: false, values: new Map(),
 };
 
 function setStatus(text, kind = 'ok') {
@@ -117,6 +118,10 @@ async function scanLiquidations(toBlock) {
   if (from > toBlock) return;
   const logs = await getLogsChunked(state.engine, EVENTS, from, toBlock);
   state.scannedTo = toBlock;
+  for (const l of logs.filter((x) => x.eventName === 'OrderSettled')) {
+    state.settlements.unshift({ ...l.args, block: l.blockNumber, tx: l.transactionHash });
+  }
+  state.settlements = state.settlements.slice(0, MAX_SETTLEMENTS);
   const badDebt = new Map(logs.filter((l) => l.eventName === 'BadDebt').map((l) => [l.transactionHash, l.args]));
   for (const l of logs.filter((x) => x.eventName === 'Liquidated')) {
     state.liquidations.push({ ...l.args, block: l.blockNumber, tx: l.transactionHash, logIndex: l.logIndex, badDebt: badDebt.get(l.transactionHash) });
@@ -140,7 +145,7 @@ async function readAll(blockNumber) {
     const [price, vol, funding, maxL, maxS, qL, qS, oi, fs] = await settle([
       read(c, 'priceWad', [id]), read(c, 'readFeed', [id, FEED.volatility]), read(c, 'readFeed', [id, FEED.funding]),
       read(c, 'maxLeverageWad', [id, true]), read(c, 'maxLeverageWad', [id, false]),
-      read(c, 'quote', [id, true, 0n, 0n]), read(c, 'quote', [id, false, 0n, 0n]),
+      read(c, 'quote', [id, true, 0n]), read(c, 'quote', [id, false, 0n]),
       read(e, 'openInterest', [id]), read(e, 'fundingState', [id]),
     ]);
     return { ...m, price, vol, funding, maxL, maxS, qL, qS, oi, fs };
@@ -159,10 +164,13 @@ async function readAccount(read, e, c) {
     const pos = await read(e, 'position', [a, BigInt(m.id)]);
     const isLong = pos.sizeWad > 0n;
     const absSize = isLong ? pos.sizeWad : -pos.sizeWad;
-    const q = await read(c, 'quote', [BigInt(m.id), isLong, absSize, 0n]);
+    const q = await read(c, 'quote', [BigInt(m.id), isLong, absSize]);
     return { market: m, pos, isLong, q, mmfWad: positionMmf(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad) };
   }));
-  return { health, collateral, liquidatable, positions };
+  // Pending orders (engine v2: an order settles at the first price round after commit + min delay).
+  const orders = (await Promise.all(state.markets.map(async (m) => ({ market: m, o: await read(e, 'order', [a, BigInt(m.id)]) }))))
+    .filter((x) => x.o.commitSec > 0n);
+  return { health, collateral, liquidatable, positions, orders };
 }
 
 // ---------------------------------------------------------------- rendering
@@ -275,7 +283,32 @@ function renderAccount(a) {
     ${a.positions.length ? `<table><tr><th>Market</th><th>Size</th><th>Entry</th><th>Mark</th><th>Notional</th><th>Unrealized PnL</th>
       <th>Maint. fraction</th><th>Liquidation price</th><th>Distance</th></tr>${rows}</table>
       <p class="muted">Distance: the move of that market's price, the others held, that brings equity to the maintenance
-      requirement (funding and maintenance ramps ignored).</p>` : ''}`;
+      requirement (funding and maintenance ramps ignored).</p>` : ''}
+    ${renderOrders(a)}`;
+}
+
+/** The account's pending orders and its latest settlements (an order is committed, then settled by a
+ * keeper at the first price round published at least the engine's minimum delay after the commit). */
+function renderOrders(a) {
+  const date = (sec) => new Date(Number(sec) * 1000).toISOString().slice(11, 19);
+  const pending = (a.orders || []).map(({ market, o }) => {
+    const what = o.closeAll ? 'close all' : `${o.sizeDeltaWad > 0n ? 'buy' : 'sell'} ${num(Math.abs(wad(o.sizeDeltaWad)))}`;
+    return `<tr data-testid="order-row" data-market="${market.id}"><th>${escapeHtml(market.symbol)}</th>
+      ${cell(`order-what-${market.id}`, what, wad(o.sizeDeltaWad))}
+      ${cell(`order-committed-${market.id}`, `${date(o.commitSec)} UTC`, Number(o.commitSec))}
+      ${cell(`order-fee-${market.id}`, usd(tokens(o.feeTokens, state.tokenScale)), tokens(o.feeTokens, state.tokenScale))}
+      ${cell(`order-status-${market.id}`, 'pending: waits for the next price round', 'pending')}</tr>`;
+  }).join('');
+  const symbol = (id) => state.markets.find((m) => m.id === Number(id))?.symbol ?? `#${id}`;
+  const settled = state.settlements.filter((x) => x.account === state.account).map((x) =>
+    `<tr data-testid="settled-row" data-market="${x.marketId}" data-block="${x.block}" data-round="${x.priceRoundId}"
+        data-price="${wad(x.fillPriceWad)}"><td>${x.block}</td><td>${escapeHtml(symbol(x.marketId))}</td>
+      <td>${x.priceRoundId}</td><td>${usd(wad(x.fillPriceWad))}</td><td>${usd(tokens(x.settlementFeeTokens, state.tokenScale))}</td>
+      <td title="${x.settler}">${short(x.settler)}</td></tr>`).join('');
+  return `<h3>Orders</h3>${pending ? `<table><tr><th>Market</th><th>Order</th><th>Committed</th><th>Settlement fee</th>
+      <th>Status</th></tr>${pending}</table>` : '<p class="muted" data-testid="no-pending-order">No pending order.</p>'}
+    ${settled ? `<table><tr><th>Block</th><th>Market</th><th>Price round</th><th>Fill price</th><th>Fee paid</th>
+      <th>Settled by</th></tr>${settled}</table>` : ''}`;
 }
 
 // ---------------------------------------------------------------- loop
