@@ -1,4 +1,5 @@
-"""Calibration and backtest of the margin model on real price history (``ballast backtest``).
+"""Calibration and backtest of the margin model on real price history (``ballast calibrate``,
+``ballast backtest``).
 
 For each target confidence alpha the model's VaR move over the liquidation horizon,
 ``z(alpha) * sigma_t * sqrt(h / year) * tail``, is computed at every bar from the keeper's
@@ -21,31 +22,165 @@ Two conventions are explicit parameters (and ``ballast backtest`` options):
     (``steps`` bars are ``steps / periods_per_year`` of a year), so the VaR move over the horizon
     is ``z * per-bar sigma * sqrt(steps) * tail`` whatever the convention; the convention changes the
     annualized volatility, hence the regime tail term and the reported leverage.
+
+Out-of-sample discipline
+------------------------
+:func:`fit_tail` (``ballast calibrate --train DATASET[,DATASET] --out FILE.toml``) estimates the
+keeper-side tail, the quantile of standardized adverse moves ``move / (sigma_t * sqrt(h))``, on
+the named training data only, and turns it into the on-chain formula's existing parameters
+(``zWad``, ``tailCap``, ``regimeSens``, ``volRef``; the skew input the keeper publishes): see
+:func:`fit_tail`. :func:`backtest` with ``calibration=`` evaluates those parameters on any data set
+and marks each row in-sample (the test data overlap a training set) or out-of-sample. Data sets
+are named ``NAME`` or ``NAME@START..END`` (a time slice, start inclusive, end exclusive, either
+may be empty): ``btc_15min@..2021-11-15`` and ``btc_15min@2021-11-15..`` are disjoint.
+
+Each backtest row reports, per side and per measure (the adverse intrabar extreme and the
+close-to-close move), the breach rate, Kupiec's POF test, Christoffersen's independence and
+conditional-coverage tests, and the average margin relative to a filtered-historical-simulation
+(FHS) reference on the same windows: at each tested window the empirical ``alpha`` quantile of
+the standardized moves of all earlier windows of the same data set (known by then, no look-ahead,
+at least ``1 / (1 - alpha)`` of them), times the window's ``sigma_t * sqrt(h)``.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
-from dataclasses import replace
+import tomllib
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import norm  # type: ignore[import-untyped]
 
-from ballast._typing import WAD
+from ballast._typing import WAD, FloatArray
 from ballast.config import load_config, to_wad
-from ballast.data import DATASETS, PriceHistory, load_csv
+from ballast.data import DATASETS, PriceHistory, load_csv, parse_utc
 from ballast.errors import DataError, ValidationError
-from ballast.model import YEAR_SEC, RiskInputs, compute, var_move
-from ballast.risk.backtest import backtest_margin
+from ballast.model import YEAR_SEC, RiskInputs, RiskParams, compute, validate_params, var_move
+from ballast.risk.backtest import (
+    BreachStats,
+    adverse_moves,
+    backtest_margin,
+    contiguous_windows,
+)
+from ballast.risk.var import expanding_historical_var, gpd_tail_var, historical_var
 from ballast.risk.volatility import EWMA
+
+Measure = Literal["intrabar", "close_to_close"]
+MEASURES: tuple[Measure, Measure] = ("intrabar", "close_to_close")
+SIDES: tuple[Literal["long"], Literal["short"]] = ("long", "short")
+TailMethod = Literal["fhs", "gpd"]
+SkewMode = Literal["fit", "zero"]
+PASS_LEVEL = 0.05
+"""Test size of the pass/fail verdict (issue 12: Kupiec and Christoffersen at 5%)."""
+MAX_FHS_RATIO = 1.2
+"""Largest average model margin / average FHS margin a passing row may have (issue 12)."""
 
 
 PERIODS_FRACTION_OF_YEAR = (0.1, 1.0)
 """Allowed ``periods_per_year * interval_seconds / 365 days``: bars cover between 10% (an equity
 session) and 100% (24/7 trading) of calendar time."""
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """How a data set's bars are read: the gap rule and the annualization convention."""
+
+    skip_gaps: bool = True
+    """Skip windows spanning a timestamp gap (missing bars), or keep them (trading-day data)."""
+    periods: float | None = None
+    """Bars per year for annualizing volatility; ``None``: 24/7 calendar time."""
+
+
+DATASET_CONVENTIONS: dict[str, Conventions] = {
+    "btc_15min": Conventions(skip_gaps=True, periods=None),
+    "btc_daily": Conventions(skip_gaps=True, periods=None),
+    "sp500": Conventions(skip_gaps=False, periods=252.0),
+    "nasdaq": Conventions(skip_gaps=False, periods=252.0),
+}
+"""Default conventions of the built-in data sets: BTC trades 24/7 (a gap is missing data), the
+indices trade on weekdays (weekends and holidays are not missing bars; 252 bars per year). A user
+CSV defaults to ``Conventions()``; ``--gaps`` and ``--periods-per-year`` override either."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded data set: its spec, history (sliced) and conventions."""
+
+    spec: str
+    """``NAME`` or ``NAME@START..END`` as given."""
+    base: str
+    """Data set name without the slice (``sp500``; a CSV's file stem)."""
+    history: PriceHistory
+    conventions: Conventions
+
+    @property
+    def first_ts(self) -> int:
+        return int(self.history.timestamps[0])
+
+    @property
+    def last_ts(self) -> int:
+        return int(self.history.timestamps[-1])
+
+
+def parse_dataset_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """Split ``NAME[@START..END]`` into its name and ISO bounds (``None`` if empty).
+
+    Raises
+    ------
+    ValidationError
+        Naming the spec and the allowed form if it is malformed or a bound is not an ISO date.
+    """
+    allowed = ("NAME or NAME@START..END (ISO dates, START inclusive, END exclusive, either may be "
+               f"empty); NAME one of {sorted(DATASETS)}")
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValidationError("dataset", spec, allowed)
+    name, _, window = spec.strip().partition("@")
+    if not window:
+        if "@" in spec:
+            raise ValidationError("dataset", spec, allowed)
+        return name, None, None
+    start, sep, end = window.partition("..")
+    if not sep or not (start or end):
+        raise ValidationError("dataset", spec, allowed)
+    for bound in (start, end):
+        if bound:
+            try:
+                parse_utc(bound)
+            except ValueError as e:
+                raise ValidationError("dataset", spec, allowed) from e
+    return name, start or None, end or None
+
+
+def load_dataset(spec: str, *, csv_history: PriceHistory | None = None,
+                 conventions: Conventions | None = None) -> Dataset:
+    """Load a built-in data set (or slice a CSV's history) by spec.
+
+    Parameters
+    ----------
+    spec
+        ``NAME[@START..END]``; NAME is a built-in data set, or the CSV's name when
+        ``csv_history`` is given.
+    csv_history
+        A user's history (``--csv``), named by its file stem.
+    conventions
+        Override of the data set's default :data:`DATASET_CONVENTIONS`.
+    """
+    name, start, end = parse_dataset_spec(spec)
+    if csv_history is not None and name == csv_history.name:
+        h = csv_history
+    elif name in DATASETS:
+        h = DATASETS[name]()
+    else:
+        names = sorted(DATASETS) + ([csv_history.name] if csv_history is not None else [])
+        raise ValidationError("dataset", spec, f"one of {names}, optionally @START..END")
+    if start is not None or end is not None:
+        h = h.window(start or "1970-01-01", end or "2262-01-01")
+    conv = conventions if conventions is not None else DATASET_CONVENTIONS.get(name, Conventions())
+    return Dataset(spec=spec.strip(), base=name, history=h, conventions=conv)
 
 
 def periods_per_year(history: PriceHistory, value: float | None = None) -> float:
@@ -82,20 +217,30 @@ def periods_per_year(history: PriceHistory, value: float | None = None) -> float
     return float(value)
 
 
+
+
 def model_series(history: PriceHistory, alpha: float, config_path: str | None = None,
                  lam: float = 0.94, horizon_sec: int | None = None, *,
-                 periods: float | None = None) -> dict[str, np.ndarray]:
+                 periods: float | None = None, params: RiskParams | None = None,
+                 skew: float = 0.0) -> dict[str, np.ndarray]:
     """Per-bar volatility, VaR move (both sides) and max leverage of a small position.
 
     ``periods`` is the bars per year of :func:`periods_per_year` (``None``: calendar time);
     ``horizon_sec`` is in the model's year (``YEAR_SEC``), i.e. ``steps * YEAR_SEC / periods``.
+    Without ``params`` the first market of ``config_path`` is used with ``z = norm.ppf(alpha)``;
+    with ``params`` (a calibrated set, :func:`fit_tail`) those parameters as they are, and ``skew``
+    (volatility units) as the skew feed's answer.
     """
     if not 0.5 < alpha < 1.0:
         raise ValidationError("alpha", alpha, "(0.5, 1)")
-    cfg = load_config(config_path) if config_path else load_config()
-    p = replace(cfg.markets[0].params, z_wad=round(float(norm.ppf(alpha)) * 1e6) * 10**12)
+    if params is None:
+        cfg = load_config(config_path) if config_path else load_config()
+        p = replace(cfg.markets[0].params, z_wad=round(float(norm.ppf(alpha)) * 1e6) * 10**12)
+    else:
+        p = params
     if horizon_sec is not None:
         p = replace(p, horizon_sec=horizon_sec)
+    skew_wad = to_wad(skew)
     sigma = EWMA(lam).estimate(history)
     if periods is not None:
         # EWMA annualizes with calendar seconds; rescale to `periods` bars per year.
@@ -107,81 +252,414 @@ def model_series(history: PriceHistory, alpha: float, config_path: str | None = 
     close = np.asarray(history.close)
     for i in np.flatnonzero(np.isfinite(sigma)):
         s = to_wad(float(sigma[i]))
-        vm_long[i] = var_move(p, s, 0, True) / WAD
-        vm_short[i] = var_move(p, s, 0, False) / WAD
-        x = RiskInputs(s, 0, 10**30, 0, 0, 0, 0, to_wad(float(close[i])), True)
+        vm_long[i] = var_move(p, s, skew_wad, True) / WAD
+        vm_short[i] = var_move(p, s, skew_wad, False) / WAD
+        x = RiskInputs(s, skew_wad, 10**30, 0, 0, 0, 0, to_wad(float(close[i])), True)
         lev[i] = WAD / compute(p, x).imf_wad
     return {"sigma": np.asarray(sigma), "var_long": vm_long, "var_short": vm_short, "max_leverage": lev}
 
 
-def backtest(dataset: str | PriceHistory, alphas: list[float], config_path: str | None = None, *,
-             skip_gaps: bool = True, periods: float | None = None) -> list[dict[str, Any]]:
-    """The backtest table: one row per (alpha, side).
+def horizon_steps(history: PriceHistory, horizon_sec: int) -> int:
+    """Bars in the liquidation horizon: ``ceil(horizon_sec / interval)``, at least 1."""
+    return max(1, math.ceil(horizon_sec / history.interval_seconds))
+
+
+def standardized_windows(history: PriceHistory, steps: int, lam: float = 0.94, *,
+                         skip_gaps: bool = True) -> tuple[FloatArray, np.ndarray, dict[tuple[Measure, str], FloatArray]]:
+    """Every window's adverse moves and the EWMA volatility over its horizon (no look-ahead).
+
+    Returns
+    -------
+    tuple
+        ``(sigma_h, usable, moves)``: ``sigma_h[i]`` the per-bar EWMA volatility at the close of
+        bar ``i`` times ``sqrt(steps)`` (a fraction of the price, the same whatever the
+        annualization convention), ``usable[i]`` whether window ``i`` (start bar ``i``) has a
+        volatility and, with ``skip_gaps``, no timestamp gap; ``moves[(measure, side)][i]`` the
+        window's adverse move (:func:`~ballast.risk.backtest.adverse_moves`). Arrays have
+        ``len(history) - steps`` entries.
+    """
+    n_windows = len(history) - steps
+    per_bar = EWMA(lam).estimate(history) * math.sqrt(history.interval_seconds / YEAR_SEC)
+    sigma_h = (per_bar * math.sqrt(steps))[:n_windows]
+    usable = np.isfinite(sigma_h) & (np.nan_to_num(sigma_h) > 0)
+    if skip_gaps:
+        usable &= contiguous_windows(history, steps)
+    moves: dict[tuple[Measure, str], FloatArray] = {}
+    for side in SIDES:
+        intrabar, closing = adverse_moves(history, steps, side)
+        moves[("intrabar", side)] = intrabar
+        moves[("close_to_close", side)] = closing
+    return sigma_h, usable, moves
+
+
+# ------------------------------------------------------------------------------ calibration
+
+
+@dataclass(frozen=True)
+class TailFit:
+    """The fitted tail at one confidence level, as the on-chain formula's parameters.
+
+    With ``regime_sens = 0`` and the keeper publishing ``skew`` the model's VaR move is
+    ``z * sigma * sqrt(h / year) * (1 + skew_sens * adverse_skew)``: ``z`` times the volatility
+    over the horizon for the side with the thinner tail, ``max(q_long, q_short) * sigma_h`` for
+    the other (``skew_mode="fit"``), or ``z`` = the quantile of both sides pooled
+    (``skew_mode="zero"``, ``skew = 0``).
+    """
+
+    alpha: float
+    """Confidence level."""
+    z: float
+    """``zWad / 1e18``: quantile of the standardized adverse move (dimensionless)."""
+    skew: float
+    """Skew input the keeper publishes, volatility units (< 0: the long side's tail is fatter)."""
+    skew_sens: float
+    """``skewSensWad / 1e18`` (from the base configuration)."""
+    tail_cap: float
+    """``tailCapWad / 1e18``: at least the fitted tail multiplier."""
+    regime_sens: float
+    """``regimeSensWad / 1e18``: 0, the standardized quantile already carries the fat tail."""
+    vol_ref: float
+    """``volRefWad / 1e18`` (base configuration; inert with ``regime_sens = 0``), annualized."""
+    quantile_long: float
+    """Fitted ``alpha`` quantile of the long side's standardized adverse moves."""
+    quantile_short: float
+    """Same for the short side."""
+    windows: int
+    """Training windows per side."""
+
+
+@dataclass(frozen=True)
+class TrainSet:
+    """A training data set as recorded in a calibration file."""
+
+    spec: str
+    base: str
+    first_ts: int
+    last_ts: int
+    bars: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration file: what it was fitted on, how, and the fitted parameters per alpha."""
+
+    train: tuple[TrainSet, ...]
+    method: TailMethod
+    skew_mode: SkewMode
+    measure: Measure
+    ewma_lambda: float
+    horizon_sec: int
+    fits: tuple[TailFit, ...]
+
+    def fit(self, alpha: float) -> TailFit:
+        for f in self.fits:
+            if abs(f.alpha - alpha) < 1e-12:
+                return f
+        raise ValidationError("alpha", alpha, f"one of the calibrated levels {[f.alpha for f in self.fits]}")
+
+    def params(self, alpha: float, base: RiskParams) -> RiskParams:
+        """The base market's parameters with the calibrated tail fields at ``alpha``."""
+        f = self.fit(alpha)
+        return validate_params(replace(
+            base, z_wad=to_wad(f.z), skew_sens_wad=to_wad(f.skew_sens), tail_cap_wad=to_wad(f.tail_cap),
+            regime_sens_wad=to_wad(f.regime_sens), vol_ref_wad=to_wad(f.vol_ref),
+            horizon_sec=self.horizon_sec))
+
+    def sample(self, data: Dataset) -> Literal["in-sample", "out-of-sample"]:
+        """``in-sample`` if ``data`` shares a data set and any time with a training set."""
+        for t in self.train:
+            if t.base == data.base and data.first_ts <= t.last_ts and t.first_ts <= data.last_ts:
+                return "in-sample"
+        return "out-of-sample"
+
+
+def _tail_quantile(sample: FloatArray, alpha: float, method: TailMethod) -> float:
+    if method == "gpd":
+        return gpd_tail_var(sample, alpha)
+    return historical_var(-sample, alpha, side="long")  # losses = the standardized moves
+
+
+def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = "fhs",
+             skew_mode: SkewMode = "fit", measure: Measure = "intrabar", lam: float = 0.94,
+             config_path: str | None = None) -> Calibration:
+    """Fit the tail on the training data sets only.
+
+    The standardized adverse moves ``move / sigma_h`` of every usable window (overlapping, one
+    per start bar; the data set's gap rule) of every training set are pooled per side; their
+    ``alpha`` quantile, empirical (``fhs``) or from a generalized Pareto tail (``gpd``), gives
+    ``q_long`` and ``q_short``. ``skew_mode="fit"``: ``z = min(q_long, q_short)`` and the keeper's
+    skew input ``skew = -/+ (max/min - 1) / skew_sens`` (negative when the long tail is fatter), so
+    ``z * (1 + skew_sens * |skew|)`` is the fatter side's quantile. ``"zero"``: ``z`` is the
+    quantile of both sides pooled, skew 0. ``regime_sens`` is set to 0 (the standardized quantile
+    already holds the fat tail; the regime term would count it twice); ``vol_ref`` and
+    ``skew_sens`` come from the base configuration, ``tail_cap`` is raised to the fitted
+    multiplier if needed.
+
+    Raises
+    ------
+    ValidationError
+        On an empty training list, a bad alpha, method, mode or measure, or a fitted ``z``
+        outside the contracts' bounds [1, 6].
+    DataError
+        If a training set has fewer usable windows than ``1 / (1 - alpha)``.
+    """
+    if not train:
+        raise ValidationError("train", train, "at least one data set")
+    if method not in ("fhs", "gpd"):
+        raise ValidationError("method", method, "'fhs' or 'gpd'")
+    if skew_mode not in ("fit", "zero"):
+        raise ValidationError("skew", skew_mode, "'fit' or 'zero'")
+    if measure not in MEASURES:
+        raise ValidationError("measure", measure, f"one of {MEASURES}")
+    cfg = load_config(config_path) if config_path else load_config()
+    base = cfg.markets[0].params
+    horizon_sec = base.horizon_sec
+    pooled: dict[str, list[FloatArray]] = {"long": [], "short": []}
+    for d in train:
+        steps = horizon_steps(d.history, horizon_sec)
+        if steps >= len(d.history):
+            raise DataError(f"{d.spec}: {len(d.history)} bars, fewer than the {steps}-bar horizon")
+        sigma_h, usable, moves = standardized_windows(d.history, steps, lam, skip_gaps=d.conventions.skip_gaps)
+        for side in SIDES:
+            pooled[side].append(moves[(measure, side)][usable] / sigma_h[usable])
+    samples = {side: np.concatenate(v) for side, v in pooled.items()}
+    fits = []
+    skew_sens = base.skew_sens_wad / WAD
+    for a in alphas:
+        if not 0.5 < a < 1.0:
+            raise ValidationError("alpha", a, "(0.5, 1)")
+        needed = math.ceil(1 / (1 - a))
+        if samples["long"].size < needed:
+            raise DataError(f"{'+'.join(d.spec for d in train)}: {samples['long'].size} usable windows; "
+                            f"allowed: at least {needed} for alpha={a}")
+        q_long = _tail_quantile(samples["long"], a, method)
+        q_short = _tail_quantile(samples["short"], a, method)
+        if skew_mode == "zero" or skew_sens == 0:
+            z = _tail_quantile(np.concatenate([samples["long"], samples["short"]]), a, method)
+            skew, tail = 0.0, 1.0
+        else:
+            z = min(q_long, q_short)
+            tail = max(q_long, q_short) / z
+            skew = (tail - 1.0) / skew_sens * (-1.0 if q_long > q_short else 1.0)
+        z = math.ceil(z * 1e6) / 1e6
+        skew = math.copysign(math.ceil(abs(skew) * 1e6) / 1e6, skew)
+        if not 1.0 <= z <= 6.0:
+            raise ValidationError("z", z, "[1, 6] (the contracts' bounds on zWad); fitted on "
+                                  + "+".join(d.spec for d in train))
+        fits.append(TailFit(alpha=a, z=z, skew=skew, skew_sens=skew_sens,
+                            tail_cap=max(base.tail_cap_wad / WAD, math.ceil((1 + skew_sens * abs(skew)) * 1e6) / 1e6),
+                            regime_sens=0.0, vol_ref=base.vol_ref_wad / WAD,
+                            quantile_long=q_long, quantile_short=q_short, windows=int(samples["long"].size)))
+    trains = tuple(TrainSet(d.spec, d.base, d.first_ts, d.last_ts, len(d.history)) for d in train)
+    return Calibration(train=trains, method=method, skew_mode=skew_mode, measure=measure, ewma_lambda=lam,
+                       horizon_sec=horizon_sec, fits=tuple(fits))
+
+
+def _iso(ts: int) -> str:
+    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_calibration(cal: Calibration, path: str | Path, *, command: str = "") -> None:
+    """Write a calibration TOML file whose header names the training data."""
+    lines = ["# Ballast calibrated tail parameters (issue 12), written by `ballast calibrate`.",
+             f"# Fitted ONLY on: {', '.join(t.spec for t in cal.train)}"]
+    lines += [f"#   {t.spec}: {t.bars} bars, {_iso(t.first_ts)} to {_iso(t.last_ts)}" for t in cal.train]
+    if command:
+        lines.append(f"# Command: {command}")
+    lines += ["# Backtest on other data: ballast backtest --params THIS_FILE --dataset NAME[,NAME]",
+              "# z -> zWad, skew_sens -> skewSensWad, tail_cap -> tailCapWad, regime_sens -> regimeSensWad,",
+              "# vol_ref -> volRefWad (x 1e18); skew is the answer the keeper publishes on the skew feed.",
+              "", "[calibration]",
+              f"train = [{', '.join(json.dumps(t.spec) for t in cal.train)}]",
+              f'method = "{cal.method}"            # fhs: empirical quantile; gpd: EVT over the top 10%',
+              f'skew_mode = "{cal.skew_mode}"',
+              f'measure = "{cal.measure}"',
+              f"ewma_lambda = {cal.ewma_lambda!r}",
+              f"horizon_sec = {cal.horizon_sec}", ""]
+    for t in cal.train:
+        lines += ["[[calibration.train_set]]", f"spec = {json.dumps(t.spec)}", f"base = {json.dumps(t.base)}",
+                  f"first_ts = {t.first_ts}", f"last_ts = {t.last_ts}", f"bars = {t.bars}", ""]
+    for f in cal.fits:
+        lines += ["[[fit]]", f"alpha = {f.alpha!r}", f"z = {f.z!r}", f"skew = {f.skew!r}",
+                  f"skew_sens = {f.skew_sens!r}", f"tail_cap = {f.tail_cap!r}", f"regime_sens = {f.regime_sens!r}",
+                  f"vol_ref = {f.vol_ref!r}", f"quantile_long = {f.quantile_long!r}",
+                  f"quantile_short = {f.quantile_short!r}", f"windows = {f.windows}", ""]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines))
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a file written by :func:`write_calibration`.
+
+    Raises
+    ------
+    ValidationError
+        If the file is missing, not TOML, or a field is missing or out of range (named).
+    """
+    p = Path(path)
+    try:
+        d = tomllib.loads(p.read_text())
+    except FileNotFoundError as e:
+        raise ValidationError("params", str(p), "an existing calibration TOML (ballast calibrate --out)") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ValidationError("params", str(p), f"valid TOML ({e})") from e
+    try:
+        c = d["calibration"]
+        trains = tuple(TrainSet(str(t["spec"]), str(t["base"]), int(t["first_ts"]), int(t["last_ts"]), int(t["bars"]))
+                       for t in c["train_set"])
+        fits = tuple(TailFit(alpha=float(f["alpha"]), z=float(f["z"]), skew=float(f["skew"]),
+                             skew_sens=float(f["skew_sens"]), tail_cap=float(f["tail_cap"]),
+                             regime_sens=float(f["regime_sens"]), vol_ref=float(f["vol_ref"]),
+                             quantile_long=float(f["quantile_long"]), quantile_short=float(f["quantile_short"]),
+                             windows=int(f["windows"])) for f in d["fit"])
+        cal = Calibration(train=trains, method=c["method"], skew_mode=c["skew_mode"], measure=c["measure"],
+                          ewma_lambda=float(c["ewma_lambda"]), horizon_sec=int(c["horizon_sec"]), fits=fits)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValidationError("params", str(p), f"a calibration file written by ballast calibrate ({e!r})") from e
+    if not trains or not fits:
+        raise ValidationError("params", str(p), "at least one [[calibration.train_set]] and one [[fit]]")
+    return cal
+
+
+# ------------------------------------------------------------------------------ backtest
+
+
+def _measure_row(bt: BreachStats, model: FloatArray, fhs: FloatArray, fhs_stats: BreachStats,
+                 starts: np.ndarray) -> dict[str, Any]:
+    both = np.isfinite(fhs[starts])
+    common = starts[both]
+    ratio = float(np.mean(model[common]) / np.mean(fhs[common])) if common.size else math.nan
+    k, c = bt.kupiec, bt.christoffersen
+    kp = k.p_value if k else math.nan
+    ip = c.p_independence if c else math.nan
+    cp = c.p_conditional_coverage if c else math.nan
+    fails = []
+    if not kp >= PASS_LEVEL:
+        fails.append("Kupiec (" + ("too many" if bt.breach_rate > bt.expected_rate else "too few") + ")")
+    if not ip >= PASS_LEVEL:
+        fails.append("independence")
+    if not cp >= PASS_LEVEL:
+        fails.append("cond. coverage")
+    if not ratio <= MAX_FHS_RATIO:
+        fails.append(f"margin > {MAX_FHS_RATIO}x FHS")
+    fk = fhs_stats.kupiec
+    return {
+        "observations": bt.observations, "breaches": bt.breaches, "breach_rate": bt.breach_rate,
+        "kupiec_p": kp, "christoffersen_ind_p": ip, "christoffersen_cc_p": cp,
+        "transitions_00_01_10_11": list(c.transitions) if c else None,
+        "mean_margin": bt.mean_margin, "worst_excess": bt.worst_excess,
+        "fhs_windows": int(common.size),
+        "mean_margin_same_windows": float(np.mean(model[common])) if common.size else math.nan,
+        "fhs_mean_margin": float(np.mean(fhs[common])) if common.size else math.nan,
+        "margin_ratio_vs_fhs": ratio,
+        "fhs_breach_rate": fhs_stats.breach_rate, "fhs_kupiec_p": fk.p_value if fk else math.nan,
+        "fhs_christoffersen_ind_p": fhs_stats.christoffersen.p_independence if fhs_stats.christoffersen else math.nan,
+        "pass": not fails, "fails": fails,
+    }
+
+
+def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_path: str | None = None, *,
+             skip_gaps: bool | None = None, periods: float | None = None,
+             calibration: Calibration | None = None) -> list[dict[str, Any]]:
+    """The backtest table: one row per (alpha, side), each with both measures.
 
     Parameters
     ----------
     dataset
-        A bundled data set name (``btc_15min``, ``btc_daily``) or a loaded history (a user's CSV,
-        :func:`ballast.data.load_csv`).
+        A data set spec (``btc_15min``, ``sp500@2009-01-01..``), a loaded :class:`Dataset`, or a
+        history (a user's CSV, :func:`ballast.data.load_csv`).
     alphas
         Confidence levels in (0.5, 1).
     config_path
         Market configuration TOML (default ``config/markets.toml``); the first market's model.
     skip_gaps
-        Exclude windows that span a gap in the timestamps (default), or keep them (bars are
-        consecutive trading periods). See the module docstring.
+        Exclude windows that span a gap in the timestamps, or keep them (bars are consecutive
+        trading periods). ``None``: the data set's convention (:data:`DATASET_CONVENTIONS`; skip
+        for a CSV). See the module docstring.
     periods
-        Bars per year for annualizing volatility (:func:`periods_per_year`); ``None``: calendar.
+        Bars per year for annualizing volatility (:func:`periods_per_year`); ``None``: the data
+        set's convention (calendar time for a CSV).
+    calibration
+        Calibrated parameters (:func:`load_calibration`); ``None``: the shipped configuration with
+        ``z = norm.ppf(alpha)``. Rows are marked in-/out-of-sample against its training sets.
 
     Raises
     ------
     ValidationError
-        On an unknown data set, a bad alpha or ``periods``.
+        On an unknown data set, a bad alpha or ``periods``, an alpha the calibration lacks.
     DataError
         If the history has no complete window after the volatility warm-up.
     """
-    if isinstance(dataset, PriceHistory):
-        h = dataset
-    elif dataset in DATASETS:
-        h = DATASETS[dataset]()
+    if isinstance(dataset, Dataset):
+        data = dataset
+    elif isinstance(dataset, PriceHistory):
+        data = Dataset(dataset.name, dataset.name, dataset, Conventions())
     else:
-        raise ValidationError("dataset", dataset, f"one of {sorted(DATASETS)} or a PriceHistory")
-    if not isinstance(skip_gaps, bool):
-        raise ValidationError("skip_gaps", skip_gaps, "True or False")
+        data = load_dataset(dataset)
+    if skip_gaps is not None and not isinstance(skip_gaps, bool):
+        raise ValidationError("skip_gaps", skip_gaps, "True, False or None")
+    conv = Conventions(data.conventions.skip_gaps if skip_gaps is None else skip_gaps,
+                       data.conventions.periods if periods is None else periods)
+    h, skip = data.history, conv.skip_gaps
     cfg = load_config(config_path) if config_path else load_config()
-    horizon_sec = cfg.markets[0].params.horizon_sec
-    steps = max(1, math.ceil(horizon_sec / h.interval_seconds))
+    horizon_sec = calibration.horizon_sec if calibration else cfg.markets[0].params.horizon_sec
+    lam = calibration.ewma_lambda if calibration else 0.94
+    steps = horizon_steps(h, horizon_sec)
     eff_horizon = steps * h.interval_seconds
-    bars_per_year = periods_per_year(h, periods)
-    model_horizon = eff_horizon if periods is None else round(steps * YEAR_SEC / bars_per_year)
+    bars_per_year = periods_per_year(h, conv.periods)
+    model_horizon = eff_horizon if conv.periods is None else round(steps * YEAR_SEC / bars_per_year)
+    if steps >= len(h):
+        raise DataError(f"{h.name}: {len(h)} bars, fewer than the {steps}-bar horizon; allowed: at least "
+                        f"{EWMA().min_bars + steps} contiguous bars")
     rows = []
-    z_moves = standardized_moves(h, steps, periods=periods, skip_gaps=skip_gaps)
+    z_moves = standardized_moves(h, steps, lam, periods=conv.periods, skip_gaps=skip)
+    sigma_h, usable, moves = standardized_windows(h, steps, lam, skip_gaps=skip)
+    window_end = np.arange(sigma_h.size, dtype=np.float64) + steps
+    sample = calibration.sample(data) if calibration else "shipped config"
     for a in alphas:
-        ser = model_series(h, a, config_path, horizon_sec=model_horizon, periods=periods)
-        for side in ("long", "short"):
-            bt = backtest_margin(h, ser["var_long" if side == "long" else "var_short"], steps, side,
-                                 alpha=a, step=steps, skip_gaps=skip_gaps)
+        if calibration:
+            ser = model_series(h, a, lam=lam, horizon_sec=model_horizon, periods=conv.periods,
+                               params=calibration.params(a, cfg.markets[0].params), skew=calibration.fit(a).skew)
+        else:
+            ser = model_series(h, a, config_path, lam=lam, horizon_sec=model_horizon, periods=conv.periods)
+        for side in SIDES:
+            model = ser["var_long" if side == "long" else "var_short"]
+            bt = backtest_margin(h, model, steps, side, alpha=a, step=steps, skip_gaps=skip)
             k = bt.kupiec
             if k is None or z_moves[side].size == 0:
                 raise DataError(
                     f"{h.name}: no complete {steps}-bar window to test ({len(h)} bars, EWMA warm-up "
                     f"{EWMA().min_bars} bars, {bt.skipped_gap_windows} windows across gaps skipped); "
                     f"allowed: at least {EWMA().min_bars + steps} contiguous bars")
+            starts = bt.window_starts
+            measures: dict[str, Any] = {}
+            for m in MEASURES:
+                std = moves[(m, side)][usable] / sigma_h[usable]
+                q = expanding_historical_var(std, window_end[usable], starts.astype(np.float64), a)
+                fhs = np.full(len(h), np.nan)
+                fhs[starts] = q * sigma_h[starts]
+                fhs_bt = backtest_margin(h, fhs, steps, side, alpha=a, step=1, skip_gaps=skip)
+                stats_m = bt.intrabar if m == "intrabar" else bt.close_to_close
+                fhs_stats = fhs_bt.intrabar if m == "intrabar" else fhs_bt.close_to_close
+                measures[m] = _measure_row(stats_m, model, fhs, fhs_stats, starts)
             rows.append({
-                "dataset": h.name, "alpha": a, "side": side, "horizon_bars": steps,
+                "dataset": data.spec, "sample": sample, "alpha": a, "side": side, "horizon_bars": steps,
                 "observations": bt.observations, "breaches": bt.breaches,
                 "breach_rate": bt.breach_rate, "expected_rate": 1 - a,
                 "kupiec_lr": k.lr_statistic, "kupiec_p": k.p_value,
                 "verdict": "consistent" if k.p_value >= 0.05 else ("too many breaches" if bt.breach_rate > 1 - a
                                                                     else "too few breaches"),
                 "z_normal": float(norm.ppf(a)),
+                "z_model": (calibration.fit(a).z if calibration else float(norm.ppf(a))),
                 "z_calibrated": float(np.quantile(z_moves[side], a)),
                 "horizon_sec": eff_horizon,
                 "periods_per_year": bars_per_year,
-                "gaps": "skip" if skip_gaps else "keep",
+                "gaps": "skip" if skip else "keep",
                 "skipped_gap_windows": bt.skipped_gap_windows,
                 "mean_max_leverage": float(np.nanmean(ser["max_leverage"])),
                 "min_max_leverage": float(np.nanmin(ser["max_leverage"])),
+                "first_bar_utc": h.start_utc, "last_bar_utc": h.end_utc, "bars": len(h),
+                "intrabar": measures["intrabar"], "close_to_close": measures["close_to_close"],
             })
     return rows
 
@@ -194,64 +672,123 @@ def standardized_moves(history: PriceHistory, steps: int, lam: float = 0.94, *,
     The quotient does not depend on ``periods`` (annualization cancels); ``skip_gaps`` excludes
     windows spanning a gap in the timestamps, as :func:`~ballast.risk.backtest.backtest_margin`.
     """
-    bars_per_year = periods_per_year(history, periods)
-    sigma = EWMA(lam).estimate(history)
-    if periods is not None:
-        sigma = sigma * math.sqrt(bars_per_year * history.interval_seconds / YEAR_SEC)
-    close, low, high = np.asarray(history.close), np.asarray(history.low), np.asarray(history.high)
-    scale = (np.sqrt(steps * history.interval_seconds / YEAR_SEC) if periods is None
-             else np.sqrt(steps / bars_per_year))
-    contiguous = np.diff(history.timestamps) == history.interval_seconds
-    longs, shorts = [], []
-    for t in range(0, len(history) - steps, steps):
-        if not np.isfinite(sigma[t]) or sigma[t] <= 0:
-            continue
-        if skip_gaps and not contiguous[t:t + steps].all():
-            continue
-        d = sigma[t] * scale
-        longs.append((1 - low[t + 1:t + 1 + steps].min() / close[t]) / d)
-        shorts.append((high[t + 1:t + 1 + steps].max() / close[t] - 1) / d)
-    return {"long": np.asarray(longs), "short": np.asarray(shorts)}
+    periods_per_year(history, periods)  # validates
+    sigma_h, usable, moves = standardized_windows(history, steps, lam, skip_gaps=skip_gaps)
+    grid = np.zeros(sigma_h.size, dtype=bool)
+    grid[::steps] = True
+    keep = grid & usable
+    return {side: moves[("intrabar", side)][keep] / sigma_h[keep] for side in SIDES}
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'dataset':10}{'alpha':>7}{'side':>6}{'windows':>9}{'breaches':>9}{'rate':>8}{'expected':>9}"
-            f"{'Kupiec p':>10}{'z normal':>10}{'z needed':>10}  verdict")
-    out = [head, "-" * (len(head) + 18)]
+    """The backtest rows as a text table, one line per (alpha, side, measure); units in the header."""
+    head = (f"{'dataset':24}{'sample':>15}{'alpha':>7}{'side':>6}{'measure':>15}{'windows':>8}{'breach':>7}"
+            f"{'rate %':>8}{'exp. %':>7}{'Kupiec p':>9}{'indep p':>9}{'cc p':>9}{'margin %':>9}"
+            f"{'/FHS x':>8}  verdict")
+    out = [head, "-" * (len(head) + 30)]
     for r in rows:
-        out.append(f"{r['dataset']:10}{r['alpha']:>7.3f}{r['side']:>6}{r['observations']:>9}{r['breaches']:>9}"
-                   f"{r['breach_rate']:>8.2%}{r['expected_rate']:>9.2%}{r['kupiec_p']:>10.3g}{r['z_normal']:>10.2f}"
-                   f"{r['z_calibrated']:>10.2f}  {r['verdict']}")
+        for m in MEASURES:
+            s = r[m]
+            verdict = "pass" if s["pass"] else "FAIL: " + ", ".join(s["fails"])
+            out.append(
+                f"{r['dataset']:24}{r['sample']:>15}{r['alpha']:>7.3f}{r['side']:>6}{m:>15}{s['observations']:>8}"
+                f"{s['breaches']:>7}{100 * s['breach_rate']:>8.2f}{100 * r['expected_rate']:>7.2f}"
+                f"{s['kupiec_p']:>9.3g}{s['christoffersen_ind_p']:>9.3g}{s['christoffersen_cc_p']:>9.3g}"
+                f"{100 * s['mean_margin']:>9.3f}{s['margin_ratio_vs_fhs']:>8.2f}  {verdict}")
     return "\n".join(out)
 
 
-def backtest_cli(dataset: str, alphas: list[float], json_out: str | None, config_path: str | None, *,
-                 csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool = True,
-                 periods: float | None = None) -> int:
-    """``ballast backtest``: a bundled data set, or the user's own OHLC(V) CSV (``csv_path``)."""
-    source: str | PriceHistory = dataset
-    if csv_path is not None:
-        h = load_csv(csv_path, interval_seconds)
-        c = h.cleaning
-        assert c is not None  # load_csv always records its cleaning
-        notes = [f"{c.rows_read} rows read"]
-        notes += [f"{n} {what}" for n, what in ((c.dropped_missing, "without a price"),
-                                                (c.dropped_off_grid, "off the bar grid")) if n]
-        if c.newest_first:
-            notes.append("newest-first, reversed")
-        if c.filled_columns:
-            notes.append(f"{'/'.join(c.filled_columns)} filled from closes")
-        print(f"{csv_path}: {len(h)} bars of {h.interval_seconds} s, {h.start_utc} to {h.end_utc}, "
-              f"{h.gap_indices().size} gaps ({'; '.join(notes)})")
-        source = h
-    rows = backtest(source, alphas, config_path, skip_gaps=skip_gaps, periods=periods)
-    r0 = rows[0]
-    print(f"Margin model backtest: VaR move over the liquidation horizon vs the realized worst adverse move "
-          f"(non-overlapping windows, EWMA volatility, no look-ahead; {r0['periods_per_year']:g} bars per year; "
-          f"gaps: {r0['gaps']}, {r0['skipped_gap_windows']} windows across gaps skipped)\n")
+def _load_csv_noted(csv_path: str, interval_seconds: int | None) -> PriceHistory:
+    h = load_csv(csv_path, interval_seconds)
+    c = h.cleaning
+    assert c is not None  # load_csv always records its cleaning
+    notes = [f"{c.rows_read} rows read"]
+    notes += [f"{n} {what}" for n, what in ((c.dropped_missing, "without a price"),
+                                            (c.dropped_off_grid, "off the bar grid")) if n]
+    if c.newest_first:
+        notes.append("newest-first, reversed")
+    if c.filled_columns:
+        notes.append(f"{'/'.join(c.filled_columns)} filled from closes")
+    print(f"{csv_path}: {len(h)} bars of {h.interval_seconds} s, {h.start_utc} to {h.end_utc}, "
+          f"{h.gap_indices().size} gaps ({'; '.join(notes)})")
+    return h
+
+
+def _datasets(specs: str, csv_history: PriceHistory | None, skip_gaps: bool | None,
+              periods: float | None) -> list[Dataset]:
+    out = []
+    for spec in specs.split(","):
+        d = load_dataset(spec, csv_history=csv_history)
+        conv = Conventions(d.conventions.skip_gaps if skip_gaps is None else skip_gaps,
+                           d.conventions.periods if periods is None else periods)
+        out.append(replace(d, conventions=conv))
+    return out
+
+
+def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None, config_path: str | None, *,
+                 csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool | None = None,
+                 periods: float | None = None, params_path: str | None = None) -> int:
+    """``ballast backtest``: bundled data sets (comma-separated specs), or the user's own OHLC(V) CSV
+    (``csv_path``), with the shipped parameters or a calibration file (``params_path``)."""
+    csv_history = _load_csv_noted(csv_path, interval_seconds) if csv_path is not None else None
+    specs = csv_history.name if csv_history is not None else dataset
+    cal = load_calibration(params_path) if params_path else None
+    if alphas is None:
+        alphas = [f.alpha for f in cal.fits] if cal else [0.95, 0.99, 0.995]
+    if cal:
+        print(f"Parameters: {params_path}, fitted on {', '.join(t.spec for t in cal.train)} "
+              f"({cal.method} tail of the standardized {cal.measure} move, skew {cal.skew_mode})")
+        for f in cal.fits:
+            print(f"  alpha {f.alpha}: z {f.z:.4f}, skew input {f.skew:+.4f} (vol units), skew_sens {f.skew_sens:g}, "
+                  f"tail_cap {f.tail_cap:g}, regime_sens {f.regime_sens:g}, vol_ref {f.vol_ref:g} (annualized)")
+    else:
+        print(f"Parameters: shipped configuration {config_path or 'config/markets.toml'} with z = norm.ppf(alpha)")
+    rows: list[dict[str, Any]] = []
+    for d in _datasets(specs, csv_history, skip_gaps, periods):
+        rs = backtest(d, alphas, config_path, calibration=cal)
+        r0 = rs[0]
+        print(f"\n{d.spec}: {r0['bars']} bars, {r0['first_bar_utc'][:16]} to {r0['last_bar_utc'][:16]}; horizon "
+              f"{r0['horizon_bars']} bar(s) = {r0['horizon_sec']} s; {r0['periods_per_year']:g} bars per year; "
+              f"gaps: {r0['gaps']} ({r0['skipped_gap_windows']} windows across gaps skipped)")
+        rows += rs
+    print("\nMargin model backtest: VaR move over the liquidation horizon vs the realized adverse move "
+          "(non-overlapping windows, EWMA volatility, no look-ahead). rate and margin in % (of windows, of "
+          "notional); p-values are probabilities (Kupiec POF, Christoffersen independence, conditional "
+          "coverage); /FHS x = average model margin / average filtered-historical-simulation margin on the "
+          f"same windows. pass = all three p >= {PASS_LEVEL:g} and /FHS <= {MAX_FHS_RATIO:g}.\n")
     print(format_table(rows))
+    n_pass = sum(r[m]["pass"] for r in rows for m in MEASURES)
+    print(f"\n{n_pass} of {2 * len(rows)} rows pass")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_out).write_text(json.dumps(rows, indent=1))
-        print(f"\nwritten: {json_out}")
+        doc: Any = rows
+        if cal is not None:
+            doc = {"params": params_path, "train": [t.spec for t in cal.train], "method": cal.method,
+                   "skew_mode": cal.skew_mode, "fits": [vars(f) for f in cal.fits], "rows": rows}
+        Path(json_out).write_text(json.dumps(doc, indent=1))
+        print(f"written: {json_out}")
+    return 0
+
+
+def calibrate_cli(train: str | None, out: str, alphas: list[float], config_path: str | None, *,
+                  csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool | None = None,
+                  periods: float | None = None, method: TailMethod = "fhs", skew_mode: SkewMode = "fit",
+                  command: str = "") -> int:
+    """``ballast calibrate``: fit the tail on the named training data only and write ``out``."""
+    csv_history = _load_csv_noted(csv_path, interval_seconds) if csv_path is not None else None
+    specs = [s for s in (train or "").split(",") if s]
+    if csv_history is not None:
+        specs.append(csv_history.name)
+    if not specs:
+        raise ValidationError("--train", train, "comma-separated data sets (NAME[@START..END]) and/or --csv FILE")
+    data = _datasets(",".join(specs), csv_history, skip_gaps, periods)
+    cal = fit_tail(data, alphas, method=method, skew_mode=skew_mode, config_path=config_path)
+    write_calibration(cal, out, command=command)
+    for t in cal.train:
+        print(f"train: {t.spec}: {t.bars} bars, {_iso(t.first_ts)} to {_iso(t.last_ts)}")
+    for f in cal.fits:
+        print(f"alpha {f.alpha}: quantile of the standardized adverse move long {f.quantile_long:.3f}, short "
+              f"{f.quantile_short:.3f} ({f.windows} windows per side) -> z {f.z:.4f}, skew input {f.skew:+.4f} "
+              f"(vol units), tail_cap {f.tail_cap:g}, regime_sens {f.regime_sens:g}")
+    print(f"written: {out}")
     return 0

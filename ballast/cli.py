@@ -72,6 +72,29 @@ def _params(a: argparse.Namespace) -> int:
     return 0
 
 
+def _convention_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gaps", choices=["skip", "keep"], default=None,
+                   help="windows spanning a gap in the timestamps: skip them (missing bars) or keep them "
+                        "(consecutive rows are consecutive trading periods). Default: the data set's convention "
+                        "(skip for BTC and CSV files, keep for sp500/nasdaq)")
+    p.add_argument("--periods-per-year", type=float, default=None, metavar="N",
+                   help="bars per year for annualizing volatility. Default: the data set's convention (24/7 "
+                        "calendar time, 365 days, for BTC and CSV files; 252 for sp500/nasdaq)")
+
+
+def _alphas(text: str | None, flag: str = "--alphas") -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        alphas = [float(x) for x in text.split(",")]
+    except ValueError as e:
+        raise ValidationError(flag, text, "comma-separated numbers in (0.5, 1)") from e
+    for x in alphas:
+        if not 0.5 < x < 1.0:
+            raise ValidationError(flag, text, f"comma-separated numbers in (0.5, 1) ({x} is not)")
+    return alphas
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ballast", description="Ballast: dynamic leverage risk engine")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -88,24 +111,40 @@ def main(argv: list[str] | None = None) -> int:
                    "record deployments/<chainId>.json; --verify (see `ballast deploy --help`)", add_help=False)
     sub.add_parser("abi", help="export the ABI package abi/ (--check: fail if it differs from the build)",
                    add_help=False)
-    b = sub.add_parser("backtest", help="calibrate and backtest the margin model on real data (Kupiec)")
+    b = sub.add_parser("backtest", help="backtest the margin model on real data (Kupiec, Christoffersen, "
+                       "margin vs FHS), with the shipped or calibrated (--params) parameters")
     src = b.add_mutually_exclusive_group()
-    src.add_argument("--dataset", default="btc_15min", choices=["btc_15min", "btc_daily"],
-                     help="bundled BTC-USD data set (default btc_15min)")
+    src.add_argument("--dataset", default="btc_15min", metavar="NAME[@START..END][,...]",
+                     help="bundled data sets, comma-separated: btc_15min, btc_daily (BTC-USD), sp500, nasdaq "
+                          "(arch's index histories), each optionally a time slice @START..END (ISO dates, end "
+                          "exclusive); default btc_15min")
     src.add_argument("--csv", default=None, metavar="FILE",
                      help="your own OHLC(V) CSV: a time column (unix s or ms, or ISO dates) and close or price; "
                           "open/high/low optional; any column order, oldest- or newest-first")
     b.add_argument("--interval", type=int, default=None, metavar="SECONDS",
                    help="bar length of --csv (default: the most common spacing of its timestamps)")
-    b.add_argument("--gaps", choices=["skip", "keep"], default="skip",
-                   help="windows spanning a gap in the timestamps: skip them (default; missing bars) or keep "
-                        "them (consecutive rows are consecutive trading periods, e.g. weekday-only data)")
-    b.add_argument("--periods-per-year", type=float, default=None, metavar="N",
-                   help="bars per year for annualizing volatility (default: 24/7 calendar time, 365 days: "
-                        "365 for daily bars, 35040 for 15-minute bars); 252 for weekday-only daily data")
-    b.add_argument("--alphas", default="0.95,0.99,0.995", help="comma-separated confidence levels")
+    _convention_args(b)
+    b.add_argument("--alphas", default=None,
+                   help="comma-separated confidence levels (default 0.95,0.99,0.995, or the --params file's)")
+    b.add_argument("--params", default=None, metavar="FILE.toml",
+                   help="calibrated parameters from `ballast calibrate` (rows marked in-/out-of-sample)")
     b.add_argument("--json", dest="json_out", default=None, help="also write the table as JSON to this file")
     b.add_argument("--config", default=None)
+    c = sub.add_parser("calibrate", help="fit the tail (quantile of standardized adverse moves) on named "
+                       "training data only and write the parameters to a TOML file")
+    c.add_argument("--train", default=None, metavar="NAME[@START..END][,...]",
+                   help="training data sets (as backtest --dataset); --csv adds your own file")
+    c.add_argument("--csv", default=None, metavar="FILE", help="your own OHLC(V) CSV as (more) training data")
+    c.add_argument("--interval", type=int, default=None, metavar="SECONDS", help="bar length of --csv")
+    _convention_args(c)
+    c.add_argument("--alphas", default="0.99,0.995", help="comma-separated confidence levels (default 0.99,0.995)")
+    c.add_argument("--method", choices=["fhs", "gpd"], default="fhs",
+                   help="tail quantile: empirical (fhs, default) or a generalized Pareto fit over the top 10%% (gpd)")
+    c.add_argument("--skew", choices=["fit", "zero"], default="fit",
+                   help="fit: one z for the thinner side, a published skew input for the fatter (default); "
+                        "zero: one symmetric z")
+    c.add_argument("--out", required=True, metavar="FILE.toml", help="calibration file to write")
+    c.add_argument("--config", default=None, help="base market configuration (default config/markets.toml)")
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] == "keeper":
         from ballast.keeper import keeper_cli
@@ -136,15 +175,23 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd == "backtest":
             from ballast.calibration import backtest_cli
 
-            try:
-                alphas = [float(x) for x in a.alphas.split(",")]
-            except ValueError as e:
-                raise ValidationError("--alphas", a.alphas, "comma-separated numbers in (0.5, 1)") from e
+            alphas = _alphas(a.alphas)
             if a.interval is not None and a.csv is None:
                 raise ValidationError("--interval", a.interval, "only with --csv")
             return backtest_cli(a.dataset, alphas, a.json_out, a.config, csv_path=a.csv,
-                                interval_seconds=a.interval, skip_gaps=a.gaps == "skip",
-                                periods=a.periods_per_year)
+                                interval_seconds=a.interval, skip_gaps=None if a.gaps is None else a.gaps == "skip",
+                                periods=a.periods_per_year, params_path=a.params)
+        if a.cmd == "calibrate":
+            from ballast.calibration import calibrate_cli
+
+            if a.interval is not None and a.csv is None:
+                raise ValidationError("--interval", a.interval, "only with --csv")
+            alphas = _alphas(a.alphas)
+            assert alphas is not None
+            return calibrate_cli(a.train, a.out, alphas, a.config, csv_path=a.csv, interval_seconds=a.interval,
+                                 skip_gaps=None if a.gaps is None else a.gaps == "skip",
+                                 periods=a.periods_per_year, method=a.method, skew_mode=a.skew,
+                                 command="ballast " + " ".join(args))
     except BallastError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -57,6 +57,8 @@ __all__ = [
     "PriceHistory",
     "load_btc_15min",
     "load_btc_daily",
+    "load_nasdaq",
+    "load_sp500",
     "load_csv",
     "parse_utc",
 ]
@@ -730,8 +732,63 @@ def load_btc_daily() -> PriceHistory:
     return load_csv(_packaged_csv(_BTC_DAILY_FILE), 86400, "btc_daily", duplicates="keep_last")
 
 
+def _load_arch(module: str) -> PriceHistory:
+    """Daily OHLC history of an index shipped by ``arch`` (``arch.data.<module>.load()``).
+
+    The files date rows as ``M/D/YYYY`` (US order), which :func:`load_csv` does not guess at; arch's
+    own loader parses them. Dates are taken as UTC midnight; ``Adj Close`` and ``Volume`` are
+    ignored.
+    """
+    import importlib
+
+    try:
+        frame = importlib.import_module(f"arch.data.{module}").load()
+    except ModuleNotFoundError as exc:
+        raise DataError(f"package 'arch' is not installed; it ships the {module} data set") from exc
+    stamps = (frame.index.values.astype("datetime64[s]").astype(np.int64))
+    return PriceHistory(
+        timestamps=stamps,
+        open=frame["Open"].to_numpy(np.float64),
+        high=frame["High"].to_numpy(np.float64),
+        low=frame["Low"].to_numpy(np.float64),
+        close=frame["Close"].to_numpy(np.float64),
+        interval_seconds=86400,
+        name=module,
+    )
+
+
+@functools.cache
+def load_sp500() -> PriceHistory:
+    """S&P 500 index daily bars, 1999-01-04 to 2018-12-31, shipped by ``arch`` (``arch.data.sp500``).
+
+    Trading days only (weekends and holidays are not missing bars: backtest with gaps kept and
+    252 bars per year). Prices in index points; ``Adj Close`` and ``Volume`` are ignored. Cached.
+
+    Returns
+    -------
+    PriceHistory
+        5,031 bars (``interval_seconds=86400``).
+    """
+    return _load_arch("sp500")
+
+
+@functools.cache
+def load_nasdaq() -> PriceHistory:
+    """NASDAQ Composite daily bars, 1999-01-04 to 2018-12-31, shipped by ``arch``
+    (``arch.data.nasdaq``). Trading days only, as :func:`load_sp500`. Cached.
+
+    Returns
+    -------
+    PriceHistory
+        5,031 bars (``interval_seconds=86400``).
+    """
+    return _load_arch("nasdaq")
+
+
 DATASETS: dict[str, Callable[[], PriceHistory]] = {
     "btc_15min": load_btc_15min,
     "btc_daily": load_btc_daily,
+    "sp500": load_sp500,
+    "nasdaq": load_nasdaq,
 }
 """Registry of bundled data sets by name."""

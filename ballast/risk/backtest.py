@@ -1,6 +1,8 @@
 """Backtesting margin requirements against realized price moves.
 
-:func:`kupiec_pof` is Kupiec's (1995) proportion-of-failures likelihood-ratio test.
+:func:`kupiec_pof` is Kupiec's (1995) proportion-of-failures likelihood-ratio test;
+:func:`christoffersen` is Christoffersen's (1998) Markov test of independence of the breaches
+and the joint conditional-coverage test (right rate *and* no clustering).
 :func:`backtest_margin` counts how often the adverse price move after each start bar
 exceeded the margin fraction a model required at that bar, measured two ways:
 
@@ -24,10 +26,11 @@ p-value is valid.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import special, stats  # type: ignore[import-untyped]
 
@@ -35,7 +38,17 @@ from ballast._typing import FloatArray, IntArray
 from ballast.data import PriceHistory
 from ballast.errors import ValidationError
 
-__all__ = ["KupiecResult", "BreachStats", "MarginBacktest", "kupiec_pof", "backtest_margin"]
+__all__ = [
+    "KupiecResult",
+    "ChristoffersenResult",
+    "BreachStats",
+    "MarginBacktest",
+    "kupiec_pof",
+    "christoffersen",
+    "adverse_moves",
+    "contiguous_windows",
+    "backtest_margin",
+]
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,89 @@ def kupiec_pof(breaches: int, observations: int, alpha: float) -> KupiecResult:
 
 
 @dataclass(frozen=True)
+class ChristoffersenResult:
+    """Christoffersen's (1998) tests on a breach (hit) sequence ``I_1 .. I_n`` in time order.
+
+    The hits are modelled as a first-order Markov chain with ``pi01 = P(I_t=1 | I_{t-1}=0)`` and
+    ``pi11 = P(I_t=1 | I_{t-1}=1)``, estimated from the ``n - 1`` transitions
+    ``n00, n01, n10, n11``.
+
+    Attributes
+    ----------
+    transitions
+        ``(n00, n01, n10, n11)``.
+    lr_independence
+        ``-2 [ln L(pi) - ln L(pi01, pi11)]`` with ``pi = (n01 + n11) / (n - 1)``; chi2(1).
+    p_independence
+        ``P(chi2(1) >= lr_independence)``; small values say breaches cluster (or alternate).
+    lr_conditional_coverage
+        ``-2 [ln L(p) - ln L(pi01, pi11)]`` with ``p = 1 - alpha`` on the same transitions,
+        which equals the Kupiec statistic of those ``n - 1`` trials plus ``lr_independence``;
+        chi2(2).
+    p_conditional_coverage
+        ``P(chi2(2) >= lr_conditional_coverage)``; small values reject rate or independence.
+    """
+
+    transitions: tuple[int, int, int, int]
+    lr_independence: float
+    p_independence: float
+    lr_conditional_coverage: float
+    p_conditional_coverage: float
+
+
+def christoffersen(hits: object, alpha: float) -> ChristoffersenResult:
+    """Christoffersen independence and conditional-coverage likelihood-ratio tests.
+
+    ``0 ln 0 = 0`` throughout, so sequences without breaches, or without two breaches in a row,
+    are handled (their independence statistic is 0 when no transition out of a breach exists).
+
+    Parameters
+    ----------
+    hits
+        1-D sequence of booleans (or 0/1), breach indicators in time order, at least 2.
+    alpha
+        VaR confidence level in (0, 1); expected breach rate ``p = 1 - alpha``.
+
+    Returns
+    -------
+    ChristoffersenResult
+        Transition counts, statistics and chi-square p-values.
+
+    Raises
+    ------
+    ValidationError
+        If ``hits`` is not a 1-D 0/1 sequence of length >= 2, or ``alpha`` is outside (0, 1).
+    """
+    a = _check_alpha(alpha)
+    arr = np.asarray(hits)
+    if arr.ndim != 1 or arr.shape[0] < 2 or not np.all((arr == 0) | (arr == 1)):
+        raise ValidationError("hits", f"array of shape {arr.shape}", "a 1-D 0/1 sequence of length >= 2")
+    i = arr.astype(bool)
+    prev, cur = i[:-1], i[1:]
+    n00 = int(np.count_nonzero(~prev & ~cur))
+    n01 = int(np.count_nonzero(~prev & cur))
+    n10 = int(np.count_nonzero(prev & ~cur))
+    n11 = int(np.count_nonzero(prev & cur))
+    pi01 = n01 / (n00 + n01) if n00 + n01 else 0.0
+    pi11 = n11 / (n10 + n11) if n10 + n11 else 0.0
+    pi = (n01 + n11) / (n00 + n01 + n10 + n11)
+    p = 1.0 - a
+    log_markov = float(special.xlogy(n00, 1.0 - pi01) + special.xlogy(n01, pi01)
+                       + special.xlogy(n10, 1.0 - pi11) + special.xlogy(n11, pi11))
+    log_iid = float(special.xlogy(n00 + n10, 1.0 - pi) + special.xlogy(n01 + n11, pi))
+    log_null = float(special.xlogy(n00 + n10, 1.0 - p) + special.xlogy(n01 + n11, p))
+    lr_ind = max(0.0, -2.0 * (log_iid - log_markov))
+    lr_cc = max(0.0, -2.0 * (log_null - log_markov))
+    return ChristoffersenResult(
+        transitions=(n00, n01, n10, n11),
+        lr_independence=lr_ind,
+        p_independence=float(stats.chi2.sf(lr_ind, df=1)),
+        lr_conditional_coverage=lr_cc,
+        p_conditional_coverage=float(stats.chi2.sf(lr_cc, df=2)),
+    )
+
+
+@dataclass(frozen=True)
 class BreachStats:
     """Breach counts for one way of measuring the adverse move.
 
@@ -166,6 +262,11 @@ class BreachStats:
     worst_excess
         Largest ``adverse_move - margin`` over all windows, as a fraction of notional
         (negative if never breached; NaN if no observations).
+    christoffersen
+        Christoffersen independence / conditional-coverage tests of the hit sequence of the
+        tested windows in time order, or None with fewer than 2 observations.
+    mean_margin
+        Average required margin over the tested windows, fraction of notional (NaN if none).
     """
 
     breaches: int
@@ -175,6 +276,8 @@ class BreachStats:
     kupiec: KupiecResult | None
     breach_indices: IntArray
     worst_excess: float
+    christoffersen: ChristoffersenResult | None = None
+    mean_margin: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -205,6 +308,8 @@ class MarginBacktest:
         ``1 - alpha``.
     skipped_gap_windows
         Windows excluded because they span a data gap.
+    window_starts
+        Start-bar indices of the tested windows, in order (the same for both measures).
     """
 
     intrabar: BreachStats
@@ -216,6 +321,7 @@ class MarginBacktest:
     alpha: float
     expected_rate: float
     skipped_gap_windows: int
+    window_starts: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def breaches(self) -> int:
@@ -253,7 +359,72 @@ def _stats(
         kupiec=kupiec_pof(x, n, alpha) if n else None,
         breach_indices=starts[hit].astype(np.int64),
         worst_excess=float(np.max(excess)) if n else math.nan,
+        christoffersen=christoffersen(hit, alpha) if n >= 2 else None,
+        mean_margin=float(np.mean(margins)) if n else math.nan,
     )
+
+
+def adverse_moves(
+    history: PriceHistory, horizon_steps: int, side: Literal["long", "short"]
+) -> tuple[FloatArray, FloatArray]:
+    """Adverse moves of every window of ``horizon_steps`` bars, as fractions of the entry close.
+
+    Window ``i`` (start bars ``0 .. n - h - 1``) enters at ``close[i]`` and covers bars
+    ``i+1 .. i+h``.
+
+    Parameters
+    ----------
+    history
+        Price history.
+    horizon_steps
+        Horizon ``h`` in bars (1 <= h < number of bars).
+    side
+        ``"long"`` (adverse = down) or ``"short"`` (adverse = up).
+
+    Returns
+    -------
+    tuple of FloatArray
+        ``(intrabar, close_to_close)``, each of length ``n - h``: the worst excursion
+        (``1 - min(low) / close[i]`` long, ``max(high) / close[i] - 1`` short) and the end-point
+        move (``1 - close[i+h] / close[i]`` long, ``close[i+h] / close[i] - 1`` short).
+    """
+    if side not in ("long", "short"):
+        raise ValidationError("side", side, "'long' or 'short'")
+    n = len(history)
+    h = _check_int(horizon_steps, "horizon_steps", 1)
+    if h >= n:
+        raise ValidationError("horizon_steps", horizon_steps, f"< number of bars ({n})")
+    n_windows = n - h
+    close = history.close
+    entry = close[:n_windows]
+    if side == "long":
+        extreme = np.min(sliding_window_view(history.low[1:], h), axis=1)[:n_windows]
+        return 1.0 - extreme / entry, 1.0 - close[h:] / entry
+    extreme = np.max(sliding_window_view(history.high[1:], h), axis=1)[:n_windows]
+    return extreme / entry - 1.0, close[h:] / entry - 1.0
+
+
+def contiguous_windows(history: PriceHistory, horizon_steps: int) -> npt.NDArray[np.bool_]:
+    """Whether each window of :func:`adverse_moves` lies on consecutive bars (no timestamp gap).
+
+    Parameters
+    ----------
+    history
+        Price history.
+    horizon_steps
+        Horizon ``h`` in bars (1 <= h < number of bars).
+
+    Returns
+    -------
+    numpy bool array
+        Length ``n - h``; ``True`` where bars ``i .. i+h`` are ``interval_seconds`` apart.
+    """
+    h = _check_int(horizon_steps, "horizon_steps", 1)
+    n_windows = len(history) - h
+    contiguous_step = np.diff(history.timestamps) == history.interval_seconds
+    # Window i spans steps i .. i+h-1 of the diff array.
+    out: npt.NDArray[np.bool_] = np.all(sliding_window_view(contiguous_step, h), axis=1)[:n_windows]
+    return out
 
 
 def backtest_margin(
@@ -301,7 +472,8 @@ def backtest_margin(
     Returns
     -------
     MarginBacktest
-        Intrabar and close-to-close breach statistics with Kupiec tests.
+        Intrabar and close-to-close breach statistics with Kupiec and Christoffersen tests
+        and the average margin.
 
     Raises
     ------
@@ -331,16 +503,7 @@ def backtest_margin(
         raise ValidationError("horizon_steps", horizon_steps, f"< number of bars ({n})")
 
     n_windows = n - h  # start bars 0 .. n-h-1
-    close = history.close
-    entry = close[:n_windows]
-    if side == "long":
-        extreme = np.min(sliding_window_view(history.low[1:], h), axis=1)[:n_windows]
-        intrabar = 1.0 - extreme / entry
-        closing = 1.0 - close[h:] / entry
-    else:
-        extreme = np.max(sliding_window_view(history.high[1:], h), axis=1)[:n_windows]
-        intrabar = extreme / entry - 1.0
-        closing = close[h:] / entry - 1.0
+    intrabar, closing = adverse_moves(history, h, side)
 
     valid = finite[:n_windows]
     first = int(np.argmax(valid)) if np.any(valid) else n_windows
@@ -349,9 +512,7 @@ def backtest_margin(
     selected = on_grid & valid
     skipped = 0
     if skip_gaps:
-        contiguous_step = np.diff(history.timestamps) == history.interval_seconds
-        # Window i spans steps i .. i+h-1 of the diff array.
-        contiguous = np.all(sliding_window_view(contiguous_step, h), axis=1)[:n_windows]
+        contiguous = contiguous_windows(history, h)
         skipped = int(np.count_nonzero(selected & ~contiguous))
         selected &= contiguous
     starts = np.flatnonzero(selected).astype(np.int64)
@@ -366,4 +527,5 @@ def backtest_margin(
         alpha=a,
         expected_rate=1.0 - a,
         skipped_gap_windows=skipped,
+        window_starts=starts,
     )

@@ -24,6 +24,7 @@ for continuous laws; for samples the discrete-tail correction is applied, so
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Literal, overload
@@ -48,6 +49,8 @@ __all__ = [
     "historical_es",
     "filtered_historical_var",
     "filtered_historical_es",
+    "expanding_historical_var",
+    "gpd_tail_var",
     "monte_carlo_var",
 ]
 
@@ -487,6 +490,112 @@ def filtered_historical_es(
     a = _check_alpha(alpha)
     losses = _fhs_losses(returns, sigma_series, sigma_now, side)
     return _empirical_var_es(losses, a, "returns")[1]
+
+
+def expanding_historical_var(
+    losses: FloatArray | list[float],
+    available_at: FloatArray | list[float],
+    query_at: FloatArray | list[float],
+    alpha: float,
+    *,
+    min_obs: int | None = None,
+) -> FloatArray:
+    """Historical VaR at each query time from the losses known by then (no look-ahead).
+
+    The filtered-historical-simulation reference of a backtest: with ``losses`` the
+    standardized moves ``move / sigma_h`` of past windows and ``available_at`` the bar at which
+    each window ended, ``expanding_historical_var(...)[j] * sigma_h[query_at[j]]`` is the FHS
+    margin at bar ``query_at[j]`` (Barone-Adesi et al.; :func:`filtered_historical_var` is the
+    one-shot form). The quantile is the inverted-CDF one of :func:`historical_var`.
+
+    Parameters
+    ----------
+    losses
+        Loss sample (1-D, finite), in any unit.
+    available_at
+        Time at which each loss becomes known (same shape); a loss is used at query time ``t``
+        if ``available_at <= t``.
+    query_at
+        Query times (1-D, any order).
+    alpha
+        Confidence level in (0, 1).
+    min_obs
+        Fewest losses needed for a value (default and minimum ``ceil(1 / (1 - alpha))``);
+        earlier queries give NaN.
+
+    Returns
+    -------
+    FloatArray
+        One VaR per query, NaN where fewer than ``min_obs`` losses were known.
+    """
+    a = _check_alpha(alpha)
+    x = _check_series(losses, "losses")
+    t = np.asarray(available_at, dtype=np.float64)
+    if t.shape != x.shape:
+        raise ValidationError("available_at", t.shape, f"same shape as losses {x.shape}")
+    q = np.asarray(query_at, dtype=np.float64)
+    if q.ndim != 1:
+        raise ValidationError("query_at", q.shape, "a 1-D array")
+    needed = math.ceil(1.0 / (1.0 - a) - 1e-9)
+    if min_obs is None:
+        min_obs = needed
+    if isinstance(min_obs, bool) or not isinstance(min_obs, (int, np.integer)) or min_obs < needed:
+        raise ValidationError("min_obs", min_obs, f"an int >= {needed} for alpha={a}")
+    order = np.argsort(t, kind="stable")
+    x_sorted_by_time, t_sorted = x[order], t[order]
+    out = np.full(q.shape, np.nan)
+    known: list[float] = []
+    used = 0
+    for j in np.argsort(q, kind="stable"):
+        stop = int(np.searchsorted(t_sorted, q[j], side="right"))
+        for v in x_sorted_by_time[used:stop]:
+            bisect.insort(known, float(v))
+        used = max(used, stop)
+        m = len(known)
+        if m >= min_obs:
+            out[j] = known[max(1, math.ceil(a * m - 1e-9)) - 1]
+    return out
+
+
+def gpd_tail_var(
+    losses: FloatArray | list[float], alpha: float, *, threshold_quantile: float = 0.9
+) -> float:
+    """Peaks-over-threshold (EVT) VaR: a generalized Pareto law fitted to the tail of a sample.
+
+    The exceedances ``y = x - u`` of the losses over ``u``, their ``threshold_quantile``
+    empirical quantile, are fitted by maximum likelihood with a GPD (shape ``xi``, scale
+    ``beta``, location 0); then ``VaR = u + beta / xi * (((1 - alpha) / (1 - q_u))**(-xi) - 1)``
+    (McNeil & Frey 2000), the exponential limit when ``xi = 0``.
+
+    Parameters
+    ----------
+    losses
+        Loss sample (1-D, finite), e.g. standardized adverse moves.
+    alpha
+        Confidence level, in ``(threshold_quantile, 1)``.
+    threshold_quantile
+        Quantile of the sample used as the threshold ``u``, in (0.5, 1); at least 20 exceedances
+        are needed.
+
+    Returns
+    -------
+    float
+        The ``alpha`` quantile of the losses, same unit as ``losses``.
+    """
+    a = _check_alpha(alpha)
+    x = _check_series(losses, "losses")
+    if isinstance(threshold_quantile, bool) or not 0.5 < float(threshold_quantile) < a:
+        raise ValidationError("threshold_quantile", threshold_quantile, f"a float in (0.5, alpha={a})")
+    u = float(np.quantile(x, threshold_quantile))
+    y = x[x > u] - u
+    if y.shape[0] < 20:
+        raise ValidationError("losses", f"{y.shape[0]} exceedances over the threshold", ">= 20 exceedances")
+    fitted = stats.genpareto.fit(y, floc=0.0)
+    xi, beta = float(fitted[0]), float(fitted[2])
+    tail = (1.0 - a) / (1.0 - float(threshold_quantile))
+    if abs(xi) < 1e-9:
+        return u - beta * math.log(tail)
+    return u + beta / xi * (math.pow(tail, -xi) - 1.0)
 
 
 # --------------------------------------------------------------------------- Monte Carlo

@@ -112,12 +112,21 @@ def test_btc_daily_shape_and_2020_03_12_crash() -> None:
 
 
 def test_datasets_registry() -> None:
-    assert set(DATASETS) == {"btc_15min", "btc_daily"}
+    assert set(DATASETS) == {"btc_15min", "btc_daily", "sp500", "nasdaq"}
     for name, loader in DATASETS.items():
         history = loader()
         assert isinstance(history, PriceHistory)
         assert history.name == name
     assert load_btc_15min() is load_btc_15min()  # cached
+
+
+@pytest.mark.parametrize("name", ["sp500", "nasdaq"])
+def test_arch_index_histories(name: str) -> None:
+    h = DATASETS[name]()
+    assert len(h) == 5031 and h.interval_seconds == 86400
+    assert h.start_utc.startswith("1999-01-04") and h.end_utc.startswith("2018-12-31")
+    # Trading days only: every weekend is a timestamp gap (kept by the backtest's convention).
+    assert h.gap_indices().size > 1000
 
 
 def test_history_is_immutable() -> None:
