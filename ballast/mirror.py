@@ -2,9 +2,10 @@
 
 Orders are committed (``commit``), then settled (``settle``) at the price of the first feed round
 published at least ``order_min_delay_sec`` after the commit, or cancelled after their window
-(``cancel_expired``); liquidations are immediate at the live price (``liquidate``) in the market
-the engine prefers (``liquidation_market``), with a market whose price is bad valued at its last
-good price moved adversely by its maximum maintenance fraction. Price impact is the integral over
+(``cancel_expired``); liquidations take two steps: ``flag_liquidation``, then ``liquidate`` at
+the live price while it is the first round published at least ``order_min_delay_sec`` after the
+flag, in the market the engine prefers (``liquidation_market``), with a market whose price is bad
+valued at its last good price moved adversely by its maximum maintenance fraction. Price impact is the integral over
 the market's skew (``ballast.model.skew_impact``), charged into and rebated out of a per-market
 impact pool. Withdrawals count no unrealized profit and need fresh prices; funding accrues from
 the funding feed's own publication times.

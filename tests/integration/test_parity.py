@@ -4,16 +4,26 @@ integral over skew) against ballast.model, to the wei.
 Over 1,200 random input sets per function (seeded), edge values included: zero skew, maximum
 volatility, tiny and huge sizes, extreme open-interest imbalance, skews that cross zero, every
 parameter at its hard bounds. A change to one side that is not made to the other fails here.
+
+Engine level: a deployed engine (static controller) driven by a seeded random sequence of deposits,
+order commits (with and without price limits), close-all orders, keeper price and risk-feed pushes
+(some out of bounds), settlements (at the first round after the delay, and at wrong rounds),
+expired-order cancellations, liquidation flags and liquidations, withdrawals and funding
+accruals; after every transaction the outcome (success or the same custom error) and the whole
+engine state (collateral, positions, orders, flags, open interest, funding state, impact pools,
+every bucket, the token balance) equal ``ballast.mirror.EngineMirror``'s, to the wei.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
 import pytest
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
+from web3 import Web3
 from web3.contract import Contract
 
 from ballast._typing import WAD
@@ -121,7 +131,7 @@ def test_sqrt_horizon_and_required_initial_parity(chain: Chain, harness: Contrac
 
 
 def test_ramp_parity(chain: Chain, harness: Contract) -> None:
-    args = []
+    args: list[list[Any]] = []
     for _ in range(N):
         frm = _u(10**15, WAD // 2)
         to = frm + (_u(0, WAD // 2) if rng.random() < 0.8 else 0)
@@ -187,3 +197,249 @@ def test_skew_impact_parity(chain: Chain, harness: Contract) -> None:
     # The sample exercised both branches and the zero cases.
     assert sum(1 for ch, _ in mine if ch > 0) > N // 5 and sum(1 for _, rb in mine if rb > 0) > N // 5
     assert sum(1 for m in mine if m == (0, 0)) > 10
+
+
+# --------------------------------------------------------------------------- engine-level differential
+
+
+def _error_names(abi: Any) -> dict[str, str]:
+    from eth_utils.crypto import keccak
+
+    out: dict[str, str] = {}
+    for e in abi:
+        if e.get("type") == "error":
+            sig = f"{e['name']}({','.join(i['type'] for i in e['inputs'])})"
+            out["0x" + keccak(text=sig)[:4].hex()] = e["name"]
+    return out
+
+
+class _EngineDiff:
+    """One static-controller deployment driven by random commit / settle / cancel / liquidate /
+    withdraw / accrue / price-push transactions, each applied to the mirror too; after every
+    transaction the outcome (success or the same custom error) and the whole engine state must be
+    the mirror's, to the wei."""
+
+    def __init__(self, chain: Chain, seed: int) -> None:
+        from ballast.config import load_config, to_wad
+        from ballast.deploy import TOKEN_DECIMALS, deploy
+        from ballast.mirror import EngineMirror, Feed, MarketMirror
+
+        self.chain = chain
+        self.rng = np.random.default_rng(seed)
+        self.cfg = load_config()
+        self.dep = deploy(chain, self.cfg, kind="static_calm")
+        accts = chain.accounts()
+        # Anvil has 3 funded accounts: the traders are impersonated addresses given gas money.
+        self.admin, self.keeper = accts[0], accts[-1]
+        self.traders = [Web3.to_checksum_address(f"0x{0xba11a57000 + i:040x}") for i in range(5)]
+        chain.auto_impersonate(True)
+        for t in self.traders:
+            chain.set_balance(t, 10**21)
+        self.e = self.dep.engine
+        self.errors = _error_names(self.e.abi)
+        self.mir = EngineMirror.from_engine_config(self.cfg.engine.engine_config_tuple(TOKEN_DECIMALS),
+                                                   10 ** (18 - TOKEN_DECIMALS))
+        self.mir.vault = self.e.functions.vaultBalance().call()
+        self.mir.insurance = self.e.functions.insuranceFund().call()
+        self.mir.net_deposits = self.e.functions.netDeposits().call()
+        self.rounds: dict[int, list[tuple[int, int, int]]] = {}
+        for m in self.cfg.markets:
+            feeds = {}
+            for k in FEED_KINDS_:
+                _, ans, _, upd, _ = self.dep.feeds[m.id][k].functions.latestRoundData().call()
+                r = self.dep.feeds[m.id][k].functions.latestRoundData().call()[0]
+                prev = self.dep.feeds[m.id][k].functions.getRoundData(r - 1).call()[3] if r > 1 else 0
+                feeds[k] = Feed(ans, m.feed_decimals, upd, m.heartbeat_sec, *m.bounds_wad(k), prev_updated_at=prev,
+                                round_id=r)
+            s = self.dep.static[m.id]
+            self.mir.markets[m.id] = MarketMirror(m.id, feeds, "static", static_imf_wad=to_wad(s.imf),
+                                                  static_mmf_wad=to_wad(s.mmf), static_impact_wad=m.params.impact_wad,
+                                                  static_liq_fee_wad=m.params.liq_fee_wad)
+            r, ans, _, upd, _ = self.dep.feeds[m.id]["price"].functions.latestRoundData().call()
+            self.rounds[m.id] = [(r, upd, ans)]
+        for t in self.traders:
+            chain.transact(self.dep.usd.functions.mint(t, 10**13), self.admin)
+            chain.transact(self.dep.usd.functions.approve(self.e.address, 2**256 - 1), t)
+        self.now = chain.latest_timestamp() + 10
+        self.outcomes: dict[str, int] = {}
+
+    def send(self, fn: Any, sender: str) -> str | None:
+        """Mine ``fn`` at ``self.now``; the custom error's name when it reverts."""
+        self.chain.set_next_timestamp(self.now)
+        h = fn.transact({"from": sender, "gas": 5_000_000})
+        rc = self.chain.w3.eth.wait_for_transaction_receipt(h)
+        assert int(self.chain.w3.eth.get_block(rc["blockNumber"])["timestamp"]) == self.now
+        if rc["status"] == 1:
+            return None
+        tr = self.chain.rpc.call("debug_traceTransaction", [h.hex() if isinstance(h, bytes) else h,
+                                                            {"tracer": "callTracer"}])
+        out = tr.get("output", "0x")
+        return self.errors.get(out[:10], f"unknown revert {out[:10]}")
+
+    def step(self, name: str, fn: Any, sender: str, mirror_op: Any) -> None:
+        from ballast.mirror import MirrorRevert
+
+        before = copy.deepcopy(self.mir)
+        want: str | None = None
+        try:
+            mirror_op()
+        except MirrorRevert as e:
+            want = e.error
+            assert self.mir == before, f"{name}: the mirror reverted ({e}) but changed"
+        got = self.send(fn, sender)
+        assert got == want, f"{name} at {self.now}: chain {got}, mirror {want}"
+        key = f"{name}:{got or 'ok'}"
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        self.now += 1
+        self.compare(name)
+
+    def compare(self, name: str) -> None:
+        e, mir = self.e, self.mir
+        calls: list[tuple[str, list[Any], list[str], Any]] = []
+        for t in self.traders:
+            acc = mir.accounts.get(t)
+            calls.append(("collateralOf", [t], ["int256"], (acc.collateral if acc else 0,)))
+            calls.append(("flaggedAt", [t], ["uint256"], (mir.flagged_at.get(t, 0),)))
+            for mid in mir.markets:
+                p = acc.positions.get(mid) if acc else None
+                calls.append(("position", [t, mid], ["(int128,int128,int128,uint64)"],
+                              ((p.size, p.basis, p.funding_index, p.slip_snap) if p and p.size else None,)))
+                o = mir.orders.get((t, mid))
+                calls.append(("order", [t, mid], ["(int128,uint128,uint64,uint64,bool)"],
+                              ((o.size_delta, o.acceptable_price_wad, o.commit_sec, o.fee_tokens, o.close_all)
+                               if o else (0, 0, 0, 0, False),)))
+        for mid, m in mir.markets.items():
+            calls.append(("openInterest", [mid], ["uint256", "uint256"], (m.oi_long, m.oi_short)))
+            calls.append(("fundingState", [mid], ["int256", "int256", "uint256"],
+                          (m.funding_index, m.last_rate, m.last_accrual)))
+            calls.append(("marketBook", [mid], ["uint256", "uint256"], (m.impact_pool, m.last_price_wad)))
+        for fn, attr in [("vaultBalance", "vault"), ("insuranceFund", "insurance"), ("protocolFees", "fees"),
+                         ("orderEscrow", "order_escrow"), ("impactPools", "impact_pools"),
+                         ("netDeposits", "net_deposits"), ("badDebtTotal", "bad_debt_total"),
+                         ("badDebtCovered", "bad_debt_covered")]:
+            calls.append((fn, [], ["int256" if fn == "vaultBalance" else "uint256"], (getattr(mir, attr),)))
+        res = self.chain.rpc.batch([("eth_call", [{"to": e.address, "data": e.encode_abi(fn, a)}, "latest"])
+                                    for fn, a, _, _ in calls])
+        bal = self.dep.usd.functions.balanceOf(e.address).call()
+        assert bal == mir.token_balance(), f"after {name}: token balance {bal} != mirror buckets {mir.token_balance()}"
+        for (fn, a, types, want), r in zip(calls, res):
+            got = abi_decode(types, bytes.fromhex(r[2:]))
+            if fn == "position" and want[0] is None:
+                assert got[0][0] == 0, f"after {name}: {fn}{a} chain {got}, mirror none"
+                continue
+            assert tuple(got) == tuple(want), f"after {name}: {fn}{a} chain {got}, mirror {want}"
+
+    # ------------------------------------------------------------------ actions
+    def push_price(self, mid: int, price: float, bad: bool = False) -> None:
+        m = self.cfg.market(mid)
+        ans = 10**30 if bad else m.feed_answer("price", price)
+        feed = self.mir.markets[mid].feeds["price"]
+
+        def op() -> None:
+            feed.push(ans, self.now)
+        self.step("push", self.dep.feeds[mid]["price"].functions.transmit(ans), self.admin, op)
+        r = self.dep.feeds[mid]["price"].functions.latestRoundData().call()[0]
+        self.rounds[mid].append((r, self.now - 1, ans))
+
+    def refresh(self, mid: int) -> None:
+        """Re-push every non-price feed of a market (keeps risk and funding feeds fresh)."""
+        for k in FEED_KINDS_:
+            if k == "price":
+                continue
+            f = self.mir.markets[mid].feeds[k]
+            ans = f.answer
+            if k == "funding":
+                ans = round(float(self.rng.uniform(-0.001, 0.001)) * 10**f.decimals)
+
+            def op(f: Any = f, ans: int = ans) -> None:
+                f.push(ans, self.now)
+            self.step(f"push_{k}", self.dep.feeds[mid][k].functions.transmit(ans), self.admin, op)
+
+    def settle_all(self, wrong: bool = False) -> None:
+        for (a, mid) in sorted(self.mir.orders):
+            frm, _ = self.mir.order_times(a, mid)
+            rounds = self.rounds[mid]
+            idx = next((i for i, (_, t, _) in enumerate(rounds) if t >= frm), None)
+            if idx is None:
+                continue
+            if wrong and idx + 1 < len(rounds):
+                idx += 1
+            r, t, ans = rounds[idx]
+            prev = rounds[idx - 1][1] if idx > 0 else 0
+            fill = ans * 10 ** (18 - self.mir.markets[mid].feeds["price"].decimals)
+            self.step("settle", self.e.functions.settleOrder(a, mid, r), self.keeper,
+                      lambda a=a, mid=mid, fill=fill, t=t, prev=prev, r=r: self.mir.settle(
+                          a, mid, fill, t, prev, self.now, self.keeper, round_id=r))
+
+
+FEED_KINDS_ = ("price", "volatility", "funding", "depth", "skew")
+
+
+def test_engine_matches_the_mirror_to_the_wei(chain: Chain) -> None:
+    try:
+        _engine_sequence(chain, 7)
+    finally:
+        chain.auto_impersonate(False)
+
+
+def _engine_sequence(chain: Chain, seed: int) -> None:
+    d = _EngineDiff(chain, seed)
+    mir, rng = d.mir, d.rng
+    mids = sorted(mir.markets)
+    price = {mid: d.cfg.market(mid).initial["price"] for mid in mids}
+    for t in d.traders:
+        amt = int(rng.integers(2_000, 200_000)) * 10**6
+        d.step("deposit", d.e.functions.deposit(amt), t, lambda t=t, amt=amt: mir.deposit(t, amt))
+    for step in range(140):
+        a = d.traders[int(rng.integers(len(d.traders)))]
+        mid = mids[int(rng.integers(len(mids)))]
+        op = str(rng.choice(["commit", "commit", "close", "move", "move", "settle", "liquidate", "withdraw",
+                             "accrue", "wait"]))
+        if op == "commit":
+            lev = float(rng.choice([0.5, 3.0, 10.0, 30.0, 80.0]))
+            coll = mir.accounts[a].collateral / 1e6 if a in mir.accounts else 0.0
+            delta = int(rng.choice([-1, 1])) * int(coll * lev / price[mid] * 1e18)
+            limit = 0 if rng.random() < 0.7 else int(price[mid] * (1.02 if delta > 0 else 0.98) * 1e18)
+            d.step("commit", d.e.functions.commitOrder(mid, delta, limit), a,
+                   lambda a=a, mid=mid, delta=delta, limit=limit: mir.commit(a, mid, delta, d.now,
+                                                                             acceptable_price_wad=limit))
+        elif op == "close":
+            d.step("close", d.e.functions.commitClose(mid, 0), a,
+                   lambda a=a, mid=mid: mir.commit(a, mid, 0, d.now, close_all=True))
+        elif op == "move":
+            d.now += int(rng.integers(1, 120))
+            for m_ in mids:
+                shock = float(rng.normal(0, 0.02)) + (-0.12 if rng.random() < 0.06 else 0.0)
+                price[m_] = float(np.clip(price[m_] * math.exp(shock), 1_000.0, 1e6))
+                d.push_price(m_, price[m_], bad=bool(m_ == 1 and rng.random() < 0.08))
+                d.refresh(m_)
+            if rng.random() < 0.5:
+                d.settle_all()
+        elif op == "settle":
+            d.settle_all(wrong=bool(rng.random() < 0.2))
+        elif op == "liquidate":
+            targets = [x for x in d.traders if mir.is_liquidatable(x, d.now)]
+            x = targets[0] if targets else a
+            d.step("flag", d.e.functions.flagLiquidation(x), d.keeper, lambda x=x: mir.flag_liquidation(x, d.now))
+            d.now += d.mir.order_min_delay_sec
+            for m_ in mids:  # the first round after the flag (same prices: the keeper's next push)
+                d.push_price(m_, price[m_])
+            if mir.is_liquidatable(x, d.now) and rng.random() < 0.8:
+                m_ = mir.liquidation_market(x, d.now)
+            else:
+                m_ = mid
+            d.step("liquidate", d.e.functions.liquidate(x, m_), d.keeper, lambda x=x, m_=m_: mir.liquidate(x, m_, d.now))
+        elif op == "withdraw":
+            amt = int(rng.integers(1, 30_000)) * 10**6
+            d.step("withdraw", d.e.functions.withdraw(amt), a, lambda a=a, amt=amt: mir.withdraw(a, amt, d.now))
+        elif op == "accrue":
+            d.step("accrue", d.e.functions.accrueFunding(mid), d.keeper, lambda mid=mid: mir.accrue_funding(mid, d.now))
+        else:
+            d.now += int(rng.choice([30, 700, 4_000]))
+            for (acct, m_) in sorted(mir.orders):
+                d.step("cancel", d.e.functions.cancelExpiredOrder(acct, m_), d.keeper,
+                       lambda acct=acct, m_=m_: mir.cancel_expired(acct, m_, d.now))
+    o = d.outcomes
+    print("engine differential outcomes:", dict(sorted(o.items())))
+    assert o.get("settle:ok", 0) >= 10 and o.get("commit:ok", 0) >= 10, o
+    assert sum(v for k, v in o.items() if not k.endswith(":ok")) >= 5, o
