@@ -5,12 +5,17 @@ import {BaseTest} from "./utils/BaseTest.sol";
 import {RiskParams} from "../../interfaces/ILeverageController.sol";
 
 /// @notice One plain test per entry point, each body a single call, every precondition set up in
-/// `setUp`: the figures in `.gas-snapshot` read as the cost of that call (plus a prank).
+/// `setUp`: the figures in `.gas-snapshot` read as the cost of that call (plus a prank). An order
+/// is two calls: `commitOrder` (escrow the settlement fee, store the order) and `settleOrder`
+/// (check the round, execute the trade, pay the keeper), measured separately.
 contract GasTest is BaseTest {
     address internal carol = makeAddr("carol"); // partially liquidatable
     address internal dave = makeAddr("dave"); // underwater: full liquidation with bad debt
     address internal erin = makeAddr("erin"); // first deposit
+    address internal frank = makeAddr("frank"); // pending orders, ready to settle
+    address internal gina = makeAddr("gina"); // an expired order
     RiskParams internal tighter;
+    uint80 internal settleRound;
 
     function setUp() public override {
         super.setUp();
@@ -21,11 +26,26 @@ contract GasTest is BaseTest {
         open(carol, 2e18);
         fund(dave, 10_000 * USDC);
         open(dave, 2.5e18);
+        fund(frank, 100_000 * USDC);
+        fund(gina, 100_000 * USDC);
         usd.mint(erin, 1_000 * USDC);
         vm.prank(erin);
         usd.approve(address(engine), type(uint256).max);
 
+        // gina's order expires unsettled
+        vm.prank(gina);
+        engine.commitOrder(BTC, 1e18, 0);
+        vm.warp(block.timestamp + engine.orderMinDelaySec() + engine.orderWindowSec() + 1);
+        refreshFeeds();
+
+        // alice (reduce), frank (fresh open) commit; the next round is published after the delay
+        vm.prank(alice);
+        engine.commitOrder(BTC, -0.5e18, 0);
+        vm.prank(frank);
+        engine.commitOrder(BTC, 1e18, 0);
+        vm.warp(block.timestamp + engine.orderMinDelaySec());
         setPrice(45_500);
+        settleRound = latestRound(BTC);
         require(engine.isLiquidatable(carol) && engine.isLiquidatable(dave), "setup");
         require(engine.health(dave).equityUsdWad < 0, "dave underwater");
         setFeed(1, 0.8e8); // the next poke schedules a tightening on both sides
@@ -45,24 +65,33 @@ contract GasTest is BaseTest {
         engine.withdraw(1_000 * USDC);
     }
 
-    function test_gas_openFresh() public {
+    /// @dev A fresh order: escrow the settlement fee, store the order.
+    function test_gas_commitOrder() public {
         vm.prank(bob);
-        engine.trade(BTC, 1e18, 0);
+        engine.commitOrder(BTC, 1e18, 0);
     }
 
-    function test_gas_increase() public {
-        vm.prank(alice);
-        engine.trade(BTC, 0.5e18, 0);
+    function test_gas_commitClose() public {
+        vm.prank(carol);
+        engine.commitClose(BTC, 0);
     }
 
-    function test_gas_reduce() public {
-        vm.prank(alice);
-        engine.trade(BTC, -0.5e18, 0);
+    /// @dev Settles a fresh open: round checks, impact, OI cap, margin check, keeper paid.
+    function test_gas_settleOrder_open() public {
+        engine.settleOrder(frank, BTC, settleRound);
     }
 
-    function test_gas_close() public {
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+    /// @dev Settles a reduction (no margin check).
+    function test_gas_settleOrder_reduce() public {
+        engine.settleOrder(alice, BTC, settleRound);
+    }
+
+    function test_gas_cancelExpiredOrder() public {
+        engine.cancelExpiredOrder(gina, BTC);
+    }
+
+    function test_gas_accrueFunding() public {
+        engine.accrueFunding(BTC);
     }
 
     function test_gas_liquidatePartial() public {

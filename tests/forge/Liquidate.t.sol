@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
-import {BaseTest} from "./utils/BaseTest.sol";
+import {OrderHelpers} from "./utils/OrderHelpers.sol";
 import {ErrorsLib} from "../../contracts/libraries/ErrorsLib.sol";
 import {EventsLib} from "../../contracts/libraries/EventsLib.sol";
 import {SignedMath} from "../../contracts/libraries/SignedMath.sol";
@@ -10,8 +10,9 @@ import {Health, Position} from "../../interfaces/IMarginEngine.sol";
 import {MarketQuote} from "../../interfaces/ILeverageController.sol";
 
 /// @notice `liquidate`: partial to the target ratio, full when underwater or dust, penalty split,
-/// bad debt covered by the insurance fund then socialized to the vault, all to the token unit.
-contract LiquidateTest is BaseTest {
+/// skew impact (a close rebates out of the market's impact pool), bad debt covered by the
+/// insurance fund then socialized to the vault, all to the token unit.
+contract LiquidateTest is OrderHelpers {
     using FixedPointMathLib for uint256;
     using SignedMath for int256;
 
@@ -24,7 +25,7 @@ contract LiquidateTest is BaseTest {
         uint256 closedNotional;
         uint256 penalty;
         uint256 reward;
-        uint256 impact;
+        int256 impact;
         int256 realized;
         int256 closedBasis;
         bool full;
@@ -33,14 +34,15 @@ contract LiquidateTest is BaseTest {
     function expectLiquidation(address who) internal view returns (Expect memory e) {
         Position memory p = engine.position(who, BTC);
         uint256 absSize = int256(p.sizeWad).abs();
-        MarketQuote memory q = controller.quote(BTC, p.sizeWad > 0, absSize, absSize);
+        MarketQuote memory q = controller.quote(BTC, p.sizeWad > 0, absSize);
         Health memory h = engine.health(who);
         uint256 mmf = q.mmfBaseWad + p.slipSnapWad;
         if (mmf > q.maxMmfWad) mmf = q.maxMmfWad;
         uint256 posNotional = absSize.mulWadUp(q.priceWad);
-        // c = (T * R - E) / (T * mmf - (liqFee + impact)), everything against the account
+        // c = (T * R - E) / (T * mmf - (liqFee + slip)), everything against the account; the
+        // closing cost counted is the position's slippage fraction (risk feeds are good here)
         uint256 denom = mmf.mulWad(TARGET);
-        uint256 cost = q.liqFeeWad + q.impactWad;
+        uint256 cost = q.liqFeeWad + q.slipWad;
         uint256 c;
         if (denom <= cost) {
             c = posNotional;
@@ -55,7 +57,8 @@ contract LiquidateTest is BaseTest {
         e.closedNotional = e.closeSize.mulWadUp(q.priceWad);
         e.penalty = e.closedNotional.mulWadUp(q.liqFeeWad).divUp(1e12);
         e.reward = e.penalty / 2;
-        e.impact = e.closedNotional.mulWadUp(q.impactWad.mulDivUp(e.closeSize, absSize)).divUp(1e12);
+        int256 closedSigned0 = p.sizeWad > 0 ? -int256(e.closeSize) : int256(e.closeSize);
+        e.impact = impactTokens(BTC, skewOf(BTC), skewOf(BTC) + closedSigned0, q.priceWad);
         e.closedBasis = (int256(p.basisUsdWad) * int256(e.closeSize)).divCeil(int256(absSize));
         int256 closedSigned = p.sizeWad > 0 ? int256(e.closeSize) : -int256(e.closeSize);
         int256 valueWad = (closedSigned * int256(q.priceWad)).divFloor(1e18);
@@ -91,8 +94,9 @@ contract LiquidateTest is BaseTest {
         assertEq(p1.sizeWad, int256(p0.sizeWad) - int256(e.closeSize));
         assertEq(p1.basisUsdWad, int256(p0.basisUsdWad) - e.closedBasis);
         assertEq(p1.slipSnapWad, p0.slipSnapWad);
-        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - int256(e.impact));
-        assertEq(engine.vaultBalance(), v0 + int256(e.impact) - e.realized);
+        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - e.impact);
+        assertLt(e.impact, 0, "a close shrinks the skew: a rebate from the pool");
+        assertEq(engine.vaultBalance(), v0 - e.realized);
         assertEq(engine.insuranceFund(), i0 + e.penalty - e.reward);
         assertEq(usd.balanceOf(liquidator), e.reward);
         assertGt(e.reward, 0);
@@ -130,7 +134,7 @@ contract LiquidateTest is BaseTest {
         int256 c0 = engine.collateralOf(alice);
         liquidateAs(liquidator, alice);
         assertEq(engine.position(alice, BTC).sizeWad, -2e18 + int256(e.closeSize));
-        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - int256(e.impact));
+        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - e.impact);
         Health memory h = engine.health(alice);
         assertGe(uint256(h.equityUsdWad), h.maintenanceUsdWad.mulWad(TARGET));
         (, uint256 s) = engine.openInterest(BTC);
@@ -143,9 +147,8 @@ contract LiquidateTest is BaseTest {
     function test_liquidate_settlesFundingFirst() public {
         fund(alice, 10_000 * USDC);
         open(alice, 2e18);
-        setFeed(2, 0.01e8); // longs pay 1% per hour, from the next accrual (bob's trade) on
-        fund(bob, 10_000 * USDC);
-        open(bob, -0.01e18);
+        setFeed(2, 0.01e8); // longs pay 1% per hour from its publication
+        engine.accrueFunding(BTC);
         assertFalse(engine.isLiquidatable(alice));
         skipAndRefresh(9 hours); // 9% of 100k = 9k of funding
         assertTrue(engine.isLiquidatable(alice));
@@ -162,7 +165,7 @@ contract LiquidateTest is BaseTest {
 
     /// @dev A partial close that would leave less than 10 USD of notional closes everything.
     function test_liquidate_dustRemainderClosesAll() public {
-        fund(alice, 1 * USDC);
+        fund(alice, 1 * USDC + SETTLE_FEE);
         open(alice, 0.0004e18); // 20 USD at 20x
         setPrice(48_000);
         assertTrue(engine.isLiquidatable(alice));
@@ -184,13 +187,14 @@ contract LiquidateTest is BaseTest {
         assertLt(h.equityUsdWad, 0);
         Expect memory e = expectLiquidation(alice);
         assertTrue(e.full);
-        // realized -12000, penalty 0.5% of 88k = 440, impact 88k * 0.00176% = 1.5488
+        // realized -12000, penalty 0.5% of 88k = 440, the skew 2 -> 0 at 44k rebates
+        // 0.01 * 88k^2 / 1e8 = 0.7744 out of the pool (which holds 1)
         assertEq(e.realized, -12_000 * 1e6);
         assertEq(e.penalty, 440 * USDC);
         assertEq(e.reward, 220 * USDC);
-        assertEq(e.impact, 1_548_800);
-        uint256 debt = 12_000 * USDC + 440 * USDC + 1_548_800 - 9_948 * USDC;
-        assertEq(debt, 2_493_548_800);
+        assertEq(e.impact, -774_400);
+        uint256 debt = 12_000 * USDC + 440 * USDC - 774_400 - 9_948 * USDC;
+        assertEq(debt, 2_491_225_600);
         uint256 i0 = engine.insuranceFund();
         int256 v0 = engine.vaultBalance();
 
@@ -205,7 +209,8 @@ contract LiquidateTest is BaseTest {
         assertEq(engine.badDebtCovered(), debt);
         assertEq(engine.badDebtSocialized(), 0);
         assertEq(engine.insuranceFund(), i0 + 220 * USDC - debt);
-        assertEq(engine.vaultBalance(), v0 + 12_000 * int256(USDC) + 1_548_800);
+        assertEq(engine.vaultBalance(), v0 + 12_000 * int256(USDC));
+        assertEq(poolOf(BTC), 1 * USDC - 774_400);
         assertEq(usd.balanceOf(liquidator), 220 * USDC);
         assertFalse(engine.isLiquidatable(alice));
         assertConserved();
@@ -221,7 +226,7 @@ contract LiquidateTest is BaseTest {
         Expect memory e = expectLiquidation(alice);
         assertTrue(e.full);
         int256 c0 = engine.collateralOf(alice);
-        uint256 debt = uint256(-(c0 + e.realized - int256(e.penalty) - int256(e.impact)));
+        uint256 debt = uint256(-(c0 + e.realized - int256(e.penalty) - e.impact));
         uint256 insuranceAtDebt = engine.insuranceFund() + e.penalty - e.reward;
         assertGt(debt, insuranceAtDebt);
         uint256 socialized = debt - insuranceAtDebt;
@@ -235,7 +240,7 @@ contract LiquidateTest is BaseTest {
         assertEq(engine.badDebtTotal(), debt);
         assertEq(engine.badDebtCovered(), insuranceAtDebt);
         assertEq(engine.badDebtSocialized(), socialized);
-        assertEq(engine.vaultBalance(), v0 + int256(e.impact) - e.realized - int256(socialized));
+        assertEq(engine.vaultBalance(), v0 - e.realized - int256(socialized));
         assertEq(engine.collateralOf(alice), 0);
         assertEq(usd.balanceOf(liquidator), e.reward);
         assertConserved();
@@ -247,7 +252,7 @@ contract LiquidateTest is BaseTest {
         setPrice(30_000);
         Expect memory e2 = expectLiquidation(carol);
         int256 c2 = engine.collateralOf(carol);
-        uint256 debt2 = uint256(-(c2 + e2.realized - int256(e2.penalty) - int256(e2.impact)));
+        uint256 debt2 = uint256(-(c2 + e2.realized - int256(e2.penalty) - e2.impact));
         uint256 cover2 = engine.insuranceFund() + e2.penalty - e2.reward;
         vm.expectEmit(true, false, false, true, address(engine));
         emit EventsLib.BadDebt(carol, debt2, cover2, debt2 - cover2);
@@ -263,12 +268,13 @@ contract LiquidateTest is BaseTest {
         fund(alice, 10_000 * USDC);
         open(alice, 2e18);
         setPrice(44_000);
-        // realized -12000, fee 44, impact 1.5488
-        uint256 debt = 12_000 * USDC + 44 * USDC + 1_548_800 - 9_948 * USDC;
+        // realized -12000, fee 44, rebate 0.7744, and the close's settlement fee
+        uint256 debt = 12_000 * USDC + 44 * USDC - 774_400 + SETTLE_FEE - 9_948 * USDC;
+        commitCloseAndWait(alice, BTC, 0);
+        uint80 r = latestRound(BTC);
         vm.expectEmit(true, false, false, true, address(engine));
         emit EventsLib.BadDebt(alice, debt, debt, 0);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        engine.settleOrder(alice, BTC, r);
         assertEq(engine.collateralOf(alice), 0);
         assertEq(engine.badDebtTotal(), debt);
         assertConserved();
@@ -361,6 +367,116 @@ contract LiquidateTest is BaseTest {
         }
         assertEq(usd.balanceOf(liquidator), e.reward);
         assertEq(engine.badDebtTotal(), engine.badDebtCovered() + engine.badDebtSocialized());
+        assertConserved();
+    }
+}
+
+/// @notice Engine v2 liquidation rules over two markets: the preferred market (the valid-price
+/// market whose closing restores health with the least notional: largest T * mmf - (liqFee +
+/// exit slip), lowest id on ties) and isolation of a market whose price is bad (valued at its last
+/// good price moved against the position by maxMmf; it cannot shield the others: finding L3).
+contract LiquidateIsolationTest is OrderHelpers {
+    using FixedPointMathLib for uint256;
+    using SignedMath for int256;
+
+    uint256 internal constant ETH = 1;
+    uint256 internal constant TARGET = 1.25e18;
+
+    function beforeSeal() internal override {
+        listExtraMarket(ETH, 3_000, 0.8e8, 20_000_000);
+    }
+
+    /// @dev The preference score of `who`'s position in market `m`, restated from the quote.
+    function score(address who, uint256 m) internal view returns (int256) {
+        Position memory p = engine.position(who, m);
+        MarketQuote memory q = controller.quote(m, p.sizeWad > 0, int256(p.sizeWad).abs());
+        uint256 mmf = q.mmfBaseWad + p.slipSnapWad;
+        if (mmf > q.maxMmfWad) mmf = q.maxMmfWad;
+        return int256(mmf.mulWad(TARGET)) - int256(q.liqFeeWad + q.slipWad);
+    }
+
+    function test_liquidate_preferredMarketRule() public {
+        fund(alice, 10_000 * USDC);
+        trade(alice, BTC, 2e18, 0);
+        trade(alice, ETH, 20e18, 0);
+        setMarketFeed(ETH, 0, 2_640e8);
+        assertTrue(engine.isLiquidatable(alice));
+        int256 sb = score(alice, BTC);
+        int256 se = score(alice, ETH);
+        uint256 pref = se > sb ? ETH : BTC;
+        assertEq(engine.liquidationMarket(alice), pref);
+        uint256 other = pref == BTC ? ETH : BTC;
+        vm.prank(liquidator);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.LiquidationMarketNotPreferred.selector, other, pref));
+        engine.liquidate(alice, other);
+        vm.prank(liquidator);
+        engine.liquidate(alice, pref);
+        assertConserved();
+    }
+
+    /// @dev The view reverts AccountHealthy on a healthy account (and one without positions).
+    function test_liquidationMarket_revertsWhenHealthy() public {
+        fund(alice, 10_000 * USDC);
+        trade(alice, BTC, 1e18, 0);
+        Health memory h = engine.health(alice);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.AccountHealthy.selector, h.equityUsdWad, h.maintenanceUsdWad));
+        engine.liquidationMarket(alice);
+    }
+
+    /// @dev A market with a bad price is valued at its last good price moved against each
+    /// position by maxMmf, maintenance at maxMmf, initial at max(maxImf, maxMmf).
+    function test_health_badPriceMarketValuedConservatively() public {
+        fund(alice, 10_000 * USDC);
+        fund(bob, 10_000 * USDC);
+        trade(alice, ETH, 2e18, 0);
+        trade(bob, ETH, -2e18, 0);
+        Health memory ha0 = engine.health(alice);
+        Health memory hb0 = engine.health(bob);
+        (, uint256 last) = engine.marketBook(ETH);
+        assertEq(last, 3_000e18);
+        vm.prank(admin);
+        marketFeeds[ETH][0].setReverting(true);
+        MarketQuote memory q = controller.quote(ETH, true, 0);
+        assertFalse(q.priceOk);
+        uint256 maxMmf = q.maxMmfWad;
+        uint256 pl = last.mulWad(1e18 - maxMmf); // long valued down
+        uint256 ps = last.mulWadUp(1e18 + maxMmf); // short valued up
+        Health memory ha = engine.health(alice);
+        Health memory hb = engine.health(bob);
+        assertEq(ha.equityUsdWad, ha0.equityUsdWad - int256((3_000e18 - pl) * 2));
+        assertEq(hb.equityUsdWad, hb0.equityUsdWad - int256((ps - 3_000e18) * 2));
+        assertEq(ha.maintenanceUsdWad, uint256(2e18).mulWadUp(pl).mulWadUp(maxMmf));
+        uint256 imf = q.maxImfWad > maxMmf ? q.maxImfWad : maxMmf;
+        assertEq(hb.initialUsdWad, uint256(2e18).mulWadUp(ps).mulWadUp(imf));
+        // Nothing to liquidate: no valid-price market.
+        assertFalse(engine.isLiquidatable(alice));
+    }
+
+    /// @dev Finding L3 fixed: $10 in a market whose price goes bad no longer shields a max-leverage
+    /// BTC long. Over any drop, a liquidatable account is liquidated in BTC (the bad market
+    /// reverts PriceFeedInvalid) and left healthy or closed in BTC.
+    function testFuzz_liquidate_badPriceMarketDoesNotShield(uint256 dropBps, bool stale) public {
+        fund(alice, 10_000 * USDC);
+        trade(alice, ETH, int256(uint256(10e18).divWad(3_000e18)), 0); // $10 of ETH
+        uint256 size;
+        for (size = 7e18; size > 0.5e18; size -= 0.1e18) {
+            if (tryTrade(alice, BTC, int256(size))) break;
+        }
+        vm.prank(admin);
+        if (stale) marketFeeds[ETH][0].transmitAt(3_000e8, block.timestamp - 3601);
+        else marketFeeds[ETH][0].transmit(int256(0.5e8)); // below the 1 USD bound
+        assertFalse(controller.quote(ETH, true, 0).priceOk);
+        dropBps = bound(dropBps, 100, 2_000);
+        setPrice(50_000 * (10_000 - dropBps) / 10_000);
+        if (!engine.isLiquidatable(alice)) return;
+        assertEq(engine.liquidationMarket(alice), BTC);
+        vm.prank(liquidator);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, ETH));
+        engine.liquidate(alice, ETH);
+        vm.prank(liquidator);
+        engine.liquidate(alice, BTC);
+        assertTrue(!engine.isLiquidatable(alice) || engine.position(alice, BTC).sizeWad == 0);
+        assertGt(engine.position(alice, ETH).sizeWad, 0, "the bad market is left alone");
         assertConserved();
     }
 }

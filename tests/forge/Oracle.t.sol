@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {BaseTest} from "./utils/BaseTest.sol";
+import {OrderHelpers} from "./utils/OrderHelpers.sol";
+import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {ErrorsLib} from "../../contracts/libraries/ErrorsLib.sol";
 import {LeverageController} from "../../contracts/LeverageController.sol";
 import {MockAggregator} from "../../contracts/mocks/MockAggregator.sol";
@@ -9,10 +10,13 @@ import {FeedConfig, FeedKind, MarketQuote} from "../../interfaces/ILeverageContr
 import {Health} from "../../interfaces/IMarginEngine.sol";
 
 /// @notice Feed validation. A bad price feed (stale, future, zero, negative, out of bounds, too
-/// large, reverting) stops every valuation of that market: trades and liquidations revert
-/// `PriceFeedInvalid`; deposits still work. A bad risk feed fails closed: IMF = maxImf, while
-/// closes and deposits keep working.
-contract OracleTest is BaseTest {
+/// large, reverting) stops settlement and liquidation in that market (an order cannot settle at a
+/// bad round, liquidations revert `PriceFeedInvalid`), the quote reports `priceOk = false` and
+/// health values the market conservatively; deposits still work. A bad risk feed fails closed:
+/// IMF = maxImf, while closes and deposits keep working.
+contract OracleTest is OrderHelpers {
+    using FixedPointMathLib for uint256;
+
     enum Fault {
         Stale,
         Future,
@@ -95,6 +99,14 @@ contract OracleTest is BaseTest {
         Fault fault = Fault(bound(faultRaw, 0, N_FAULTS - 1));
         fund(alice, 10_000 * USDC);
         open(alice, 1e18);
+        // alice commits an increase and a close is impossible alongside it (one order per
+        // market): bob commits an open; the first round after the delay is the bad one.
+        fund(bob, 10_000 * USDC);
+        vm.prank(alice);
+        engine.commitOrder(BTC, 0.1e18, 0);
+        vm.prank(bob);
+        engine.commitOrder(BTC, 1e18, 0);
+        vm.warp(block.timestamp + engine.orderMinDelaySec());
         breakFeed(0, fault);
 
         (bool ok, int256 v) = controller.readFeed(BTC, FeedKind.Price);
@@ -103,22 +115,31 @@ contract OracleTest is BaseTest {
         bytes memory err = abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC);
         vm.expectRevert(err);
         controller.priceWad(BTC);
-        vm.expectRevert(err);
-        controller.quote(BTC, true, 1e18, 0);
+        MarketQuote memory q = controller.quote(BTC, true, 1e18);
+        assertFalse(q.priceOk, "the quote reports a bad price, never reverts");
+        assertEq(q.priceWad, 0);
 
-        vm.prank(alice);
-        vm.expectRevert(err);
-        engine.trade(BTC, 1e18, 0);
-        // No position can be settled without a price: closes and liquidations revert too.
-        vm.prank(alice);
-        vm.expectRevert(err);
-        engine.closePosition(BTC, 0);
+        // No order settles at a bad round; no liquidation without a price.
+        uint80 r = latestRound(BTC);
+        vm.expectRevert();
+        engine.settleOrder(alice, BTC, r);
+        vm.expectRevert();
+        engine.settleOrder(bob, BTC, r);
+        if (fault != Fault.Reverting && fault != Fault.Stale && fault != Fault.Future) {
+            (, int256 answer,,,) = feeds[0].latestRoundData();
+            vm.expectRevert(abi.encodeWithSelector(ErrorsLib.SettlementPriceInvalid.selector, BTC, r, answer));
+            engine.settleOrder(bob, BTC, r);
+        }
         vm.prank(liquidator);
         vm.expectRevert(err);
         engine.liquidate(alice, BTC);
+        // Health values the position at the last good price moved by maxMmf (it does not revert).
+        Health memory h = engine.health(alice);
+        assertEq(h.notionalUsdWad, uint256(50_000e18).mulWad(1e18 - q.maxMmfWad));
+        // Withdrawals with a position need the price; deposits and position-free withdrawals don't.
+        vm.prank(alice);
         vm.expectRevert(err);
-        engine.health(alice);
-        // Deposits never read a feed.
+        engine.withdraw(1);
         fund(alice, 1 * USDC);
         fund(bob, 1 * USDC);
         vm.prank(bob);
@@ -132,14 +153,23 @@ contract OracleTest is BaseTest {
         controller.priceWad(BTC);
     }
 
+    /// @dev A stale price cannot settle an order (no round published after the commit); the order
+    /// settles at the first fresh answer.
     function test_oracle_priceRecoversAfterFreshAnswer() public {
         fund(alice, 10_000 * USDC);
         breakFeed(0, Fault.Stale);
         vm.prank(alice);
-        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC));
-        engine.trade(BTC, 1e18, 0);
+        engine.commitOrder(BTC, 1e18, 0);
+        uint256 from = block.timestamp + engine.orderMinDelaySec();
+        vm.warp(from);
+        uint80 r = latestRound(BTC);
+        (,,, uint256 prevAt,) = feeds[0].getRoundData(r - 1);
+        vm.expectRevert(
+            abi.encodeWithSelector(ErrorsLib.SettlementRoundInvalid.selector, r, block.timestamp - 2 - 3601, from, prevAt)
+        );
+        engine.settleOrder(alice, BTC, r);
         setPrice(50_000);
-        open(alice, 1e18);
+        engine.settleOrder(alice, BTC, r + 1);
         assertEq(engine.position(alice, BTC).sizeWad, 1e18);
     }
 
@@ -152,24 +182,28 @@ contract OracleTest is BaseTest {
         (bool ok,) = controller.readFeed(BTC, FeedKind(k));
         assertFalse(ok);
 
-        MarketQuote memory q = controller.quote(BTC, true, 1e18, 0);
+        MarketQuote memory q = controller.quote(BTC, true, 1e18);
         assertFalse(q.riskFeedsOk);
         assertEq(q.imfWad, 0.5e18, "IMF = maxImf");
-        assertEq(controller.quote(BTC, false, 0, 0).imfWad, 0.5e18);
+        assertEq(controller.quote(BTC, false, 0).imfWad, 0.5e18);
         assertEq(controller.maxLeverageWad(BTC, true), 2e18);
         assertEq(controller.maxLeverageWad(BTC, false), 2e18);
         assertEq(q.fundingOk, k != 2);
         assertEq(engine.health(alice).initialUsdWad, 25_000e18);
 
-        // More than 2x of new risk is refused.
+        // More than 2x of new risk is refused (the fault is re-applied at settlement: a "future"
+        // answer would be valid again after the delay).
         fund(bob, 10_000 * USDC);
         vm.prank(bob);
-        vm.expectRevert();
-        engine.trade(BTC, 0.6e18, 0);
+        engine.commitOrder(BTC, 0.6e18, 0);
+        waitAndPublish(BTC);
+        breakFeed(k, fault);
+        uint80 r = latestRound(BTC);
+        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
+        engine.settleOrder(bob, BTC, r);
         // Deposits work; so do closes.
         fund(alice, 1 * USDC);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        close(alice, BTC);
         assertEq(engine.position(alice, BTC).sizeWad, 0);
         assertConserved();
     }
@@ -212,32 +246,40 @@ contract OracleTest is BaseTest {
         fund(alice, 10_000 * USDC);
         open(alice, 2e18);
         breakFeed(1, Fault.Stale);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
-        assertEq(engine.collateralOf(alice), int256(9_896 * USDC));
+        close(alice, BTC);
+        // 2 settlement fees, 2 x fee 50, impact 1 charged then rebated
+        assertEq(engine.collateralOf(alice), int256(9_898 * USDC));
     }
 
-    /// @dev The depth fallback: with the depth feed bad, the controller prices impact at the feed's
-    /// minimum depth (1000 USD here), capped at 100% of the traded notional; that is what new risk
-    /// would pay. An exit pays at most the slippage snapshotted at the position's last increase
-    /// (MarginEngine._exitImpact, finding L2): the close is charged the open-time impact.
+    /// @dev The depth fallback: with the depth feed bad, the controller quotes the feed's minimum
+    /// depth (1000 USD here), which is what new risk pays impact against. An exit that grows the
+    /// skew pays at most the slippage snapshotted at the position's last increase, pro rata
+    /// (finding L2): here alice's short close moves the skew 0.99 -> 1 BTC, which the floor depth
+    /// would price at ~249 USD; she pays the open-time fraction of 500 USD instead.
     function test_oracle_depthBadImpactPricedAtMinDepth() public {
+        fund(bob, 100_000 * USDC);
+        open(bob, 1e18);
         fund(alice, 10_000 * USDC);
-        open(alice, 0.01e18); // 500 USD
+        open(alice, -0.01e18); // 500 USD
         uint256 snap = engine.position(alice, BTC).slipSnapWad;
         assertGt(snap, 0);
         breakFeed(3, Fault.Stale);
-        MarketQuote memory q = controller.quote(BTC, true, 0.01e18, 0.01e18);
-        assertEq(q.impactWad, 0.005e18); // 1% * 500 / 1000
-        assertLt(snap, q.impactWad);
+        MarketQuote memory q = controller.quote(BTC, true, 0.01e18);
+        assertFalse(q.riskFeedsOk);
+        assertEq(q.depthUsdWad, 1_000e18);
+        assertEq(q.impactCoefWad, 0.01e18);
+        (uint256 uncapped,) = skewImpactUsd(q.impactCoefWad, 0.99e18, 1e18, 50_000e18, q.depthUsdWad);
+        uint256 capUsd = uint256(500e18).mulWadUp(snap);
+        assertGt(uncapped, 100e18);
+        assertLt(capUsd, uncapped);
         int256 c0 = engine.collateralOf(alice);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
-        // fee 0.25 USD; impact: the snapshot fraction of 500 USD, rounded up to the token unit
-        uint256 impactTokens = (500e18 * snap + 1e18 - 1) / 1e18;
-        impactTokens = (impactTokens + 1e12 - 1) / 1e12;
-        assertEq(engine.collateralOf(alice), c0 - 250_000 - int256(impactTokens));
-        assertEq(controller.quote(BTC, true, 2e18, 2e18).impactWad, 1e18, "100k: capped at 100%");
+        uint256 p0 = poolOf(BTC);
+        close(alice, BTC);
+        // settlement fee 1, fee 0.25 USD, impact: the snapshot fraction of 500 USD, rounded up
+        uint256 impact = capUsd.divUp(1e12);
+        assertEq(engine.collateralOf(alice), c0 - int256(SETTLE_FEE) - 250_000 - int256(impact));
+        assertEq(poolOf(BTC), p0 + impact);
+        assertConserved();
     }
 
     /// @dev A bad funding feed: the engine keeps accruing at the last good rate.
@@ -247,8 +289,7 @@ contract OracleTest is BaseTest {
         open(alice, 1e18);
         breakFeed(2, Fault.Reverting);
         skipAndRefresh(1 hours);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        engine.accrueFunding(BTC);
         (int256 idx, int256 rate,) = engine.fundingState(BTC);
         assertEq(rate, 0.0002e18);
         assertEq(idx, 10e18); // 0.02% of 50k for an hour
@@ -284,7 +325,7 @@ contract OracleTest is BaseTest {
         assertEq(c2.priceWad(1), 50_000e18);
         assertEq(c2.priceWad(2), 50_000e18);
         assertEq(c2.priceWad(3), 50_000e18);
-        assertEq(c2.quote(1, true, 1e18, 0).imfWad, c2.quote(2, true, 1e18, 0).imfWad);
+        assertEq(c2.quote(1, true, 1e18).imfWad, c2.quote(2, true, 1e18).imfWad);
     }
 
     function test_oracle_listingRejectsBadFeedConfig() public {
@@ -339,7 +380,7 @@ contract OracleTest is BaseTest {
 /// @notice The L2 sequencer uptime feed: while it is down, or within the grace period after it
 /// comes back, new risk, withdrawals against positions and liquidations are blocked; closes,
 /// reductions and deposits are not.
-contract OracleSequencerTest is BaseTest {
+contract OracleSequencerTest is OrderHelpers {
     uint256 internal constant GRACE = 3600;
     MockAggregator internal seq;
 
@@ -365,7 +406,7 @@ contract OracleSequencerTest is BaseTest {
         open(alice, 1e18);
         vm.prank(alice);
         engine.withdraw(1 * USDC);
-        assertTrue(controller.quote(BTC, true, 0, 0).sequencerUp);
+        assertTrue(controller.quote(BTC, true, 0).sequencerUp);
     }
 
     function test_sequencer_downBlocksOpensAndLiquidationsNotCloses() public {
@@ -378,15 +419,12 @@ contract OracleSequencerTest is BaseTest {
         assertTrue(engine.isLiquidatable(alice));
         setSeq(1);
         assertFalse(controller.sequencerUp());
-        assertFalse(controller.quote(BTC, true, 0, 0).sequencerUp);
+        assertFalse(controller.quote(BTC, true, 0).sequencerUp);
 
-        vm.prank(bob);
-        vm.expectRevert(ErrorsLib.SequencerDown.selector);
-        engine.trade(BTC, 0.1e18, 0);
+        bytes memory down = abi.encodeWithSelector(ErrorsLib.SequencerDown.selector);
+        expectTradeRevert(bob, BTC, 0.1e18, 0, down);
         fund(carol, 10_000 * USDC);
-        vm.prank(carol);
-        vm.expectRevert(ErrorsLib.SequencerDown.selector);
-        engine.trade(BTC, -0.1e18, 0);
+        expectTradeRevert(carol, BTC, -0.1e18, 0, down);
         vm.prank(liquidator);
         vm.expectRevert(ErrorsLib.SequencerDown.selector);
         engine.liquidate(alice, BTC);
@@ -395,10 +433,8 @@ contract OracleSequencerTest is BaseTest {
         engine.withdraw(1 * USDC);
 
         // Reductions, closes, deposits and position-free withdrawals go through.
-        vm.prank(bob);
-        engine.trade(BTC, -0.5e18, 0);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        trade(bob, BTC, -0.5e18, 0);
+        close(alice, BTC);
         fund(bob, 1 * USDC);
         vm.prank(carol);
         engine.withdraw(1 * USDC);
@@ -412,9 +448,7 @@ contract OracleSequencerTest is BaseTest {
         skipAndRefresh(10 minutes);
         setSeq(0); // back up now: grace starts
         uint256 upAt = block.timestamp;
-        vm.prank(alice);
-        vm.expectRevert(ErrorsLib.SequencerDown.selector);
-        engine.trade(BTC, 1e18, 0);
+        expectTradeRevert(alice, BTC, 1e18, 0, abi.encodeWithSelector(ErrorsLib.SequencerDown.selector));
         vm.warp(upAt + GRACE);
         refreshFeeds();
         assertFalse(controller.sequencerUp(), "grace is inclusive");
@@ -443,9 +477,7 @@ contract OracleSequencerTest is BaseTest {
         seq.setReverting(true);
         assertFalse(controller.sequencerUp());
         fund(alice, 10_000 * USDC);
-        vm.prank(alice);
-        vm.expectRevert(ErrorsLib.SequencerDown.selector);
-        engine.trade(BTC, 1e18, 0);
+        expectTradeRevert(alice, BTC, 1e18, 0, abi.encodeWithSelector(ErrorsLib.SequencerDown.selector));
     }
 
     function test_sequencer_badTimestampsMeanDown() public {

@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
-import {BaseTest} from "./utils/BaseTest.sol";
+import {OrderHelpers} from "./utils/OrderHelpers.sol";
 import {ConstantsLib} from "../../contracts/libraries/ConstantsLib.sol";
 import {ErrorsLib, ParamField} from "../../contracts/libraries/ErrorsLib.sol";
 import {EventsLib} from "../../contracts/libraries/EventsLib.sol";
@@ -12,11 +12,11 @@ import {FeedConfig, MarketQuote, RiskParams} from "../../interfaces/ILeverageCon
 
 /// @notice Governance of risk parameters: bootstrap vs sealed, the timelock, step limits and hard
 /// bounds, the "tighter of active and pending" rule for new risk, cancellation, market listing.
-contract ParamsTest is BaseTest {
+contract ParamsTest is OrderHelpers {
     uint256 internal constant DELAY = 1 days;
 
     function imfNow(bool isLong) internal view returns (uint256) {
-        return controller.quote(BTC, isLong, 1e18, 0).imfWad;
+        return controller.quote(BTC, isLong, 1e18).imfWad;
     }
 
     function propose(RiskParams memory p) internal {
@@ -202,7 +202,7 @@ contract ParamsTest is BaseTest {
 
     function test_params_tighterPendingAppliesToImfImmediately() public {
         uint256 imf0 = imfNow(true);
-        uint256 mmf0 = controller.quote(BTC, true, 1e18, 0).mmfBaseWad;
+        uint256 mmf0 = controller.quote(BTC, true, 1e18).mmfBaseWad;
         (, uint256 target0) = controller.maintenanceTarget(BTC, true);
         RiskParams memory p = defaultParams();
         p.zWad = 2.9e18;
@@ -212,18 +212,18 @@ contract ParamsTest is BaseTest {
         assertGt(imfNow(false), imf0 - 1);
         assertEq(controller.imfParams(BTC).zWad, 2.9e18);
         // ... existing positions are not: maintenance and its target use the active set.
-        assertEq(controller.quote(BTC, true, 1e18, 0).mmfBaseWad, mmf0);
+        assertEq(controller.quote(BTC, true, 1e18).mmfBaseWad, mmf0);
         (, uint256 target1) = controller.maintenanceTarget(BTC, true);
         assertEq(target1, target0);
         controller.poke(BTC);
-        assertEq(controller.quote(BTC, true, 1e18, 0).mmfBaseWad, mmf0);
+        assertEq(controller.quote(BTC, true, 1e18).mmfBaseWad, mmf0);
 
         // After execution, poking schedules the maintenance tightening through the ramp.
         skipAndRefresh(DELAY);
         controller.executeParams(BTC, p);
         controller.poke(BTC);
         assertGt(controller.ramp(BTC, true).toWad, mmf0);
-        assertEq(controller.quote(BTC, true, 1e18, 0).mmfBaseWad, mmf0, "ramp not yet active");
+        assertEq(controller.quote(BTC, true, 1e18).mmfBaseWad, mmf0, "ramp not yet active");
     }
 
     function test_params_looserPendingWaitsForTimelock() public {
@@ -238,9 +238,9 @@ contract ParamsTest is BaseTest {
         controller.executeParams(BTC, p);
         assertLt(imfNow(true), imf0);
         // Loosened maintenance applies at the next poke.
-        uint256 mmf0 = controller.quote(BTC, true, 0, 0).mmfBaseWad;
+        uint256 mmf0 = controller.quote(BTC, true, 0).mmfBaseWad;
         controller.poke(BTC);
-        assertLt(controller.quote(BTC, true, 0, 0).mmfBaseWad, mmf0);
+        assertLt(controller.quote(BTC, true, 0).mmfBaseWad, mmf0);
     }
 
     /// @dev Field by field: a mixed proposal tightens what it tightens and keeps the rest.
@@ -275,9 +275,7 @@ contract ParamsTest is BaseTest {
         p.zWad = 2.9e18;
         p.bufferMultWad = 1.25e18;
         propose(p);
-        vm.prank(alice);
-        vm.expectRevert();
-        engine.trade(BTC, int256(size), 0);
+        expectTradeRevertSel(alice, BTC, int256(size), 0, ErrorsLib.InitialMarginViolated.selector);
     }
 
     function test_params_cancelRestoresActive() public {
@@ -497,7 +495,7 @@ contract ParamsTest is BaseTest {
 
     /// @dev A fresh market quote at listing: the live IMF floor is never below maintenance + buffer.
     function test_params_quoteFloorAtListing() public view {
-        MarketQuote memory q = controller.quote(BTC, true, 1e18, 0);
+        MarketQuote memory q = controller.quote(BTC, true, 1e18);
         RiskParams memory p = controller.imfParams(BTC);
         assertGe(q.imfWad, q.mmfBaseWad + q.slipWad + p.minBufferWad);
         assertLe(q.imfWad, p.maxImfWad);

@@ -23,7 +23,7 @@ contract PokeTest is BaseTest {
     }
 
     function mmfNow(bool isLong) internal view returns (uint256) {
-        return controller.quote(BTC, isLong, 0, 0).mmfBaseWad;
+        return controller.quote(BTC, isLong, 0).mmfBaseWad;
     }
 
     function setVol(uint256 vol8) internal {
@@ -49,10 +49,10 @@ contract PokeTest is BaseTest {
         Ramp memory r = c2.ramp(BTC, true);
         assertEq(r.fromWad, 0.4e18);
         assertEq(r.toWad, 0.4e18);
-        assertEq(c2.quote(BTC, true, 0, 0).mmfBaseWad, 0.4e18);
+        assertEq(c2.quote(BTC, true, 0).mmfBaseWad, 0.4e18);
         c2.poke(BTC);
         (, uint256 t) = c2.maintenanceTarget(BTC, true);
-        assertEq(c2.quote(BTC, true, 0, 0).mmfBaseWad, t);
+        assertEq(c2.quote(BTC, true, 0).mmfBaseWad, t);
     }
 
     function test_poke_setUpLoosenedToTarget() public view {
@@ -321,7 +321,7 @@ contract PokeTest is BaseTest {
         poke();
         warpTo(block.timestamp + 1 days);
         setVol(0.2e8); // calm: the live IMF is low, but maintenance still sits at the high ramp
-        MarketQuote memory q = controller.quote(BTC, true, 1e18, 0);
+        MarketQuote memory q = controller.quote(BTC, true, 1e18);
         RiskParams memory p = controller.imfParams(BTC);
         assertEq(q.imfWad, q.mmfBaseWad + q.slipWad + p.minBufferWad);
     }

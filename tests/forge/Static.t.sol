@@ -43,9 +43,18 @@ contract StaticTest is BaseTest {
         vm.stopPrank();
     }
 
-    function tradeStatic(address who, int256 delta) internal {
+    /// @dev Commits on the static engine, waits the delay and re-publishes the price.
+    function commitStatic(address who, int256 delta) internal returns (uint80 r) {
         vm.prank(who);
-        se.trade(BTC, delta, 0);
+        se.commitOrder(BTC, delta, 0);
+        vm.warp(block.timestamp + se.orderMinDelaySec());
+        setFeed(0, feedAnswer(0));
+        r = latestRound(BTC);
+    }
+
+    function tradeStatic(address who, int256 delta) internal {
+        uint80 r = commitStatic(who, delta);
+        se.settleOrder(who, BTC, r);
     }
 
     // ================================================================ fixed fractions
@@ -57,13 +66,15 @@ contract StaticTest is BaseTest {
         StaticLeverageController.StaticParams memory p = sc.staticParams(BTC);
         assertEq(p.imfWad, 0.05e18);
         assertEq(p.mmfWad, 0.03e18);
-        MarketQuote memory q = sc.quote(BTC, true, 2e18, 2e18);
+        MarketQuote memory q = sc.quote(BTC, true, 2e18);
         assertEq(q.priceWad, 50_000e18);
         assertEq(q.imfWad, 0.05e18);
         assertEq(q.mmfBaseWad, 0.03e18);
         assertEq(q.maxMmfWad, 0.03e18);
         assertEq(q.slipWad, 0.00002e18); // same depth-based slip as the dynamic model
-        assertEq(q.impactWad, 0.00002e18);
+        assertEq(q.impactCoefWad, 0.01e18); // impact = integral over the skew against this depth
+        assertEq(q.depthUsdWad, 50_000_000e18);
+        assertTrue(q.priceOk);
         assertEq(q.liqFeeWad, 0.005e18);
         assertTrue(q.riskFeedsOk);
         assertTrue(q.fundingOk);
@@ -76,7 +87,7 @@ contract StaticTest is BaseTest {
         setFeed(4, bound(skew, -1e8, 1e8));
         setFeed(2, bound(rate, -0.05e8, 0.05e8));
         size = bound(size, 0, 1e24);
-        MarketQuote memory q = sc.quote(BTC, true, size, 0);
+        MarketQuote memory q = sc.quote(BTC, true, size);
         assertEq(q.imfWad, 0.05e18);
         assertEq(q.mmfBaseWad, 0.03e18);
         assertEq(sc.maxLeverageWad(BTC, false), 20e18);
@@ -87,11 +98,11 @@ contract StaticTest is BaseTest {
         feeds[1].setReverting(true);
         feeds[4].setReverting(true);
         vm.stopPrank();
-        MarketQuote memory q = sc.quote(BTC, true, 1e18, 0);
+        MarketQuote memory q = sc.quote(BTC, true, 1e18);
         assertTrue(q.riskFeedsOk);
         assertEq(q.imfWad, 0.05e18);
         // while the dynamic controller fails closed
-        assertEq(controller.quote(BTC, true, 1e18, 0).imfWad, 0.5e18);
+        assertEq(controller.quote(BTC, true, 1e18).imfWad, 0.5e18);
     }
 
     function test_static_comparedWithDynamic() public {
@@ -121,26 +132,33 @@ contract StaticTest is BaseTest {
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketNotListed.selector, 3));
         sc.maxLeverageWad(3, true);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketNotListed.selector, 3));
-        sc.quote(3, true, 0, 0);
+        sc.quote(3, true, 0);
     }
 
-    function test_static_priceFaultReverts() public {
+    /// @dev A price fault never reverts the quote: it reports priceOk = false and price 0.
+    function test_static_priceFaultReported() public {
         vm.prank(admin);
         feeds[0].setReverting(true);
+        MarketQuote memory q = sc.quote(BTC, true, 0);
+        assertFalse(q.priceOk);
+        assertEq(q.priceWad, 0);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC));
-        sc.quote(BTC, true, 0, 0);
+        sc.priceWad(BTC);
     }
 
     // ================================================================ engine on static fractions
 
     function test_static_openUpTo20x() public {
         fundStatic(alice, 1_000 * USDC);
-        // 20k notional: fee 10, impact 20k * 0.0004% = 0.08 -> equity 989.92 < 1000 required
-        vm.prank(alice);
+        // 20k notional: settlement fee 1, fee 10, impact 0.01 * 20k^2 / (2 * 50M) = 0.04 ->
+        // equity 988.96 < 1000 required
+        uint256 snap = vm.snapshotState();
+        uint80 r = commitStatic(alice, 0.4e18);
         vm.expectRevert(
-            abi.encodeWithSelector(ErrorsLib.InitialMarginViolated.selector, int256(989.92e18), uint256(1_000e18))
+            abi.encodeWithSelector(ErrorsLib.InitialMarginViolated.selector, int256(988.96e18), uint256(1_000e18))
         );
-        se.trade(BTC, 0.4e18, 0);
+        se.settleOrder(alice, BTC, r);
+        vm.revertToState(snap);
         // 19.5k: required 975
         tradeStatic(alice, 0.39e18);
         Health memory h = se.health(alice);
@@ -153,8 +171,8 @@ contract StaticTest is BaseTest {
         fundStatic(alice, 1_000 * USDC);
         tradeStatic(alice, 0.39e18);
         int256 c = se.collateralOf(alice);
-        // fee 9.75 and impact 0.07605 on 19.5k
-        assertEq(c, 990_173_950);
+        // settlement fee 1, fee 9.75 and impact 0.01 * 19.5k^2 / 1e8 = 0.038025 on 19.5k
+        assertEq(c, 989_211_975);
         // equity = c + 0.39 * (p - 50k) < 0.03 * 0.39 * p  <=>  p < (19.5k - c) / (0.39 * 0.97) = 48929.0
         setPrice(49_000);
         Health memory h = se.health(alice);

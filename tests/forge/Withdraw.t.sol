@@ -2,13 +2,15 @@
 pragma solidity 0.8.28;
 
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
-import {BaseTest} from "./utils/BaseTest.sol";
+import {OrderHelpers} from "./utils/OrderHelpers.sol";
+import {MarginEngine} from "../../contracts/MarginEngine.sol";
 import {ErrorsLib} from "../../contracts/libraries/ErrorsLib.sol";
 import {EventsLib} from "../../contracts/libraries/EventsLib.sol";
 import {Health} from "../../interfaces/IMarginEngine.sol";
 
-/// @notice `withdraw`: realized collateral only, and never below the initial requirement.
-contract WithdrawTest is BaseTest {
+/// @notice `withdraw`: realized collateral only, never below the initial requirement counting
+/// unrealized losses but no unrealized profit, and only at fresh prices.
+contract WithdrawTest is OrderHelpers {
     using FixedPointMathLib for uint256;
 
     /// @dev Largest withdrawal that keeps equity >= initial requirement (equity in whole tokens).
@@ -70,7 +72,7 @@ contract WithdrawTest is BaseTest {
         fund(alice, 10_000 * USDC);
         open(alice, 2e18);
         Health memory h = engine.health(alice);
-        // 2 BTC at 50k: fee 50 + impact 2 were charged, no unrealized PnL at the entry price.
+        // 2 BTC at 50k: settlement fee 1, fee 50 and impact 1 were charged, no unrealized PnL.
         assertEq(h.equityUsdWad, 9_948e18);
         uint256 maxAmt = maxWithdrawable(alice);
         assertGt(maxAmt, 0);
@@ -105,8 +107,7 @@ contract WithdrawTest is BaseTest {
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.InsufficientCollateral.selector, c, uint256(c) + 1));
         engine.withdraw(uint256(c) + 1);
 
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        close(alice, BTC);
         int256 c2 = engine.collateralOf(alice);
         assertGt(c2, c + int256(9_900 * USDC));
         vm.prank(alice);
@@ -158,12 +159,12 @@ contract WithdrawTest is BaseTest {
     function test_withdraw_afterCloseReturnsAllButCosts() public {
         fund(alice, 10_000 * USDC);
         open(alice, 2e18);
+        close(alice, BTC);
+        // Open: settlement 1 + fee 50 + impact 1 (skew 0 -> 2); close: settlement 1 + fee 50 and
+        // the rebate of the same skew move, 1.
+        assertEq(engine.collateralOf(alice), int256(9_898 * USDC));
         vm.prank(alice);
-        engine.closePosition(BTC, 0);
-        // Open: fee 50 + impact 2; close: fee 50 + impact 2.
-        assertEq(engine.collateralOf(alice), int256(9_896 * USDC));
-        vm.prank(alice);
-        engine.withdraw(9_896 * USDC);
+        engine.withdraw(9_898 * USDC);
         assertConserved();
     }
 
@@ -182,6 +183,81 @@ contract WithdrawTest is BaseTest {
             Health memory h = engine.health(alice);
             assertGe(h.equityUsdWad, int256(h.initialUsdWad));
         }
+        assertConserved();
+    }
+
+    // ================================================================ engine v2: no unrealized profit, fresh prices
+
+    /// @dev Unrealized profit no longer counts toward a withdrawal (it still counts toward
+    /// liquidation health): an amount that fits only with the profit reverts with the equity
+    /// without it; unrealized losses count in full.
+    function testFuzz_withdraw_unrealizedProfitNeverCounts(uint256 moveBps, uint256 amt, bool up) public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        moveBps = bound(moveBps, 1, 1_500);
+        uint256 px = up ? 50_000 * (10_000 + moveBps) / 10_000 : 50_000 * (10_000 - moveBps) / 10_000;
+        setPrice(px);
+        Health memory h = engine.health(alice);
+        int256 pnl = int256(2 * px * 1e18) - 100_000e18;
+        int256 eqNoProfit = pnl > 0 ? h.equityUsdWad - pnl : h.equityUsdWad;
+        int256 c = engine.collateralOf(alice);
+        amt = bound(amt, 1, uint256(c));
+        int256 after_ = eqNoProfit - int256(amt * 1e12);
+        vm.prank(alice);
+        if (after_ < int256(h.initialUsdWad)) {
+            vm.expectRevert(abi.encodeWithSelector(ErrorsLib.InitialMarginViolated.selector, after_, h.initialUsdWad));
+            engine.withdraw(amt);
+        } else {
+            engine.withdraw(amt);
+            assertEq(engine.collateralOf(alice), c - int256(amt));
+        }
+        assertConserved();
+    }
+
+    /// @dev The concrete case: after +10%, the 10k of profit on a 10x long frees nothing.
+    function test_withdraw_profitAfterPumpFreesNothing() public {
+        fund(alice, 10_000 * USDC);
+        open(alice, 2e18);
+        uint256 free0 = maxWithdrawable(alice);
+        setPrice(55_000);
+        Health memory h = engine.health(alice);
+        assertGt(uint256(h.equityUsdWad) - h.initialUsdWad, free0 * 1e12 + 9_000e18, "the old rule would free 9k more");
+        // without the profit: 9,948 of equity against the initial requirement at 110k notional
+        uint256 amt = free0;
+        int256 after_ = 9_948e18 - int256(amt * 1e12);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.InitialMarginViolated.selector, after_, h.initialUsdWad));
+        engine.withdraw(amt);
+    }
+
+    /// @dev A withdrawal with open positions needs every price published within
+    /// withdrawPriceMaxAgeSec (an engine with 60 s here), else PriceTooOld(market, updatedAt, age).
+    function test_withdraw_priceTooOld() public {
+        MarginEngine.EngineConfig memory cfg = defaultEngineConfig();
+        cfg.withdrawPriceMaxAgeSec = 60;
+        vm.prank(admin);
+        engine = new MarginEngine(admin, usd, controller, cfg);
+        usd.approve(address(engine), type(uint256).max);
+        engine.fundVault(1_000_000 * USDC);
+        fund(alice, 10_000 * USDC);
+        open(alice, 0.1e18);
+        uint256 t = block.timestamp; // the settlement round was published now
+        vm.warp(t + 60);
+        vm.prank(alice);
+        engine.withdraw(1 * USDC); // exactly 60 s old: fresh enough
+        vm.warp(t + 61);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.PriceTooOld.selector, BTC, t, 60));
+        engine.withdraw(1 * USDC);
+        refreshFeeds();
+        vm.prank(alice);
+        engine.withdraw(1 * USDC);
+        // Without positions the price is not read at all.
+        close(alice, BTC);
+        vm.warp(block.timestamp + 1_000);
+        int256 c = engine.collateralOf(alice);
+        vm.prank(alice);
+        engine.withdraw(uint256(c));
         assertConserved();
     }
 }

@@ -266,8 +266,7 @@ contract AdminAbuseTest is AttackBase {
 
         setPrice(52_000); // alice (long) profits against the drained vault
         int256 c0 = engine.collateralOf(alice);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        close(alice, BTC);
         assertGt(engine.collateralOf(alice), c0, "profit credited");
         assertLt(engine.vaultBalance(), 0, "the vault's debt is explicit");
         _assertConserved();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
-import {BaseTest} from "../utils/BaseTest.sol";
+import {OrderHelpers} from "../utils/OrderHelpers.sol";
 import {FeedConfig, MarketQuote, RiskParams} from "../../../interfaces/ILeverageController.sol";
 import {Health} from "../../../interfaces/IMarginEngine.sol";
 import {LeverageController} from "../../../contracts/LeverageController.sol";
@@ -13,18 +13,21 @@ import {ConstantsLib as C} from "../../../contracts/libraries/ConstantsLib.sol";
 /// the largest position the live model allows, redeployment (sequencer feed, other collateral),
 /// timelocked listing of extra markets, feed refreshes after a warp, and field-indexed access to
 /// `RiskParams` with the hard bounds of `ParamsLib`.
-abstract contract AttackBase is BaseTest {
+abstract contract AttackBase is OrderHelpers {
     error ProbeOk();
 
     uint256 internal constant N_FIELDS = 19;
 
     // ---------------------------------------------------------------- trade probes
 
-    /// @notice Trades as `who`, then reverts with `ProbeOk`: tells whether the trade would pass
-    /// without changing any state. External so that `canTrade` can catch its revert.
+    /// @notice Commits and settles as `who` (at the next round, after the minimum delay), then
+    /// reverts with `ProbeOk`: tells whether the order would settle without changing any state.
+    /// External so that `canTrade` can catch its revert.
     function probeTrade(address who, uint256 marketId, int256 delta) external {
         vm.prank(who);
-        engine.trade(marketId, delta, 0);
+        engine.commitOrder(marketId, delta, 0);
+        waitAndPublish(marketId);
+        engine.settleOrder(who, marketId, latestRound(marketId));
         revert ProbeOk();
     }
 
@@ -55,16 +58,15 @@ abstract contract AttackBase is BaseTest {
     function openMax(address who, uint256 marketId, bool isLong) internal returns (uint256 size) {
         size = maxTradeSize(who, marketId, isLong);
         require(size > 0, "openMax: nothing passes");
-        vm.prank(who);
-        engine.trade(marketId, isLong ? int256(size) : -int256(size), 0);
+        trade(who, marketId, isLong ? int256(size) : -int256(size), 0);
     }
 
     function imfOf(uint256 marketId, bool isLong, uint256 sizeWad) internal view returns (uint256) {
-        return controller.quote(marketId, isLong, sizeWad, 0).imfWad;
+        return controller.quote(marketId, isLong, sizeWad).imfWad;
     }
 
     function quoteOf(uint256 marketId, bool isLong, uint256 sizeWad) internal view returns (MarketQuote memory) {
-        return controller.quote(marketId, isLong, sizeWad, 0);
+        return controller.quote(marketId, isLong, sizeWad);
     }
 
     // ---------------------------------------------------------------- feeds and time
@@ -134,7 +136,8 @@ abstract contract AttackBase is BaseTest {
         for (uint256 i; i < accts.length; ++i) {
             sum += engine.collateralOf(accts[i]);
         }
-        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees());
+        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees())
+            + int256(engine.orderEscrow()) + int256(engine.impactPools());
         assertEq(int256(usd.balanceOf(address(engine))), buckets, "token conservation");
         assertEq(usd.balanceOf(address(engine)), engine.netDeposits(), "net deposits");
         assertEq(engine.badDebtTotal(), engine.badDebtCovered() + engine.badDebtSocialized(), "bad debt split");

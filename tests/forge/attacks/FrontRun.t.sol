@@ -45,9 +45,7 @@ contract FrontRunTest is AttackBase {
         uint256 imfAfter = imfOf(BTC, isLong, sOld);
         assertGt(imfAfter, imfBefore, "vol spike raises IMF at once");
 
-        vm.prank(attacker);
-        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
-        engine.trade(BTC, isLong ? int256(sOld) : -int256(sOld), 0);
+        expectTradeRevertSel(attacker, BTC, isLong ? int256(sOld) : -int256(sOld), 0, ErrorsLib.InitialMarginViolated.selector);
 
         uint256 sNew = openMax(attacker, BTC, isLong);
         assertLt(sNew, sOld, "less size than before the transmit");
@@ -69,9 +67,7 @@ contract FrontRunTest is AttackBase {
         vm.warp(block.timestamp + 60);
         setFeed(1, 1.5e8);
 
-        vm.prank(attacker);
-        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
-        engine.trade(BTC, int256(sOld / 1e6), 0);
+        expectTradeRevertSel(attacker, BTC, int256(sOld / 1e6), 0, ErrorsLib.InitialMarginViolated.selector);
 
         vm.prank(attacker);
         vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
@@ -111,9 +107,7 @@ contract FrontRunTest is AttackBase {
 
         uint256 levProp = controller.maxLeverageWad(BTC, true);
         assertLt(levProp, levOld, "max leverage drops in the proposing block");
-        vm.prank(attacker);
-        vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
-        engine.trade(BTC, int256(sOld), 0);
+        expectTradeRevertSel(attacker, BTC, int256(sOld), 0, ErrorsLib.InitialMarginViolated.selector);
         uint256 sProp = maxTradeSize(attacker, BTC, true);
         assertLt(sProp, sOld);
 

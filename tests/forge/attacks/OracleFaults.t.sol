@@ -4,6 +4,7 @@ pragma solidity 0.8.28;
 import {AttackBase} from "./AttackBase.sol";
 import {FeedKind, MarketQuote} from "../../../interfaces/ILeverageController.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
+import {Order} from "../../../interfaces/IMarginEngine.sol";
 import {ErrorsLib} from "../../../contracts/libraries/ErrorsLib.sol";
 
 /// @title Oracle faults
@@ -20,8 +21,11 @@ import {ErrorsLib} from "../../../contracts/libraries/ErrorsLib.sol";
 ///    (LeverageController.sol:168). Reducing, closing, depositing and liquidating keep working
 ///    (maintenance comes from the committed ramp). `poke` refuses a bad volatility or skew feed
 ///    (RiskFeedInvalid), so nothing moves maintenance on bad data.
-///  * A bad PRICE fails everything that values a position: `priceWad` reverts PriceFeedInvalid
-///    (RiskOracleBase.sol:94). Only deposits (and withdrawals of accounts without positions) work.
+///  * A bad PRICE: no order settles at a bad round (SettlementPriceInvalid / SettlementRoundInvalid;
+///    an order whose first eligible round is bad expires and is refunded), liquidations and
+///    withdrawals with positions in that market revert PriceFeedInvalid; the quote reports
+///    priceOk = false and health values the market at its last good price moved against the
+///    position by maxMmf, so the account's OTHER markets can still be liquidated (L3 fixed).
 ///  * Sequencer down, or up for less than the grace period (RiskOracleBase.sequencerUp, :99-108):
 ///    no new risk (MarginEngine._trade `if (!q.sequencerUp) revert SequencerDown()` only when
 ///    increasing, MarginEngine.sol:181), no withdrawal with positions (:136), no liquidation
@@ -100,10 +104,8 @@ contract OracleFaultsTest is AttackBase {
     function _assertDeRiskingWorks() internal {
         // Adding margin, reducing and closing always work with a good price.
         fund(alice, 100 * USDC);
-        vm.prank(alice);
-        engine.trade(BTC, -0.25e18, 0);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        trade(alice, BTC, -0.25e18, 0);
+        close(alice, BTC);
         assertEq(engine.position(alice, BTC).sizeWad, 0);
         int256 c = engine.collateralOf(alice);
         if (c > 0) {
@@ -136,12 +138,19 @@ contract OracleFaultsTest is AttackBase {
         assertEq(controller.maxLeverageWad(BTC, false), WAD * WAD / maxImf, "both sides");
         if (k == uint256(FeedKind.Funding)) assertFalse(q.fundingOk);
 
-        // New risk above 1 / maxImf is refused; below it passes.
-        vm.prank(bob);
+        // New risk above 1 / maxImf is refused; below it passes (the fault is re-applied after
+        // the settlement delay: a "future" answer would otherwise be valid again).
+        uint256 s0 = vm.snapshotState();
+        commitAndWait(bob, BTC, 0.5e18, 0); // $25k on $10k: 2.5x
+        _break(k, fault);
+        uint80 r = latestRound(BTC);
         vm.expectPartialRevert(ErrorsLib.InitialMarginViolated.selector);
-        engine.trade(BTC, 0.5e18, 0); // $25k on $10k: 2.5x
-        vm.prank(bob);
-        engine.trade(BTC, -0.2e18, 0); // $10k on $10k: 1x
+        engine.settleOrder(bob, BTC, r);
+        vm.revertToState(s0);
+        commitAndWait(bob, BTC, -0.2e18, 0); // $10k on $10k: 1x
+        _break(k, fault);
+        engine.settleOrder(bob, BTC, latestRound(BTC));
+        assertEq(engine.position(bob, BTC).sizeWad, -0.2e18);
 
         // Fail closed for releasing margin too: 5x alice cannot withdraw.
         vm.prank(alice);
@@ -174,18 +183,22 @@ contract OracleFaultsTest is AttackBase {
     /// account became bad debt by closing). Exits now pay at most the slippage snapshotted at the
     /// position's last increase (MarginEngine._exitImpact): the outage close costs what the same
     /// close cost at open-time depth, and no bad debt appears.
+    /// Engine v2: impact is the integral over the skew; the cap applies to an exit that GROWS the
+    /// skew (bob's larger short makes alice's close push the skew from -2 to -3 BTC).
     function test_depthFeedFault_exitsPayAtMostOpenTimeSlippage() public {
+        trade(bob, BTC, -3e18, 0);
         uint256 snap = vm.snapshotState();
         int256 c0 = engine.collateralOf(alice);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        close(alice, BTC);
         uint256 normalCost = uint256(c0 - engine.collateralOf(alice));
         vm.revertToState(snap);
 
         _break(uint256(FeedKind.Depth), Fault.Reverting);
         uint256 bad0 = engine.badDebtTotal();
-        vm.prank(alice);
-        engine.closePosition(BTC, 0); // never blocked ...
+        MarketQuote memory q = quoteOf(BTC, true, 1e18);
+        (uint256 floorCharge,) = skewImpactUsd(q.impactCoefWad, -2e18, -3e18, 50_000e18, q.depthUsdWad);
+        assertGt(floorCharge, 10_000e18, "the depth floor would price this exit absurdly");
+        close(alice, BTC); // never blocked ...
         assertEq(engine.position(alice, BTC).sizeWad, 0);
         assertEq(engine.badDebtTotal(), bad0, "no bad debt from a fair exit");
         uint256 outageCost = uint256(c0 - engine.collateralOf(alice));
@@ -202,14 +215,12 @@ contract OracleFaultsTest is AttackBase {
         int256 half = engine.position(carol, BTC).sizeWad / 2;
         int256 c0 = engine.collateralOf(carol);
         uint256 snap = vm.snapshotState();
-        vm.prank(carol);
-        engine.trade(BTC, -half, 0);
+        trade(carol, BTC, -half, 0);
         uint256 normalCost = uint256(c0 - engine.collateralOf(carol));
         vm.revertToState(snap);
 
         _break(uint256(FeedKind.Depth), Fault.Reverting);
-        vm.prank(carol);
-        engine.trade(BTC, -half, 0);
+        trade(carol, BTC, -half, 0);
         uint256 outageCost = uint256(c0 - engine.collateralOf(carol));
         assertLe(outageCost, normalCost + 2, "reduce pays the snapshot pro rata, not the depth floor");
 
@@ -220,71 +231,77 @@ contract OracleFaultsTest is AttackBase {
         assertFalse(engine.isLiquidatable(carol));
     }
 
-    /// @notice LIMITATION (reported in SECURITY-ANALYSIS.md): under cross margin, health needs a
-    /// price for EVERY open market of the account, so while one market's price feed is bad the
-    /// account cannot be liquidated in ANY market (IMarginEngine's warning names only trades and
-    /// liquidations "in that market"). A dust position in a flaky market shields a large BTC
-    /// position from liquidation for the length of that market's outage. Closing in the healthy
-    /// market still works (reductions need no health check).
-    function test_LIMITATION_badPriceInOneMarketBlocksLiquidationInAll() public {
-        vm.prank(carol);
-        engine.trade(THIN, 1e18, 0); // $10 of the small market
+    /// @notice Finding L3 fixed (engine v2): a bad price in one market no longer shields the rest
+    /// of the account. The bad market is valued at its last good price moved against the position
+    /// by maxMmf and cannot itself be liquidated (PriceFeedInvalid); the BTC position is
+    /// liquidated during the outage (it used to revert PriceFeedInvalid(THIN) until the feed
+    /// came back).
+    function test_L3fixed_badPriceInOneMarketDoesNotBlockLiquidationElsewhere() public {
+        trade(carol, THIN, 1e18, 0); // $10 of the small market
         openMax(carol, BTC, true);
         vm.prank(admin);
         marketFeeds[THIN][0].setReverting(true);
         setPrice(46_000); // carol's BTC position is far under water
-        bytes memory err = abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, THIN);
-        vm.expectRevert(err);
-        engine.isLiquidatable(carol);
-        vm.prank(liquidator);
-        vm.expectRevert(err);
-        engine.liquidate(carol, BTC);
-        // Once the small market's feed is back, the liquidation goes through.
-        vm.prank(admin);
-        marketFeeds[THIN][0].setReverting(false);
-        setMarketFeed(THIN, 0, 10e8);
         assertTrue(engine.isLiquidatable(carol));
+        assertEq(engine.liquidationMarket(carol), BTC);
+        vm.prank(liquidator);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, THIN));
+        engine.liquidate(carol, THIN);
+        uint256 bad0 = engine.badDebtTotal();
         vm.prank(liquidator);
         engine.liquidate(carol, BTC);
+        assertTrue(!engine.isLiquidatable(carol) || engine.position(carol, BTC).sizeWad == 0);
+        assertEq(engine.position(carol, THIN).sizeWad, 1e18, "the bad market is left alone");
+        assertEq(engine.badDebtTotal(), bad0, "no bad debt: the account still held the THIN dust");
     }
 
-    // ---------------------------------------------------------------- price feed
-
-    /// @notice Any fault of the price feed: everything that values a position reverts
-    /// PriceFeedInvalid (no trade, close, liquidation or margin check on a bad price); deposits
-    /// and position-free withdrawals work; everything resumes with a good price.
-    /// Fails without the validation in _read / the revert in priceWad.
+    /// @notice Any fault of the price feed: no order settles at the bad round (the first round
+    /// after the delay), liquidation and margin release revert PriceFeedInvalid, the quote reports
+    /// priceOk = false; deposits and position-free withdrawals work. Orders stuck behind the bad
+    /// round expire and are refunded; everything resumes with a good price.
     function testFuzz_priceFeedFault_revertsPriceFeedInvalid(uint256 faultSeed) public {
         Fault fault = Fault(faultSeed % N_FAULTS);
+        vm.prank(bob);
+        engine.commitOrder(BTC, 0.1e18, 0);
+        vm.prank(alice);
+        engine.commitClose(BTC, 0);
+        vm.warp(block.timestamp + engine.orderMinDelaySec());
         assertTrue(_break(0, fault));
         (bool ok,) = controller.readFeed(BTC, FeedKind.Price);
         assertFalse(ok);
         bytes memory err = abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC);
 
-        vm.prank(bob);
-        vm.expectRevert(err);
-        engine.trade(BTC, 0.1e18, 0);
-        vm.prank(alice);
-        vm.expectRevert(err);
-        engine.closePosition(BTC, 0);
+        uint80 r = latestRound(BTC);
+        vm.expectRevert();
+        engine.settleOrder(bob, BTC, r);
+        vm.expectRevert();
+        engine.settleOrder(alice, BTC, r);
         vm.prank(liquidator);
         vm.expectRevert(err);
         engine.liquidate(alice, BTC);
         vm.prank(alice);
         vm.expectRevert(err);
         engine.withdraw(1 * USDC);
-        vm.expectRevert(err);
-        controller.quote(BTC, true, 1e18, 0);
+        assertFalse(controller.quote(BTC, true, 1e18).priceOk);
 
         fund(alice, 100 * USDC); // deposits always work
-        vm.prank(bob);
+        vm.prank(carol);
         engine.withdraw(1 * USDC); // no position: no price needed
+
+        // The orders expire; anyone cancels them and the fees are refunded.
+        Order memory o = engine.order(alice, BTC);
+        vm.warp(uint256(o.commitSec) + engine.orderMinDelaySec() + engine.orderWindowSec() + 1);
+        int256 ca = engine.collateralOf(alice);
+        engine.cancelExpiredOrder(alice, BTC);
+        engine.cancelExpiredOrder(bob, BTC);
+        assertEq(engine.collateralOf(alice), ca + int256(SETTLE_FEE));
+        assertEq(engine.orderEscrow(), 0);
 
         vm.prank(admin);
         feeds[0].setReverting(false);
         setPrice(50_000);
-        vm.prank(alice);
-        engine.closePosition(BTC, 0);
+        refreshFeeds();
+        close(alice, BTC);
         assertEq(engine.position(alice, BTC).sizeWad, 0, "closing resumes with a good price");
     }
 
@@ -306,12 +323,9 @@ contract OracleFaultsTest is AttackBase {
 
     function _sequencerDownChecks() internal {
         assertFalse(controller.sequencerUp());
-        vm.prank(bob);
-        vm.expectRevert(ErrorsLib.SequencerDown.selector);
-        engine.trade(BTC, 0.01e18, 0);
-        vm.prank(alice);
-        vm.expectRevert(ErrorsLib.SequencerDown.selector);
-        engine.trade(BTC, 0.01e18, 0);
+        bytes memory down = abi.encodeWithSelector(ErrorsLib.SequencerDown.selector);
+        expectTradeRevert(bob, BTC, 0.01e18, 0, down);
+        expectTradeRevert(alice, BTC, 0.01e18, 0, down);
         vm.prank(alice);
         vm.expectRevert(ErrorsLib.SequencerDown.selector);
         engine.withdraw(1 * USDC);
@@ -335,7 +349,8 @@ contract OracleFaultsTest is AttackBase {
 
     /// @notice Back up but within the grace period: still closed; open after it.
     function testFuzz_sequencerWithinGrace(uint256 sinceUp) public {
-        sinceUp = bound(sinceUp, 0, GRACE);
+        // still within the grace period when an order committed now settles
+        sinceUp = bound(sinceUp, 0, GRACE - engine.orderMinDelaySec());
         vm.prank(admin);
         seq.transmitAt(0, block.timestamp - sinceUp);
         uint256 snap = vm.snapshotState();
@@ -344,8 +359,7 @@ contract OracleFaultsTest is AttackBase {
         vm.warp(block.timestamp + (GRACE - sinceUp) + 1);
         refreshFeeds();
         assertTrue(controller.sequencerUp(), "up after the grace period");
-        vm.prank(bob);
-        engine.trade(BTC, 0.01e18, 0);
+        trade(bob, BTC, 0.01e18, 0);
     }
 
     /// @notice A reverting sequencer feed, a status from the future or a zero start: down.

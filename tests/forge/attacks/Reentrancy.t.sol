@@ -66,9 +66,9 @@ contract ReentrantToken is ERC20 {
 /// upgraded token) re-enters the engine in the middle of a deposit, withdrawal, liquidation or
 /// treasury transfer, while balances and positions are half updated.
 /// Defence: every state-changing entry point of MarginEngine is `nonReentrant` (OpenZeppelin
-/// ReentrancyGuard): deposit :116, depositFor :121, withdraw :127, trade :148, closePosition :153,
-/// liquidate :217, fundVault :320, withdrawVault :329, fundInsurance :340, withdrawFees :349
-/// (MarginEngine.sol). Every re-entrant call must end in ReentrancyGuardReentrantCall; without the
+/// ReentrancyGuard): deposit, depositFor, withdraw, commitOrder, commitClose, settleOrder (which
+/// pays the keeper with a transfer), cancelExpiredOrder, accrueFunding, liquidate, fundVault,
+/// withdrawVault, fundInsurance, withdrawFees (MarginEngine.sol). Every re-entrant call must end in ReentrancyGuardReentrantCall; without the
 /// guard the inner calls either succeed or fail with another error, and these tests fail.
 contract ReentrancyTest is AttackBase {
     ReentrantToken internal evil;
@@ -93,8 +93,16 @@ contract ReentrancyTest is AttackBase {
         _fundEvil(alice, 10_000 * USDC);
         _fundEvil(bob, 10_000 * USDC);
         evil.mint(alice, 1_000 * USDC); // wallet balance for the deposit-side outer calls
+        // fees for withdrawFees, a position for close/liquidate payloads
         vm.prank(bob);
-        eng.trade(BTC, 1e18, 0); // fees for withdrawFees, a position for close/liquidate payloads
+        eng.commitOrder(BTC, 1e18, 0);
+        vm.warp(block.timestamp + eng.orderMinDelaySec());
+        setFeed(0, feedAnswer(0));
+        eng.settleOrder(bob, BTC, latestRound(BTC));
+        // alice's order, ready to settle at the next round (the settlement pays the keeper)
+        vm.prank(alice);
+        eng.commitOrder(BTC, 0.01e18, 0);
+        vm.warp(block.timestamp + eng.orderMinDelaySec());
     }
 
     function _fundEvil(address who, uint256 amount) internal {
@@ -107,15 +115,20 @@ contract ReentrancyTest is AttackBase {
 
     /// @dev Every state-changing engine entry point, as a re-entrant payload.
     function _payloads() internal view returns (bytes[] memory p) {
-        p = new bytes[](8);
+        p = new bytes[](13);
         p[0] = abi.encodeCall(MarginEngine.deposit, (1));
         p[1] = abi.encodeCall(MarginEngine.depositFor, (alice, 1));
         p[2] = abi.encodeCall(MarginEngine.withdraw, (1));
-        p[3] = abi.encodeCall(MarginEngine.trade, (BTC, int256(1e15), 0));
-        p[4] = abi.encodeCall(MarginEngine.closePosition, (BTC, 0));
+        p[3] = abi.encodeCall(MarginEngine.commitOrder, (BTC, int256(1e15), 0));
+        p[4] = abi.encodeCall(MarginEngine.commitClose, (BTC, 0));
         p[5] = abi.encodeCall(MarginEngine.liquidate, (bob, BTC));
         p[6] = abi.encodeCall(MarginEngine.fundVault, (1));
         p[7] = abi.encodeCall(MarginEngine.fundInsurance, (1));
+        p[8] = abi.encodeCall(MarginEngine.settleOrder, (alice, BTC, uint80(1)));
+        p[9] = abi.encodeCall(MarginEngine.cancelExpiredOrder, (alice, BTC));
+        p[10] = abi.encodeCall(MarginEngine.accrueFunding, (BTC));
+        p[11] = abi.encodeCall(MarginEngine.withdrawVault, (admin, 1));
+        p[12] = abi.encodeCall(MarginEngine.withdrawFees, (admin));
     }
 
     function _assertGuarded(string memory outer, uint256 j) internal view {
@@ -146,13 +159,15 @@ contract ReentrancyTest is AttackBase {
         }
     }
 
-    /// @notice Re-entry from `transfer` during withdraw, withdrawVault, withdrawFees, liquidate.
+    /// @notice Re-entry from `transfer` during withdraw, withdrawVault, withdrawFees, liquidate and
+    /// settleOrder (the keeper's fee).
     function test_reenterFromTransfer_allPayloads() public {
         bytes[] memory p = _payloads();
         uint256 snap = vm.snapshotState();
         for (uint256 j; j < p.length; ++j) {
-            for (uint256 o; o < 4; ++o) {
+            for (uint256 o; o < 5; ++o) {
                 vm.revertToState(snap);
+                if (o == 4) setFeed(0, feedAnswer(0)); // the round alice's order settles at
                 if (o == 3) {
                     // Make bob liquidatable (the reward transfer is the hook).
                     setPrice(40_000);
@@ -167,11 +182,14 @@ contract ReentrancyTest is AttackBase {
                 } else if (o == 2) {
                     vm.prank(admin);
                     eng.withdrawFees(admin);
-                } else {
+                } else if (o == 3) {
                     vm.prank(liquidator);
                     eng.liquidate(bob, BTC);
+                } else {
+                    vm.prank(liquidator);
+                    eng.settleOrder(alice, BTC, latestRound(BTC));
                 }
-                _assertGuarded(["withdraw", "withdrawVault", "withdrawFees", "liquidate"][o], j);
+                _assertGuarded(["withdraw", "withdrawVault", "withdrawFees", "liquidate", "settleOrder"][o], j);
             }
         }
     }

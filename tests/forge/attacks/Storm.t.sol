@@ -122,8 +122,7 @@ contract StormTest is AttackBase {
         open(a, 3e18); // BTC $150k
         for (uint256 id = 1; id < C.MAX_POSITIONS; ++id) {
             // $150k in each market at price 1000 * id.
-            vm.prank(a);
-            engine.trade(id, int256(150 * WAD / id), 0);
+            trade(a, id, int256(150 * WAD / id), 0);
         }
         assertEq(engine.openMarkets(a), 0xff);
         Health memory h = engine.health(a);

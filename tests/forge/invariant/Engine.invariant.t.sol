@@ -5,9 +5,10 @@ import {BaseTest} from "../utils/BaseTest.sol";
 import {Handler} from "./Handler.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 
-/// @notice Stateful invariants of the engine under random deposits, withdrawals, trades, closes,
-/// liquidations, feed moves (price, volatility, depth, skew, funding), time and pokes, over five
-/// actors and two cross-margined markets.
+/// @notice Stateful invariants of the engine under random deposits, withdrawals, committed orders
+/// (opens, reductions, flips, closes) settled by a keeper at the first eligible round or expired
+/// and cancelled, liquidations, feed moves (price, volatility, depth, skew, funding), funding
+/// accruals, time and pokes, over five actors and two cross-margined markets.
 contract EngineInvariantTest is BaseTest {
     uint256 internal constant ETH = 1;
     Handler internal handler;
@@ -40,8 +41,8 @@ contract EngineInvariantTest is BaseTest {
         }
 
         targetContract(address(handler));
-        // Weights: trades x3, liquidations x3, gaps x2.
-        bytes4[] memory selectors = new bytes4[](20);
+        // Weights: commits x3, settlements x3, liquidations x3, gaps x2.
+        bytes4[] memory selectors = new bytes4[](25);
         selectors[0] = Handler.deposit.selector;
         selectors[1] = Handler.withdraw.selector;
         selectors[2] = Handler.trade.selector;
@@ -62,6 +63,11 @@ contract EngineInvariantTest is BaseTest {
         selectors[17] = Handler.warp.selector;
         selectors[18] = Handler.poke.selector;
         selectors[19] = Handler.deposit.selector;
+        selectors[20] = Handler.settle.selector;
+        selectors[21] = Handler.settle.selector;
+        selectors[22] = Handler.settle.selector;
+        selectors[23] = Handler.expire.selector;
+        selectors[24] = Handler.accrue.selector;
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
@@ -78,16 +84,39 @@ contract EngineInvariantTest is BaseTest {
     function invariant_tokenConservation() public view {
         (int256 sum,) = _sumCollateral();
         uint256 bal = usd.balanceOf(address(engine));
-        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees());
-        assertEq(int256(bal), buckets, "balance == collateral + vault + insurance + fees");
+        int256 buckets = sum + engine.vaultBalance() + int256(engine.insuranceFund()) + int256(engine.protocolFees())
+            + int256(engine.orderEscrow()) + int256(engine.impactPools());
+        assertEq(int256(bal), buckets, "balance == collateral + vault + insurance + fees + escrow + impact pools");
         assertEq(bal, engine.netDeposits(), "balance == net deposits");
     }
 
+    /// @notice The escrow holds exactly the fees of the pending orders; the engine's impact pools
+    /// are exactly the sum of the markets' pools.
+    function invariant_orderEscrowAndImpactPools() public view {
+        assertEq(engine.orderEscrow(), handler.pendingFees(), "escrow == pending orders' fees");
+        uint256 pools;
+        for (uint256 m; m < 2; ++m) {
+            (uint256 pool,) = engine.marketBook(m);
+            pools += pool;
+        }
+        assertEq(engine.impactPools(), pools, "impactPools == sum of markets' pools");
+    }
+
+    /// @notice Orders follow their rules: settled only at the first eligible round, cancelled only
+    /// after expiry with the exact refund, the keeper paid the escrowed fee.
+    function invariant_orderRules() public view {
+        assertEq(handler.orderViolations(), 0);
+    }
+
     /// @notice The tokens held cover every claim on them: traders' positive collateral, the
-    /// insurance fund and protocol fees (the vault absorbs the rest and stays solvent).
+    /// insurance fund, protocol fees, escrowed settlement fees and the impact pools (the vault
+    /// absorbs the rest and stays solvent).
     function invariant_claimsCovered() public view {
         (, uint256 positive) = _sumCollateral();
-        assertGe(usd.balanceOf(address(engine)), positive + engine.insuranceFund() + engine.protocolFees());
+        assertGe(
+            usd.balanceOf(address(engine)),
+            positive + engine.insuranceFund() + engine.protocolFees() + engine.orderEscrow() + engine.impactPools()
+        );
         assertGe(engine.vaultBalance(), 0, "vault solvent");
     }
 

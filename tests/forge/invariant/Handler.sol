@@ -8,7 +8,7 @@ import {MarginEngine} from "../../../contracts/MarginEngine.sol";
 import {EventsLib} from "../../../contracts/libraries/EventsLib.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 import {MockUSD} from "../../../contracts/mocks/MockUSD.sol";
-import {Health} from "../../../interfaces/IMarginEngine.sol";
+import {Health, Order} from "../../../interfaces/IMarginEngine.sol";
 
 /// @notice Drives the engine with several actors over two markets. Never reverts: inputs are
 /// bounded, actions that cannot apply are skipped, engine calls are wrapped in try/catch.
@@ -40,6 +40,13 @@ contract Handler is Test {
     uint256 public stuckLiquidations;
     bytes public lastStuckReason;
     uint256 public badDebtEvents;
+    /// @notice Orders committed, settled, cancelled after expiry; and order-rule violations (a
+    /// settlement at a round other than the first eligible one, a cancellation before expiry or
+    /// a refund that is not the escrowed fee, a keeper not paid the fee): must stay 0.
+    uint256 public commits;
+    uint256 public settlements;
+    uint256 public cancellations;
+    uint256 public orderViolations;
     mapping(bytes32 action => uint256) public calls;
 
     constructor(
@@ -137,11 +144,11 @@ contract Handler is Test {
         } catch {}
     }
 
-    // ---------------------------------------------------------------- trading
+    // ---------------------------------------------------------------- orders
 
-    /// @dev Opens or adds on a side: a notional of 1% to 115% of the actor's free margin (equity
-    /// above the initial requirement) times the market's live max leverage. Near and above the
-    /// cap the engine refuses: that is part of what is checked.
+    /// @dev Commits an open or an increase on a side: a notional of 1% to 115% of the actor's free
+    /// margin (equity above the initial requirement) times the market's live max leverage. Near
+    /// and above the cap the settlement refuses: that is part of what is checked.
     function trade(uint256 actorSeed, uint256 marketSeed, uint256 fractionSeed, bool isLong) external {
         address a = _actor(actorSeed);
         uint256 m = _market(marketSeed);
@@ -163,10 +170,10 @@ contract Handler is Test {
         uint256 price = uint256(_answer(m, 0)) * 1e10;
         int256 delta = int256(uint256(free) * lev / price);
         if (!isLong) delta = -delta;
-        _trade(a, m, delta);
+        _commit(a, m, delta);
     }
 
-    /// @dev Reduces (or flips, for fractions above 1) an existing position by a fraction in (0, 2].
+    /// @dev Commits a reduction (or a flip, for fractions above 1) by a fraction in (0, 2].
     function reduce(uint256 actorSeed, uint256 marketSeed, uint256 fractionSeed) external {
         address a = _actor(actorSeed);
         uint256 m = _market(marketSeed);
@@ -174,36 +181,121 @@ contract Handler is Test {
         if (size == 0) return;
         uint256 f = 0.01e18 + fractionSeed % 1.99e18;
         int256 delta = -size * int256(f) / 1e18;
-        _trade(a, m, delta);
+        _commit(a, m, delta);
     }
 
-    function _trade(address a, uint256 m, int256 delta) internal {
+    function _commit(address a, uint256 m, int256 delta) internal {
         if (delta == 0) return;
-        int256 oldSize = engine.position(a, m).sizeWad;
-        int256 newSize = oldSize + delta;
-        bool increasing = _abs(newSize) > _abs(oldSize) || (oldSize != 0 && newSize != 0 && (newSize > 0) != (oldSize > 0));
-        _startLogs();
         vm.prank(a);
-        try engine.trade(m, delta, 0) {
-            ++calls["trade"];
-            _collectBadDebt();
-            if (increasing) _checkAfterOpen(a);
-        } catch {
-            vm.getRecordedLogs();
-        }
+        try engine.commitOrder(m, delta, 0) {
+            ++commits;
+            ++calls["commit"];
+        } catch {}
     }
 
     function close(uint256 actorSeed, uint256 marketSeed) external {
         address a = _actor(actorSeed);
         uint256 m = _market(marketSeed);
         if (engine.position(a, m).sizeWad == 0) return;
-        _startLogs();
         vm.prank(a);
-        try engine.closePosition(m, 0) {
-            ++calls["close"];
+        try engine.commitClose(m, 0) {
+            ++commits;
+            ++calls["commitClose"];
+        } catch {}
+    }
+
+    /// @dev Settles a pending order (the first from a random actor): waits for its settleFrom if
+    /// needed, publishes a price round at or after it, tries a later round first (must revert when
+    /// an earlier round is eligible), then settles at the first eligible round.
+    function settle(uint256 actorSeed, uint256 marketSeed) external {
+        uint256 m = _market(marketSeed);
+        address a;
+        Order memory o;
+        for (uint256 i; i < actors.length; ++i) {
+            address cand = _actor(actorSeed % actors.length + i);
+            o = engine.order(cand, m);
+            if (o.commitSec != 0) {
+                a = cand;
+                break;
+            }
+        }
+        if (a == address(0)) return;
+        uint256 from = uint256(o.commitSec) + engine.orderMinDelaySec();
+        uint256 expiry = from + engine.orderWindowSec();
+        if (block.timestamp > expiry) return; // only a cancellation now
+        if (block.timestamp < from) vm.warp(from);
+        (uint80 r, uint80 latest, uint256 rAt) = _firstEligibleRound(m, from);
+        if (rAt > expiry) return;
+        if (r < latest) {
+            try engine.settleOrder(a, m, latest) {
+                ++orderViolations; // a later round than the first eligible one settled
+            } catch {}
+        }
+        _settleAt(a, m, r, o);
+    }
+
+    /// @dev Publishes a price round at or after `from` if none exists; returns the first round
+    /// published at or after `from`, the latest round and the first one's time.
+    function _firstEligibleRound(uint256 m, uint256 from) internal returns (uint80 r, uint80 latest, uint256 rAt) {
+        MockAggregator pf = _feeds[m][0];
+        uint256 latestAt;
+        (latest,,, latestAt,) = pf.latestRoundData();
+        if (latestAt < from) {
+            _push(m, 0, _answer(m, 0));
+            latest += 1;
+        }
+        r = latest;
+        while (r > 1) {
+            (,,, uint256 t,) = pf.getRoundData(r - 1);
+            if (t < from) break;
+            --r;
+        }
+        (,,, rAt,) = pf.getRoundData(r);
+    }
+
+    function _settleAt(address a, uint256 m, uint80 r, Order memory o) internal {
+        int256 oldSize = engine.position(a, m).sizeWad;
+        int256 newSize = o.closeAll ? int256(0) : oldSize + o.sizeDeltaWad;
+        bool increasing = _abs(newSize) > _abs(oldSize) || (oldSize != 0 && newSize != 0 && (newSize > 0) != (oldSize > 0));
+        uint256 k0 = usd.balanceOf(keeper);
+        _startLogs();
+        vm.prank(keeper);
+        try engine.settleOrder(a, m, r) {
+            ++settlements;
+            ++calls["settle"];
             _collectBadDebt();
+            if (usd.balanceOf(keeper) != k0 + o.feeTokens) ++orderViolations;
+            if (engine.order(a, m).commitSec != 0) ++orderViolations;
+            if (increasing) _checkAfterOpen(a);
         } catch {
             vm.getRecordedLogs();
+        }
+    }
+
+    /// @dev Cancels a pending order: before its expiry this must revert; after it, it must succeed
+    /// and refund exactly the escrowed fee. Time jumps past the expiry half of the time (feeds are
+    /// re-published, as keepers would).
+    function expire(uint256 actorSeed, uint256 marketSeed, bool jump) external {
+        address a = _actor(actorSeed);
+        uint256 m = _market(marketSeed);
+        Order memory o = engine.order(a, m);
+        if (o.commitSec == 0) return;
+        uint256 expiry = uint256(o.commitSec) + engine.orderMinDelaySec() + engine.orderWindowSec();
+        if (block.timestamp <= expiry) {
+            try engine.cancelExpiredOrder(a, m) {
+                ++orderViolations;
+            } catch {}
+            if (!jump) return;
+            vm.warp(expiry + 1);
+            _refreshAll();
+        }
+        int256 c0 = engine.collateralOf(a);
+        try engine.cancelExpiredOrder(a, m) {
+            ++cancellations;
+            ++calls["cancel"];
+            if (engine.collateralOf(a) != c0 + int256(uint256(o.feeTokens))) ++orderViolations;
+        } catch {
+            ++orderViolations;
         }
     }
 
@@ -218,6 +310,15 @@ contract Handler is Test {
             if (liq) ++openViolations;
         } catch {
             ++openViolations;
+        }
+    }
+
+    /// @notice Sum of the escrowed fees of every pending order of every actor and market.
+    function pendingFees() external view returns (uint256 sum) {
+        for (uint256 i; i < actors.length; ++i) {
+            for (uint256 j; j < markets.length; ++j) {
+                sum += engine.order(actors[i], markets[j]).feeTokens;
+            }
         }
     }
 
@@ -247,6 +348,8 @@ contract Handler is Test {
         } catch {
             return;
         }
+        // A liquidatable account is liquidated in the market the engine prefers.
+        if (liquidatable) m = engine.liquidationMarket(a);
         address caller = callerSeed % 3 == 0 ? _actor(callerSeed / 3) : keeper;
         _startLogs();
         vm.prank(caller);
@@ -309,12 +412,23 @@ contract Handler is Test {
     function warp(uint256 dt) external {
         dt = bound(dt, 1, 3 hours);
         vm.warp(block.timestamp + dt);
+        _refreshAll();
+        ++calls["warp"];
+    }
+
+    function _refreshAll() internal {
         for (uint256 i; i < markets.length; ++i) {
             for (uint256 k; k < 5; ++k) {
                 _push(markets[i], k, _answer(markets[i], k));
             }
         }
-        ++calls["warp"];
+    }
+
+    /// @dev A keeper accrues a market's funding (as RiskPusher does with every push).
+    function accrue(uint256 marketSeed) external {
+        try engine.accrueFunding(_market(marketSeed)) {
+            ++calls["accrue"];
+        } catch {}
     }
 
     function poke(uint256 marketSeed) external {
