@@ -19,7 +19,16 @@ warm
     The account also holds positions in the two other markets while it trades (or is liquidated in)
     market 0, so every health check prices three positions.
 
-Attribution: the open and the liquidation are traced (``debug_traceTransaction``, struct logs with
+Engine v2 (issue 10): a trade is an order, committed (``commitOrder``/``commitClose``: escrows the
+settlement fee) and settled later by a keeper (``settleOrder``: executes the trade at the first
+price round published after the commit); the rows open/increase/reduce/close are the settlement
+(where the trade executes), ``commit`` and ``commit_close`` the commit. A liquidation is flagged
+(``flagLiquidation``) and then settled (``liquidate``) at the first round after the flag. Between
+commit (or flag) and settlement the benchmark publishes one price round (the same answer again).
+The keeper's ``RiskPusher.push`` (feed answers, then the market's poke and funding accrual, in one
+transaction) is measured with the price only and with all five feeds.
+
+Attribution: the settlement of the open and the liquidation are traced (``debug_traceTransaction``, struct logs with
 the stack plus the call tracer), and their gas is split into calldata, controller quotes (and,
 inside them, the feed reads and the open-interest callback), token transfers, storage writes and
 reads, events and the rest.
@@ -33,7 +42,7 @@ from typing import Any, Callable
 
 from web3 import Web3
 
-from ballast.chain import Anvil, Chain, abi_decode, build_contracts
+from ballast.chain import Anvil, Chain, build_contracts
 from ballast.config import FEED_KINDS, Config, load_config
 from ballast.deploy import Deployment, deploy
 from ballast.errors import ChainError
@@ -50,10 +59,13 @@ ROWS = (
     ("deposit", "deposit"),
     ("withdraw_no_position", "withdraw (no position)"),
     ("withdraw", "withdraw (with positions)"),
-    ("open", "open"),
-    ("increase", "increase"),
-    ("reduce", "reduce"),
-    ("close", "close"),
+    ("commit", "commitOrder (open)"),
+    ("open", "settleOrder: open"),
+    ("increase", "settleOrder: increase"),
+    ("reduce", "settleOrder: reduce"),
+    ("commit_close", "commitClose"),
+    ("close", "settleOrder: close"),
+    ("flag", "flagLiquidation"),
     ("liquidate_partial", "liquidate (partial)"),
     ("liquidate_full", "liquidate (full, bad debt)"),
     ("transmit_price", "feed update: price"),
@@ -61,6 +73,8 @@ ROWS = (
     ("transmit_funding", "feed update: funding"),
     ("transmit_depth", "feed update: depth"),
     ("transmit_skew", "feed update: skew"),
+    ("push_price", "RiskPusher.push: price"),
+    ("push_all", "RiskPusher.push: 5 feeds"),
     ("poke_noop", "poke (no change)"),
     ("poke_tighten", "poke (tightening scheduled)"),
     ("poke_loosen", "poke (loosening)"),
@@ -102,6 +116,7 @@ class System:
         self.dep = deploy(self.chain, self.config, kind=self.kind)  # type: ignore[arg-type]
         self.e = self.dep.engine
         self.admin = self.dep.admin
+        self.settler = self.new_account(usd=10.0)  # a settlement keeper that already holds tokens
 
     @property
     def markets(self) -> int:
@@ -153,8 +168,36 @@ class System:
         answer = int(self.dep.feeds[mid][kind].functions.latestRoundData().call()[1])
         return float(answer / 10**m.feed_decimals)
 
+    def publish_price(self, mid: int) -> None:
+        """A new price round (the same answer): the first round after a commit or a flag."""
+        f = self.dep.feeds[mid]["price"]
+        self.send(f.functions.transmit(int(f.functions.latestRoundData().call()[1])), self.admin)
+
+    def settle(self, a: str, mid: int, trace_as: str | None = None) -> int:
+        """Publish the round after the commit, then settle at it (by the settlement keeper)."""
+        self.publish_price(mid)
+        rid = int(self.dep.feeds[mid]["price"].functions.latestRoundData().call()[0])
+        return self.gas(self.e.functions.settleOrder(a, mid, rid), self.settler, trace_as)
+
+    def order(self, a: str, mid: int, delta: int, trace_as: str | None = None) -> tuple[int, int]:
+        """commitOrder then settleOrder: (commit gas, settle gas)."""
+        return self.gas(self.e.functions.commitOrder(mid, delta, 0), a), self.settle(a, mid, trace_as)
+
     def trade(self, a: str, mid: int, delta: int, trace_as: str | None = None) -> int:
-        return self.gas(self.e.functions.trade(mid, delta, 0), a, trace_as)
+        """An executed trade (commit and settle); returns the settlement's gas."""
+        return self.order(a, mid, delta, trace_as)[1]
+
+    def close(self, a: str, mid: int) -> tuple[int, int]:
+        """commitClose then settleOrder: (commit gas, settle gas)."""
+        return self.gas(self.e.functions.commitClose(mid, 0), a), self.settle(a, mid)
+
+    def flag_and_liquidate(self, v: str, liq: str) -> tuple[int, dict[str, Any], int]:
+        """flagLiquidation, the next price round of the market the engine prefers
+        (``liquidationMarket``), liquidate there: (flag gas, liquidation receipt, market)."""
+        g = self.gas(self.e.functions.flagLiquidation(v), liq)
+        mid = int(self.e.functions.liquidationMarket(v).call())
+        self.publish_price(mid)
+        return g, self.send(self.e.functions.liquidate(v, mid), liq), mid
 
 
 # ------------------------------------------------------------------------------ measurements
@@ -174,7 +217,7 @@ def _trading(s: System, col: str, out: dict[str, dict[str, int]]) -> None:
         s.send(s.e.functions.deposit(5_000 * TOKEN), a)
         for mid in range(s.markets):
             s.trade(a, mid, s.size_for(mid, 5_000.0, 2.0))
-            s.send(s.e.functions.closePosition(mid, 0), a)
+            s.close(a, mid)
         if s.markets > 1:
             _cross_positions(s, a)
     out["deposit"][col] = s.gas(s.e.functions.deposit(10_000 * TOKEN), a)
@@ -183,11 +226,11 @@ def _trading(s: System, col: str, out: dict[str, dict[str, int]]) -> None:
     if s.markets > 1 and not warm:
         _cross_positions(s, a)
     size = s.size_for(0, 10_000.0, 5.0)
-    out["open"][col] = s.trade(a, 0, size, trace_as=f"open_{col}")
+    out["commit"][col], out["open"][col] = s.order(a, 0, size, trace_as=f"open_{col}")
     out["increase"][col] = s.trade(a, 0, size // 5)
     out["reduce"][col] = s.trade(a, 0, -(size * 3 // 10))
     out["withdraw"][col] = s.gas(s.e.functions.withdraw(100 * TOKEN), a)
-    out["close"][col] = s.gas(s.e.functions.closePosition(0, 0), a)
+    out["commit_close"][col], out["close"][col] = s.close(a, 0)
 
 
 def _liquidation(s: System, col: str, out: dict[str, dict[str, int]], notes: list[str], commit: bool = False) -> None:
@@ -202,7 +245,7 @@ def _liquidation(s: System, col: str, out: dict[str, dict[str, int]], notes: lis
     if warm:
         s.send(s.e.functions.deposit(5_000 * TOKEN), v)
         s.trade(v, 0, s.size_for(0, 5_000.0, 2.0))
-        s.send(s.e.functions.closePosition(0, 0), v)
+        s.close(v, 0)
     else:
         s.send(s.e.functions.deposit(5_000 * TOKEN), v)
     if s.markets > 1:
@@ -215,11 +258,7 @@ def _liquidation(s: System, col: str, out: dict[str, dict[str, int]], notes: lis
         snap = s.snapshot()
         try:
             s.set_feed(0, "price", p0 * (1 - drop))
-            try:
-                s.e.functions.liquidate(v, 0).call({"from": liq})
-                return True
-            except Exception:
-                return False
+            return bool(s.e.functions.isLiquidatable(v).call())
         finally:
             s.revert(snap)
 
@@ -240,16 +279,16 @@ def _liquidation(s: System, col: str, out: dict[str, dict[str, int]], notes: lis
             keep = False
             try:
                 s.set_feed(0, "price", p0 * (1 - d))
-                r = s.send(s.e.functions.liquidate(v, 0), liq)
-                closed = 0
-                for lg in r["logs"]:
-                    if bytes(lg["topics"][0]) == bytes(T_LIQUIDATED):
-                        closed = abs(abi_decode(["int256"], bytes(lg["data"])[:32])[0])
-                full = closed >= abs(size)
+                flag_gas, r, liq_mid = s.flag_and_liquidate(v, liq)
+                note = f"{s.kind} {col}: the engine's preferred market for the liquidation was {liq_mid}"
+                if liq_mid != 0 and note not in notes:
+                    notes.append(note)
+                full = int(s.e.functions.position(v, liq_mid).call()[0]) == 0  # the whole position closed
                 if full == (kind_ == "full"):
                     keep = commit
                     if not commit:
                         out[f"liquidate_{kind_}"][col] = int(r["gasUsed"])
+                        out["flag"][col] = max(out["flag"].get(col, 0), flag_gas)
                         tag = f"liquidate_{kind_}_{col}"
                         if tag in TRACED:
                             s.trace_results[tag] = trace_tx(s, _hex(r["transactionHash"]))
@@ -270,6 +309,13 @@ def _keeper_and_admin(s: System, out: dict[str, dict[str, int]]) -> None:
         cur = s.feed_value(0, k)
         new = cur * nudges[k] if k in nudges else cur + (0.00001 if k == "funding" else -0.01)
         out[f"transmit_{k}"][col] = s.set_feed(0, k, new)
+    feeds = s.dep.feeds[0]
+    pusher = s.dep.pusher
+    price = int(feeds["price"].functions.latestRoundData().call()[1])
+    out["push_price"][col] = s.gas(pusher.functions.push([feeds["price"].address], [price], [0]), s.admin)
+    answers = [int(feeds[k].functions.latestRoundData().call()[1]) for k in FEED_KINDS]
+    answers[FEED_KINDS.index("price")] = price * 1001 // 1000
+    out["push_all"][col] = s.gas(pusher.functions.push([feeds[k].address for k in FEED_KINDS], answers, [0]), s.admin)
     c = s.dep.controller
     if s.kind != "dynamic":
         out["poke_noop"][col] = s.gas(c.functions.poke(0), s.admin)
@@ -301,8 +347,9 @@ def _keeper_and_admin(s: System, out: dict[str, dict[str, int]]) -> None:
 # MarginEngine storage layout (``forge inspect MarginEngine storageLayout``); checked against the
 # live contract in ``_engine_slot_names`` before it is used to name storage writes.
 ENGINE_SLOTS = {1: "_status (reentrancy guard)", 2: "vaultBalance", 3: "insuranceFund", 4: "protocolFees",
-                5: "badDebtTotal", 6: "badDebtCovered", 7: "badDebtSocialized", 8: "netDeposits"}
-SLOT_MARKETS, SLOT_COLLATERAL, SLOT_OPEN, SLOT_POSITIONS = 9, 10, 11, 12
+                5: "orderEscrow", 6: "impactPools", 7: "badDebtTotal", 8: "badDebtCovered", 9: "badDebtSocialized",
+                10: "netDeposits"}
+SLOT_MARKETS, SLOT_COLLATERAL, SLOT_OPEN, SLOT_POSITIONS, SLOT_ORDERS, SLOT_FLAGGED = 12, 13, 14, 15, 16, 17
 
 
 def _mapping_slot(key: int | str, base: int) -> int:
@@ -310,33 +357,37 @@ def _mapping_slot(key: int | str, base: int) -> int:
     return int.from_bytes(Web3.keccak(k.to_bytes(32, "big") + base.to_bytes(32, "big")), "big")
 
 
-def _engine_slot_names(s: System, accounts: list[str]) -> dict[int, str]:
+def _engine_slot_names(s: System, accounts: list[tuple[str, str]]) -> dict[int, str]:
     """Storage slot -> variable name for the engine's scalars and the mappings of ``accounts``."""
     names: dict[int, str] = dict(ENGINE_SLOTS)
-    bucket_names = {"vaultBalance", "insuranceFund", "protocolFees", "badDebtTotal", "badDebtCovered",
-                    "badDebtSocialized", "netDeposits"}
+    bucket_names = {"vaultBalance", "insuranceFund", "protocolFees", "orderEscrow", "impactPools", "badDebtTotal",
+                    "badDebtCovered", "badDebtSocialized", "netDeposits"}
     for slot, name in ENGINE_SLOTS.items():
         if name in bucket_names:
             names[slot] = "vault/insurance/fees/bad-debt/net-deposit buckets"
     for mid in range(s.markets):
         base = _mapping_slot(mid, SLOT_MARKETS)
-        names[base] = names[base + 1] = f"_markets[{mid}] (open interest, funding)"
-    for i, a in enumerate(accounts):
-        who = "account" if i == 0 else "liquidated account" if i == 1 else f"account {i}"
+        names[base] = names[base + 1] = names[base + 2] = f"_markets[{mid}] (open interest, funding, impact pool)"
+    for a, who in accounts:
         names[_mapping_slot(a, SLOT_COLLATERAL)] = f"_collateral[{who}]"
         names[_mapping_slot(a, SLOT_OPEN)] = f"_openMarkets[{who}] (bitmap)"
         inner = _mapping_slot(a, SLOT_POSITIONS)
+        orders = _mapping_slot(a, SLOT_ORDERS)
+        names[_mapping_slot(a, SLOT_FLAGGED)] = f"_flaggedAt[{who}]"
         for mid in range(s.markets):
             base = _mapping_slot(mid, inner)
             names[base] = names[base + 1] = f"_positions[{who}][{mid}]"
+            ob = _mapping_slot(mid, orders)
+            names[ob] = names[ob + 1] = f"_orders[{who}][{mid}]"
     # Check the layout on the live contract (a mismatch leaves the writes unnamed).
     rpc, e = s.chain.rpc, s.e.address
-    net = int(rpc.call("eth_getStorageAt", [e, hex(8), "latest"]), 16)
+    net = int(rpc.call("eth_getStorageAt", [e, hex(10), "latest"]), 16)
     if net != s.e.functions.netDeposits().call():
         return {}
     if accounts:
-        coll = int(rpc.call("eth_getStorageAt", [e, hex(_mapping_slot(accounts[0], SLOT_COLLATERAL)), "latest"]), 16)
-        if coll != s.e.functions.collateralOf(accounts[0]).call() % 2**256:
+        a0 = accounts[0][0]
+        coll = int(rpc.call("eth_getStorageAt", [e, hex(_mapping_slot(a0, SLOT_COLLATERAL)), "latest"]), 16)
+        if coll != s.e.functions.collateralOf(a0).call() % 2**256:
             return {}
     return names
 
@@ -440,9 +491,13 @@ def trace_tx(s: System, tx_hash: str) -> dict[str, Any]:
     first, last = logs[0], logs[-1]
     execution = int(first["gas"]) - (int(last["gas"]) - int(last["gasCost"]))
     used = int(rec["gasUsed"], 16)
-    accounts: list[str] = [Web3.to_checksum_address(tx["from"])]
-    if sels.get(tx["input"][:10]) == "liquidate":
-        accounts.append(Web3.to_checksum_address("0x" + tx["input"][34:74]))
+    fn = sels.get(tx["input"][:10])
+    sender = Web3.to_checksum_address(tx["from"])
+    accounts: list[tuple[str, str]] = [(sender, "account")]
+    if fn in ("liquidate", "settleOrder"):
+        other = Web3.to_checksum_address("0x" + tx["input"][34:74])
+        accounts = ([(sender, "liquidator"), (other, "liquidated account")] if fn == "liquidate"
+                    else [(other, "account"), (sender, "settler")])
     slot_names = _engine_slot_names(s, accounts) if root.label == "engine" else {}
     return {"gas_used": used, "intrinsic": intrinsic, "execution": execution, "refund": intrinsic + execution - used,
             "root": root, "slot_names": slot_names}
@@ -572,6 +627,8 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         if dyn[row]:
             out[row] = _worst(dyn, row) or _worst(dyn, row, ("3m_fresh",))
     out["liquidate"] = max(out.get("liquidate_partial", 0), out.get("liquidate_full", 0))
+    out["settle"] = out.get("open", 0)
+    out["commit_plus_settle"] = out.get("commit", 0) + out.get("open", 0)
     out["feed_update"] = max(v for k, v in out.items() if k.startswith("transmit_"))
     ratios = {f"{row}_{c}": dyn[row][c] / sta[row][c] for row in RATIO_ROWS for c in COLUMNS
               if c in dyn[row] and sta[row].get(c)}
@@ -625,10 +682,14 @@ def tables(r: dict[str, Any]) -> str:
     lines.append("targets (one market, worst of fresh and warm account)")
     lines.append(f"{'':<32}{'measured':>12}{'target':>12}  {'status':<7} Synthetix v3 perps, PR #2147 (avg of 200 calls)")
     for label, v, tgt, ref in (
-            ("open", sm["open"], TARGETS["open"], "commitOrder 322k + settleOrder 731k"),
+            ("open (settleOrder)", sm["open"], TARGETS["open"], "settleOrder 731k"),
             ("liquidate (partial or full)", sm["liquidate"], TARGETS["liquidate"], "liquidatePosition 346k"),
             ("feed update (worst feed)", sm["feed_update"], TARGETS["feed_update"], "-")):
         lines.append(f"{label:<32}{v:>12,}{tgt:>12,}  {'pass' if v <= tgt else 'MISS':<7} {ref}")
+    for label, key, ref in (("commitOrder (open)", "commit", "commitOrder 322k"), ("commitClose", "commit_close", "-"),
+                            ("flagLiquidation", "flag", "-"), ("RiskPusher.push: price", "push_price", "-"),
+                            ("RiskPusher.push: 5 feeds", "push_all", "-")):
+        lines.append(f"{label:<32}{sm.get(key, 0):>12,}{'-':>12}  {'':<7} {ref}")
     tgt = TARGETS["dynamic_over_static"]
     for label, v in (("dynamic / static, open", sm["dynamic_over_static_open"]),
                      ("dynamic / static, liquidate", sm["dynamic_over_static_liquidate"]),
@@ -721,7 +782,8 @@ def closing_note(r: dict[str, Any], sm: dict[str, Any], shown: list[str]) -> lis
             f"The controller's quote takes {q:,} ({q / v:.0%}): {nf} feed reads {feeds:,}, "
             f"{nsl.split('/')[0]} cold storage reads {sl:,}, arithmetic {cc:,}. Engine storage writes {sst:,} "
             f"({nst} SSTOREs, {new:,} of them creating slots), engine storage reads {sld:,}, calldata and base "
-            f"{intr:,}" + (f", the reward transfer {tok:,}" if tok else "") + ".")
+            f"{intr:,}" + (f", the token transfer ({'settlement fee' if what == 'open' else 'reward'}) {tok:,}"
+                           if tok else "") + ".")
     if sm["dynamic_over_static_open"] > TARGETS["dynamic_over_static"]:
         d, s_ = att.get(shown[0], {}).get("dynamic"), att.get(shown[0], {}).get("static_calm")
         if d and s_:
