@@ -115,7 +115,14 @@ class Dataset:
     base: str
     """Data set name without the slice (``sp500``; a CSV's file stem)."""
     history: PriceHistory
+    """The bars of the spec (the slice)."""
     conventions: Conventions
+    full: PriceHistory | None = None
+    """The whole data set a slice was cut from (None if not sliced): a backtest lets the keeper's
+    volatility and the FHS reference use the bars before the slice, as a live keeper would; only
+    windows inside the slice are tested. Calibration reads the slice alone."""
+    offset: int = 0
+    """Index of the slice's first bar in ``full``."""
 
     @property
     def first_ts(self) -> int:
@@ -177,10 +184,12 @@ def load_dataset(spec: str, *, csv_history: PriceHistory | None = None,
     else:
         names = sorted(DATASETS) + ([csv_history.name] if csv_history is not None else [])
         raise ValidationError("dataset", spec, f"one of {names}, optionally @START..END")
-    if start is not None or end is not None:
-        h = h.window(start or "1970-01-01", end or "2262-01-01")
     conv = conventions if conventions is not None else DATASET_CONVENTIONS.get(name, Conventions())
-    return Dataset(spec=spec.strip(), base=name, history=h, conventions=conv)
+    if start is None and end is None:
+        return Dataset(spec=spec.strip(), base=name, history=h, conventions=conv)
+    part = h.window(start or "1970-01-01", end or "2262-01-01")
+    offset = int(np.searchsorted(h.timestamps, part.timestamps[0]))
+    return Dataset(spec=spec.strip(), base=name, history=part, conventions=conv, full=h, offset=offset)
 
 
 def periods_per_year(history: PriceHistory, value: float | None = None) -> float:
@@ -600,7 +609,9 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
         raise ValidationError("skip_gaps", skip_gaps, "True, False or None")
     conv = Conventions(data.conventions.skip_gaps if skip_gaps is None else skip_gaps,
                        data.conventions.periods if periods is None else periods)
-    h, skip = data.history, conv.skip_gaps
+    skip = conv.skip_gaps
+    h = data.full if data.full is not None else data.history
+    lo, hi = data.offset, data.offset + len(data.history)  # tested window starts: lo .. hi - steps - 1
     cfg = load_config(config_path) if config_path else load_config()
     horizon_sec = calibration.horizon_sec if calibration else cfg.markets[0].params.horizon_sec
     lam = calibration.ewma_lambda if calibration else 0.94
@@ -612,7 +623,7 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
         raise DataError(f"{h.name}: {len(h)} bars, fewer than the {steps}-bar horizon; allowed: at least "
                         f"{EWMA().min_bars + steps} contiguous bars")
     rows = []
-    z_moves = standardized_moves(h, steps, lam, periods=conv.periods, skip_gaps=skip)
+    z_moves = standardized_moves(data.history, steps, lam, periods=conv.periods, skip_gaps=skip)
     sigma_h, usable, moves = standardized_windows(h, steps, lam, skip_gaps=skip)
     window_end = np.arange(sigma_h.size, dtype=np.float64) + steps
     sample = calibration.sample(data) if calibration else "shipped config"
@@ -623,7 +634,9 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
         else:
             ser = model_series(h, a, config_path, lam=lam, horizon_sec=model_horizon, periods=conv.periods)
         for side in SIDES:
-            model = ser["var_long" if side == "long" else "var_short"]
+            model = np.array(ser["var_long" if side == "long" else "var_short"])
+            model[:lo] = np.nan
+            model[max(lo, hi - steps):] = np.nan
             bt = backtest_margin(h, model, steps, side, alpha=a, step=steps, skip_gaps=skip)
             k = bt.kupiec
             if k is None or z_moves[side].size == 0:
@@ -656,9 +669,10 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
                 "periods_per_year": bars_per_year,
                 "gaps": "skip" if skip else "keep",
                 "skipped_gap_windows": bt.skipped_gap_windows,
-                "mean_max_leverage": float(np.nanmean(ser["max_leverage"])),
-                "min_max_leverage": float(np.nanmin(ser["max_leverage"])),
-                "first_bar_utc": h.start_utc, "last_bar_utc": h.end_utc, "bars": len(h),
+                "mean_max_leverage": float(np.nanmean(ser["max_leverage"][lo:hi])),
+                "min_max_leverage": float(np.nanmin(ser["max_leverage"][lo:hi])),
+                "first_bar_utc": data.history.start_utc, "last_bar_utc": data.history.end_utc,
+                "bars": len(data.history),
                 "intrabar": measures["intrabar"], "close_to_close": measures["close_to_close"],
             })
     return rows

@@ -12,7 +12,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from ballast._typing import FloatArray
 from ballast.data import PriceHistory, load_btc_15min
 from ballast.errors import ValidationError
-from ballast.risk.backtest import backtest_margin, kupiec_pof
+from ballast.risk.backtest import backtest_margin, christoffersen, kupiec_pof
 from ballast.risk.var import normal_var
 from ballast.risk.volatility import SECONDS_PER_YEAR, EWMA
 
@@ -108,6 +108,62 @@ def test_kupiec_validation(args: tuple[Any, Any, Any], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         kupiec_pof(*args)
     assert info.value.field == field
+
+
+# --------------------------------------------------------------------------- Christoffersen
+
+
+def test_christoffersen_unclustered_hand_computation() -> None:
+    # Transitions of 0011000100: n00=4, n01=2, n10=2, n11=1 -> pi01 = pi11 = pi = 1/3: LR_ind = 0.
+    # LR_cc = -2[(6 ln .9 + 3 ln .1) - (6 ln 2/3 + 3 ln 1/3)] = -2[-7.539918 + 5.728627] = 3.622582,
+    # chi2(2) survival exp(-LR/2) = 0.163443.
+    res = christoffersen([0, 0, 1, 1, 0, 0, 0, 1, 0, 0], 0.9)
+    assert res.transitions == (4, 2, 2, 1)
+    assert_allclose(res.lr_independence, 0.0, atol=1e-12)
+    assert_allclose(res.p_independence, 1.0)
+    assert_allclose(res.lr_conditional_coverage, 3.622582, rtol=1e-6)
+    assert_allclose(res.p_conditional_coverage, 0.163443, rtol=1e-5)
+
+
+def test_christoffersen_clustered_hand_computation() -> None:
+    # 0001110000: n00=5, n01=1, n10=1, n11=2; pi01 = 1/6, pi11 = 2/3, pi = 1/3.
+    # ln L(markov) = 5 ln 5/6 + ln 1/6 + ln 1/3 + 2 ln 2/3 = -4.612909; ln L(iid) = -5.728627.
+    # LR_ind = 2.231436, p = P(chi2(1) >= LR) = erfc(sqrt(LR / 2)) = 0.135228.
+    # ln L(p=.1) = 6 ln .9 + 3 ln .1 = -7.539918 -> LR_cc = 5.854018, p = exp(-LR/2) = 0.053557.
+    res = christoffersen(np.array([0, 0, 0, 1, 1, 1, 0, 0, 0, 0], dtype=bool), 0.9)
+    assert res.transitions == (5, 1, 1, 2)
+    assert_allclose(res.lr_independence, 2.231436, rtol=1e-6)
+    assert_allclose(res.p_independence, _chi2_1_sf(2.231436), rtol=1e-6)
+    assert_allclose(res.p_independence, 0.135228, rtol=1e-5)
+    assert_allclose(res.lr_conditional_coverage, 5.854018, rtol=1e-6)
+    assert_allclose(res.p_conditional_coverage, 0.053557, rtol=1e-4)
+    # LR_cc = Kupiec on the n-1 transitions + LR_ind.
+    assert_allclose(res.lr_conditional_coverage,
+                    kupiec_pof(3, 9, 0.9).lr_statistic + res.lr_independence, rtol=1e-12)
+
+
+def test_christoffersen_without_breaches_and_validation() -> None:
+    res = christoffersen(np.zeros(100, dtype=bool), 0.99)
+    assert res.transitions == (99, 0, 0, 0)
+    assert res.lr_independence == 0.0 and res.p_independence == 1.0
+    assert_allclose(res.lr_conditional_coverage, kupiec_pof(0, 99, 0.99).lr_statistic)
+    for bad in ([1], [0, 2], [[0, 1]]):
+        with pytest.raises(ValidationError) as info:
+            christoffersen(bad, 0.99)
+        assert info.value.field == "hits"
+
+
+def test_backtest_reports_christoffersen_and_mean_margin() -> None:
+    close = [100.0, 100.0, 96.0, 97.0, 103.0, 104.0]
+    low = [99.0, 99.0, 93.0, 95.0, 96.0, 103.0]
+    high = [101.0, 101.0, 100.0, 98.0, 106.0, 105.0]
+    margin = np.array([0.05, 0.05, 0.05, 0.07, 0.05, 0.05])
+    res = backtest_margin(_history(close, high, low), margin, 2, "long", alpha=0.9)
+    # Hits 1100 -> transitions n00=1, n01=0, n10=1, n11=1.
+    assert res.intrabar.christoffersen == christoffersen([1, 1, 0, 0], 0.9)
+    assert res.intrabar.christoffersen.transitions == (1, 0, 1, 1)
+    assert_allclose(res.intrabar.mean_margin, 0.055)
+    assert_array_equal(res.window_starts, [0, 1, 2, 3])
 
 
 # --------------------------------------------------------------------------- backtest_margin

@@ -123,3 +123,82 @@ def test_dataset_and_csv_are_exclusive(capsys: pytest.CaptureFixture[str]) -> No
         main(["backtest", "--dataset", "btc_daily", "--csv", "x.csv"])
     assert info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- calibrate (issue 12)
+
+
+def _ohlc_csv(path: Path, n: int, seed: int, *, crash_after: int | None = None) -> Path:
+    """Hourly OHLC bars; with ``crash_after`` every bar from that index on swings 5x wider."""
+    rng = np.random.default_rng(seed)
+    r = rng.standard_t(4, n) * 0.004
+    if crash_after is not None:
+        r[crash_after:] *= 5.0
+    close = 100.0 * np.exp(np.cumsum(r))
+    opn = np.concatenate(([100.0], close[:-1]))
+    wick = np.abs(rng.normal(0.0, 0.001, (2, n)))
+    high = np.maximum(opn, close) * (1 + wick[0])
+    low = np.minimum(opn, close) * (1 - wick[1])
+    stamps = 1_609_459_200 + 3_600 * np.arange(n)
+    rows = "".join(f"{t},{o:.6f},{h:.6f},{lo:.6f},{c:.6f}\n" for t, o, h, lo, c in zip(stamps, opn, high, low, close))
+    path.write_text("Timestamp,Open,High,Low,Close\n" + rows)
+    return path
+
+
+def test_fit_never_reads_the_test_period(tmp_path: Path) -> None:
+    from ballast.calibration import fit_tail, load_dataset
+
+    calm = load_csv(_ohlc_csv(tmp_path / "coin.csv", 3_000, 5))
+    wild = load_csv(_ohlc_csv(tmp_path / "coin.csv", 3_000, 5, crash_after=2_000))
+    assert not np.array_equal(calm.close[2_000:], wild.close[2_000:])
+    assert_allclose(calm.close[:2_000], wild.close[:2_000])
+    cut = "coin@..2021-03-25T08:00"  # 2,000 hourly bars from 2021-01-01
+    fits = [fit_tail([load_dataset(cut, csv_history=h)], [0.99, 0.995], method=m) for h in (calm, wild) for m in ("fhs",)]
+    assert fits[0] == fits[1]  # the test period changed completely; the fit did not move
+    assert fits[0].train[0].bars == 2_000
+    # The test period is marked out-of-sample, an overlapping one in-sample.
+    assert fits[0].sample(load_dataset("coin@2021-03-25T08:00..", csv_history=wild)) == "out-of-sample"
+    assert fits[0].sample(load_dataset("coin@2021-03-01..", csv_history=wild)) == "in-sample"
+
+
+def test_calibrate_then_backtest_other_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = _ohlc_csv(tmp_path / "coin.csv", 3_000, 6)
+    out = tmp_path / "cal.toml"
+    assert main(["calibrate", "--csv", str(csv), "--out", str(out), "--alphas", "0.99"]) == 0
+    text = out.read_text()
+    assert "# Fitted ONLY on: coin" in text and "[[fit]]" in text
+    from ballast.calibration import load_calibration
+
+    cal = load_calibration(out)
+    assert cal.fit(0.99).regime_sens == 0.0 and 1.0 <= cal.fit(0.99).z <= 6.0
+    js = tmp_path / "bt.json"
+    assert main(["backtest", "--params", str(out), "--dataset", "btc_daily@2021-01-01..", "--json", str(js)]) == 0
+    printed = capsys.readouterr().out
+    assert "out-of-sample" in printed and "Kupiec p" in printed and "/FHS x" in printed
+    doc = json.loads(js.read_text())
+    assert doc["train"] == ["coin"]
+    row = doc["rows"][0]
+    assert row["sample"] == "out-of-sample" and row["dataset"] == "btc_daily@2021-01-01.."
+    for m in ("intrabar", "close_to_close"):
+        r = row[m]
+        assert 0 <= r["christoffersen_ind_p"] <= 1 and 0 <= r["christoffersen_cc_p"] <= 1
+        assert r["fhs_windows"] > 0 and r["margin_ratio_vs_fhs"] > 0
+    # An alpha the file was not fitted at is named with the allowed ones.
+    assert main(["backtest", "--params", str(out), "--dataset", "btc_daily", "--alphas", "0.995"]) == 2
+    assert "alpha=0.995" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["calibrate", "--train", "btc_weekly", "--out", "x.toml"], "dataset='btc_weekly'"),
+    (["calibrate", "--train", "sp500@2009..", "--out", "x.toml"], "dataset='sp500@2009..'"),
+    (["calibrate", "--train", "sp500@..", "--out", "x.toml"], "NAME@START..END"),
+    (["calibrate", "--train", "sp500", "--alphas", "0.99,1.5", "--out", "x.toml"], "--alphas='0.99,1.5'"),
+    (["calibrate", "--out", "x.toml"], "--train=None"),
+    (["backtest", "--dataset", "btc_daily", "--params", "/nonexistent.toml"], "params='/nonexistent.toml'"),
+    (["backtest", "--dataset", "nasdaq@2030-01-01.."], "no bars"),
+])
+def test_calibrate_cli_errors_name_value_and_range(argv: list[str], needle: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and needle in err
