@@ -39,3 +39,9 @@ class ChainError(BallastError):
 
 class VerificationError(BallastError):
     """The stress lab found a violation of an on-chain invariant or a mirror mismatch."""
+
+
+class ScenarioError(BallastError):
+    """A scenario or run measured nothing: it opened no position, or nothing in it came under stress
+    (no liquidation and no bad debt in any run). The message names the scenario and what was missing:
+    a row of zeros would read as "no risk" when the run simply never traded."""

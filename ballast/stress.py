@@ -4,6 +4,7 @@ baselines, side by side, verified, with a report."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.config import Config, StaticFractions, load_config
-from ballast.errors import ValidationError, VerificationError
+from ballast.errors import ScenarioError, ValidationError, VerificationError
 from ballast.keeper import VolMode
 from ballast.lab import RunResult, calm_fractions_from_run, run_one
 from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, default_liquidator_count, generate
@@ -45,6 +46,9 @@ class StressOptions:
     chain_salt: int = 0
     """Empty blocks mined before deploying: changes every block hash, hence the ramp's random
     activation draws, and nothing else (population, path and feeds stay the same)."""
+    allow_no_stress: bool = False
+    """Accept a run in which no controller liquidated anyone and nobody lost money to bad debt (a
+    calm control run); by default that is a :class:`ScenarioError`."""
 
     def validate(self) -> StressOptions:
         if not 1 <= self.accounts <= MAX_ACCOUNTS:
@@ -116,6 +120,7 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     sc = build(opts.scenario, opts.seed)
     traders = generate(opts.accounts, sc.blocks, seed=opts.seed, long_bias=sc.long_bias,
                        anticipatory_share=opts.anticipatory_share)
+    check_scenario(sc, cfg)
     cons = cfg.markets[0].static_conservative
     n_liq = opts.liquidators if opts.liquidators is not None else default_liquidator_count(opts.accounts)
     liq = LiquidatorSpec(count=n_liq, latency_blocks=opts.liquidator_latency)
@@ -169,6 +174,7 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     metrics = _finite(metrics)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, allow_nan=False))
+    check_activity(metrics, allow_no_stress=opts.allow_no_stress)
     from ballast.report import write_report
 
     write_report(metrics, out)
@@ -209,10 +215,54 @@ def table(metrics: dict[str, Any]) -> str:
         lines.append(f"{label:32}{vals[0]:>16}{vals[1]:>16}{vals[2]:>16}  {unit}")
     v = metrics["verification"]
     r = metrics["runs"]
-    ratio = r["dynamic"]["bad_debt_usd"] / r["static_calm"]["bad_debt_usd"] if r["static_calm"]["bad_debt_usd"] else float("nan")
+    ratio = ratio_text(r["dynamic"]["bad_debt_usd"], r["static_calm"]["bad_debt_usd"], "static_calm", "bad debt")
     lines.append(f"\nverification: {v['checks']:,} checks, {v['violations']} violations. "
-                 f"bad debt dynamic / static_calm = {ratio:.2f} (target <= 0.20)")
+                 f"bad debt dynamic / static_calm = {ratio} (target <= 0.20)")
     return "\n".join(lines)
+
+
+def ratio_text(num: float | None, den: float | None, den_name: str, what: str, fmt: str = "{:.2f}") -> str:
+    """A ratio for people: ``n/a: static_calm had no bad debt`` when the denominator is zero (or
+    missing), never ``nan`` or ``inf``."""
+    if den is None or num is None or not math.isfinite(den) or not math.isfinite(num):
+        return f"n/a: {what} of {den_name} not measured"
+    if den == 0:
+        return f"n/a: {den_name} had no {what}"
+    return fmt.format(num / den)
+
+
+def check_scenario(sc: ScenarioPath, cfg: Config) -> None:
+    """Refuse, before any chain starts, a scenario on which no order can settle: an order settles at
+    the first price round at least ``order_min_delay_sec`` after its commit and expires
+    ``order_window_sec`` after that; rounds come with blocks, so blocks longer than the window make
+    every order expire (what ``btc_2020_03_12`` did with 8-hour blocks)."""
+    e = cfg.engine
+    if sc.block_sec > e.order_window_sec:
+        raise ScenarioError(
+            f"scenario {sc.name}: blocks of {sc.block_sec} s are longer than the order window "
+            f"({e.order_window_sec} s): every order would expire before the next block's price round, so no "
+            f"position could open. Use shorter blocks (more substeps per bar) or a longer order_window_sec.")
+    if sc.blocks < 2:
+        raise ScenarioError(f"scenario {sc.name}: {sc.blocks} block(s); an order needs a second block to settle")
+
+
+def check_activity(metrics: dict[str, Any], *, allow_no_stress: bool = False) -> None:
+    """A run that opened no position, or a scenario in which nothing came under stress, is an error
+    naming the scenario and what was missing (never a row of zeros that reads as "no risk")."""
+    name = metrics["scenario"]
+    runs = metrics["runs"]
+    idle = [k for k in RUNS if not (runs[k].get("orders_settled") or 0) > 0]
+    if idle:
+        detail = ", ".join(f"{k}: {runs[k].get('orders_committed') or 0:.0f} orders committed, "
+                           f"{runs[k].get('orders_expired') or 0:.0f} expired" for k in idle)
+        raise ScenarioError(f"scenario {name} (seed {metrics['seed']}, {metrics['accounts']} accounts): no position "
+                            f"was opened in run(s) {', '.join(idle)} ({detail}); its figures would be zeros, not a "
+                            f"result. metrics.json is written for inspection.")
+    calm = all((runs[k].get("liquidations") or 0) == 0 and (runs[k].get("bad_debt_usd") or 0) == 0 for k in RUNS)
+    if calm and not allow_no_stress:
+        raise ScenarioError(f"scenario {name} (seed {metrics['seed']}): no stress: no liquidation and no bad debt in "
+                            f"any of the three runs (max drawdown {metrics['max_drawdown']:.1%}); the comparison "
+                            f"measures nothing. Pass --allow-no-stress for a calm control run.")
 
 
 def cpu_count() -> int:

@@ -86,10 +86,10 @@ def test_same_seed_same_path_different_seed_different_path(name: str) -> None:
 
 @pytest.mark.parametrize("name", HISTORICAL)
 def test_historical_replays_are_deterministic_with_one_substep_and_seeded_otherwise(name: str) -> None:
-    assert _same(build(name, seed=1), build(name, seed=2))  # real bars only: nothing random
+    assert _same(build(name, seed=1, substeps=1), build(name, seed=2, substeps=1))  # real bars only: nothing random
     a, b, c = (build(name, seed=s, substeps=4) for s in (3, 3, 4))
     assert _same(a, b) and not np.array_equal(a.price, c.price)
-    assert a.blocks == 4 * build(name, seed=1).blocks
+    assert a.blocks == 4 * build(name, seed=1, substeps=1).blocks
 
 
 def test_btc_2021_12_04_contains_the_real_crash() -> None:
@@ -111,7 +111,10 @@ def test_btc_2021_12_04_contains_the_real_crash() -> None:
 
 def test_btc_2020_03_12_black_thursday() -> None:
     sp = build("btc_2020_03_12")
-    assert sp.block_sec == 86_400 // 3 and sp.price.min() < 4_500.0
+    # Hourly blocks (8 substeps x 3 segments per daily bar): 8-hour blocks never let an order settle.
+    assert sp.block_sec == 3_600 and sp.blocks == 24 * 24
+    assert sp.price.min() < 4_500.0 * 1.05
+    np.testing.assert_allclose(sp.price[7::8], build("btc_2020_03_12", substeps=1).price, rtol=1e-12)
 
 
 def test_short_paths_truncate_crash_windows() -> None:
