@@ -1,5 +1,8 @@
 """Brownie script over `ballast keeper`: `brownie run keeper --network <net>` with the keeper's
-arguments in BALLAST_KEEPER_ARGS (e.g. "--deployment deployments/31337.json --rounds 10")."""
+arguments in BALLAST_KEEPER_ARGS (e.g. "--deployment deployments/31337.json --rounds 10").
+
+Each round is one RiskPusher.push transaction (the answers due, then the market's poke and funding
+accrual): the deployments file must record the pusher (`pusher`), and the sender needs its KEEPER_ROLE."""
 
 import os
 import shlex
