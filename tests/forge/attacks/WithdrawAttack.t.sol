@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.28;
 
+import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {SearchBase} from "./SearchBase.sol";
 import {RiskParams} from "../../../interfaces/ILeverageController.sol";
 
@@ -15,12 +16,14 @@ import {RiskParams} from "../../../interfaces/ILeverageController.sol";
 /// Search: leverage (2x..20x), the pump before the withdrawal (0..30%), the withdrawal amount (the
 /// largest the engine accepts, found by bisection over side-effect-free probes), the pending drop
 /// (0..30%) after it, the crew liquidating at the new price.
-/// Claims: the crew never withdraws more than it deposited before realizing a profit; the bad
-/// debt is at most N (m + f + k N / (2D) - imf)+, N the notional at the withdrawal price, imf the
-/// initial fraction in force, f the liquidation fee (the bound of a fresh position at its initial
-/// margin); and the crew's profit is at most that bad debt plus the pump's gain (the latency part
-/// of it is the bad debt only).
+/// Claims: what a withdrawal leaves is at least imf x N of the account's own collateral (no
+/// unrealized profit counted); the bad debt is at most N (m + f + k N / (2D) - imf)+, N the
+/// notional at the withdrawal price, imf the initial fraction in force, f the liquidation fee (the
+/// bound of a fresh position at its initial margin), and at most the loss from the entry price plus
+/// exit costs minus the collateral kept; the crew's profit is at most that bad debt plus the pump's
+/// gain (the latency part of it is the bad debt only).
 contract WithdrawAttackTest is SearchBase {
+    using FixedPointMathLib for uint256;
     error ProbeOk();
 
     uint256 internal constant EQUITY = 100_000 * USDC;
@@ -75,6 +78,10 @@ contract WithdrawAttackTest is SearchBase {
         assertLe(w, EQUITY, "no unrealized profit withdrawn");
         uint256 notionalUsdWad = size * pw / 1e8;
         uint256 imf = controller.quote(BTC, true, size).imfWad;
+        int256 kept = engine.collateralOf(a);
+        // What a withdrawal leaves is the account's own money, at least the initial requirement:
+        // unrealized profit does not count (counting it lets the withdrawal take all of it).
+        if (w > 0) assertGe(kept * 1e12, int256(notionalUsdWad.mulWadUp(imf)) - 1e12, "kept >= imf x N (own money)");
 
         vm.warp(block.timestamp + 1);
         publish(BTC, pw * (10_000 - dropBps) / 10_000);
@@ -83,14 +90,36 @@ contract WithdrawAttackTest is SearchBase {
         closeNow(a, BTC);
         uint256 badDebt = engine.badDebtTotal() - bad0;
 
-        RiskParams memory p = controller.activeParams(BTC);
-        uint256 m = dropBps * 1e14;
-        uint256 term = m + p.liqFeeWad + uint256(p.impactWad) * notionalUsdWad / (2 * 50_000_000e18);
-        uint256 bound_ = term > imf ? notionalUsdWad * (term - imf) / 1e18 / 1e12 : 0;
-        assertLe(badDebt, bound_ + 2, "bad debt within the fresh-position bound");
+        assertLe(badDebt, _freshBound(notionalUsdWad, imf, dropBps), "bad debt within the fresh-position bound");
+        // Measured from the entry: what is left after the withdrawal is the account's own money, at
+        // least imf x N_w (no profit counted), so the bad debt is at most the loss from the entry
+        // price plus exit costs minus that. Counting unrealized profit breaks this bound.
+        assertLe(badDebt, _ownMoneyBound(size, pw, dropBps, notionalUsdWad, kept), "bad debt within the own-money bound");
         uint256 pumpGain = size * (pw - 50_000e8) / 1e8 / 1e12;
         assertLe(wealth() - w0, int256(badDebt + pumpGain), "no latency profit beyond that bad debt");
         assertConserved();
+    }
+
+    /// @dev N_w (m + f + k N_w / (2D) - imf)+, token units.
+    function _freshBound(uint256 nw, uint256 imf, uint256 dropBps) internal view returns (uint256) {
+        RiskParams memory p = controller.activeParams(BTC);
+        uint256 term = dropBps * 1e14 + p.liqFeeWad + uint256(p.impactWad) * nw / (2 * 50_000_000e18);
+        return (term > imf ? nw * (term - imf) / 1e18 / 1e12 : 0) + 2;
+    }
+
+    /// @dev (loss from the entry price + liquidation, trading and impact costs on the exit notional
+    /// - the collateral kept)+, token units, plus one settlement fee.
+    function _ownMoneyBound(uint256 size, uint256 pw, uint256 dropBps, uint256 nw, int256 kept)
+        internal
+        view
+        returns (uint256)
+    {
+        RiskParams memory p = controller.activeParams(BTC);
+        uint256 nExit = size * (pw * (10_000 - dropBps) / 10_000) / 1e8;
+        int256 lossFromEntry = int256(size * 50_000) - int256(nExit);
+        uint256 costFrac = p.liqFeeWad + engine.tradingFeeWad() + uint256(p.impactWad) * nw / (2 * 50_000_000e18);
+        int256 b2 = lossFromEntry + int256(nExit * costFrac / 1e18) - kept * 1e12;
+        return (b2 > 0 ? uint256(b2) / 1e12 : 0) + engine.settlementFeeTokens() + 2;
     }
 
     function test_withdrawalNeedsAFreshPrice() public {
