@@ -79,7 +79,7 @@ class EngineSettings:
     """Fee escrowed at commit and paid to whoever settles the order, USD (<= 2^64-1 token units)."""
     withdraw_price_max_age_sec: int = 600
     """A withdrawal with open positions needs every price published within this many seconds (1..3600)."""
-    oi_depth_mult: float = 4.0
+    oi_depth_mult: float = 2.0
     """Each side's gross open interest (USD) is capped at this multiple of the depth input (0.1..100)."""
 
     def settlement_fee_tokens(self, token_decimals: int = TOKEN_DECIMALS) -> int:

@@ -337,7 +337,7 @@ class EngineMirror:
     order_window_sec: int = 3600
     settlement_fee_tokens: int = 0
     withdraw_price_max_age_sec: int = 600
-    oi_depth_mult_wad: int = 4 * WAD
+    oi_depth_mult_wad: int = 2 * WAD
     markets: dict[int, MarketMirror] = field(default_factory=dict)
     accounts: dict[str, AccountMirror] = field(default_factory=dict)
     orders: dict[tuple[str, int], OrderMirror] = field(default_factory=dict)

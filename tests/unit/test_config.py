@@ -50,9 +50,9 @@ def test_shipped_config_loads() -> None:
     assert (e.trading_fee, e.fee_insurance_share, e.liquidator_share, e.liq_target_ratio) == (0.0005, 0.5, 0.5, 1.25)
     assert e.param_delay_sec == 86_400
     assert (e.order_min_delay_sec, e.order_window_sec, e.settlement_fee_usd) == (1, 3600, 0.5)
-    assert (e.withdraw_price_max_age_sec, e.oi_depth_mult) == (600, 4.0)
+    assert (e.withdraw_price_max_age_sec, e.oi_depth_mult) == (600, 2.0)
     assert e.settlement_fee_tokens() == 500_000 and e.settlement_fee_tokens(18) == WAD // 2
-    assert e.engine_config_tuple() == (5 * 10**14, WAD // 2, WAD // 2, 125 * 10**16, 1, 3600, 500_000, 600, 4 * WAD)
+    assert e.engine_config_tuple() == (5 * 10**14, WAD // 2, WAD // 2, 125 * 10**16, 1, 3600, 500_000, 600, 2 * WAD)
     (m,) = cfg.markets
     assert (m.id, m.symbol, m.feed_decimals, m.heartbeat_sec, m.alpha) == (0, "BTC", 8, 3600, 0.99)
     assert set(m.initial) == set(m.bounds) == set(FEED_KINDS)
