@@ -14,6 +14,7 @@ contract GasTest is BaseTest {
     address internal erin = makeAddr("erin"); // first deposit
     address internal frank = makeAddr("frank"); // pending orders, ready to settle
     address internal gina = makeAddr("gina"); // an expired order
+    address internal hank = makeAddr("hank"); // liquidatable, not flagged
     RiskParams internal tighter;
     uint80 internal settleRound;
 
@@ -28,6 +29,8 @@ contract GasTest is BaseTest {
         open(dave, 2.5e18);
         fund(frank, 100_000 * USDC);
         fund(gina, 100_000 * USDC);
+        fund(hank, 10_000 * USDC);
+        open(hank, 2e18);
         usd.mint(erin, 1_000 * USDC);
         vm.prank(erin);
         usd.approve(address(engine), type(uint256).max);
@@ -45,9 +48,15 @@ contract GasTest is BaseTest {
         engine.commitOrder(BTC, 1e18, 0);
         vm.warp(block.timestamp + engine.orderMinDelaySec());
         setPrice(45_500);
-        settleRound = latestRound(BTC);
-        require(engine.isLiquidatable(carol) && engine.isLiquidatable(dave), "setup");
+        require(engine.isLiquidatable(carol) && engine.isLiquidatable(dave) && engine.isLiquidatable(hank), "setup");
         require(engine.health(dave).equityUsdWad < 0, "dave underwater");
+        // carol and dave flagged; the round after the delay is both the flags' and no order's:
+        // orders are settled at the round published now (the first after their delay)
+        settleRound = latestRound(BTC);
+        engine.flagLiquidation(carol);
+        engine.flagLiquidation(dave);
+        vm.warp(block.timestamp + engine.orderMinDelaySec());
+        setPrice(45_500);
         setFeed(1, 0.8e8); // the next poke schedules a tightening on both sides
 
         tighter = defaultParams();
@@ -92,6 +101,10 @@ contract GasTest is BaseTest {
 
     function test_gas_accrueFunding() public {
         engine.accrueFunding(BTC);
+    }
+
+    function test_gas_flagLiquidation() public {
+        engine.flagLiquidation(hank);
     }
 
     function test_gas_liquidatePartial() public {

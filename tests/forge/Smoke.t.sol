@@ -18,6 +18,7 @@ contract SmokeTest is BaseTest {
         assertFalse(engine.isLiquidatable(alice));
         setPrice(45_500);
         assertTrue(engine.isLiquidatable(alice));
+        flagAndWait(alice, BTC);
         vm.prank(liquidator);
         engine.liquidate(alice, BTC);
         h = engine.health(alice);

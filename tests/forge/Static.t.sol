@@ -181,6 +181,9 @@ contract StaticTest is BaseTest {
         assertFalse(se.isLiquidatable(alice));
         setPrice(48_900);
         assertTrue(se.isLiquidatable(alice));
+        se.flagLiquidation(alice);
+        vm.warp(block.timestamp + se.orderMinDelaySec());
+        setFeed(0, feedAnswer(0));
         vm.prank(liquidator);
         se.liquidate(alice, BTC);
         h = se.health(alice);

@@ -513,6 +513,10 @@ contract TradeTest is OrderHelpers {
         uint256 pref = engine.liquidationMarket(alice);
         uint256 other = pref == BTC ? ETH : BTC;
         int256 otherSize = engine.position(alice, other).sizeWad;
+        engine.flagLiquidation(alice);
+        waitAndPublish(BTC);
+        (, int256 ethAnswer,,,) = priceFeed(ETH).latestRoundData();
+        setMarketFeed(ETH, 0, ethAnswer);
         vm.prank(liquidator);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.LiquidationMarketNotPreferred.selector, other, pref));
         engine.liquidate(alice, other);

@@ -169,7 +169,10 @@ contract ReentrancyTest is AttackBase {
                 vm.revertToState(snap);
                 if (o == 4) setFeed(0, feedAnswer(0)); // the round alice's order settles at
                 if (o == 3) {
-                    // Make bob liquidatable (the reward transfer is the hook).
+                    // Make bob liquidatable (the reward transfer is the hook) and flag him.
+                    setPrice(40_000);
+                    eng.flagLiquidation(bob);
+                    vm.warp(block.timestamp + eng.orderMinDelaySec());
                     setPrice(40_000);
                 }
                 evil.arm(address(eng), p[j], true, false);

@@ -155,8 +155,9 @@ contract ThinMarketTest is AttackBase {
         for (uint256 i; i < N_SYBILS; ++i) {
             fund(sybils[i], SYBIL_USDC * USDC);
             openMax(sybils[i], YFI, true);
-            Health memory h = engine.health(sybils[i]);
-            uint256 lev = h.notionalUsdWad * WAD / uint256(h.equityUsdWad);
+            // Size per funded capital (every Sybil deposits the same): equity after costs would
+            // move with the skew impact each one pays, the size it was allowed does not.
+            uint256 lev = engine.health(sybils[i]).notionalUsdWad * WAD / (SYBIL_USDC * WAD);
             // Strictly less while the imbalance is below the depth, equal once crowding is capped.
             if (i == 1) assertLt(lev, prevLev, "the second Sybil gets less leverage");
             assertLe(lev, prevLev, "no later Sybil gets more leverage");
@@ -199,8 +200,9 @@ contract ThinMarketTest is AttackBase {
         trade(offset, YFI, -int256(nHonest * 3), 0);
         uint256 nBypass = openMax(longAcct, YFI, true);
         close(offset, YFI);
+        uint256 left = uint256(engine.collateralOf(offset));
         vm.prank(offset);
-        engine.withdraw(uint256(engine.collateralOf(offset)));
+        engine.withdraw(left);
         uint256 offsetCost = flash - usd.balanceOf(offset);
 
         emit log_named_decimal_uint("honest max long (YFI)", nHonest, 18);
@@ -300,8 +302,7 @@ contract ThinMarketTest is AttackBase {
         for (uint256 i; i < N_SYBILS; ++i) {
             for (uint256 j; j < 10 && engine.position(sybils[i], YFI).sizeWad != 0; ++j) {
                 if (!engine.isLiquidatable(sybils[i])) break;
-                vm.prank(liquidator);
-                engine.liquidate(sybils[i], YFI);
+                flagAndLiquidate(liquidator, sybils[i], YFI);
             }
             assertFalse(engine.isLiquidatable(sybils[i]), "cleared");
         }

@@ -348,8 +348,21 @@ contract Handler is Test {
         } catch {
             return;
         }
-        // A liquidatable account is liquidated in the market the engine prefers.
-        if (liquidatable) m = engine.liquidationMarket(a);
+        // A liquidatable account is flagged, and liquidated at the first price published after
+        // the flag's delay, in the market the engine then prefers.
+        if (liquidatable) {
+            try engine.flagLiquidation(a) {} catch {}
+            vm.warp(block.timestamp + engine.orderMinDelaySec());
+            for (uint256 i; i < markets.length; ++i) {
+                _push(markets[i], 0, _answer(markets[i], 0));
+            }
+            try engine.isLiquidatable(a) returns (bool l) {
+                liquidatable = l;
+            } catch {
+                return;
+            }
+            if (liquidatable) m = engine.liquidationMarket(a);
+        }
         address caller = callerSeed % 3 == 0 ? _actor(callerSeed / 3) : keeper;
         _startLogs();
         vm.prank(caller);

@@ -84,6 +84,14 @@ abstract contract OrderHelpers is BaseTest {
         if (!ok) vm.revertToState(s);
     }
 
+    /// @notice Flags `account` for liquidation, waits the minimum delay, re-publishes market `id`'s
+    /// price and liquidates it there as `caller`.
+    function flagAndLiquidate(address caller, address account, uint256 id) internal {
+        flagAndWait(account, id);
+        vm.prank(caller);
+        engine.liquidate(account, id);
+    }
+
     /// @notice Trade fee of `absSize` at `priceWad`, token units (rounded up twice).
     function tradeFee(uint256 absSize, uint256 priceWad) internal pure returns (uint256) {
         return absSize.mulWadUp(priceWad).mulWadUp(0.0005e18).divUp(1e12);
