@@ -81,3 +81,12 @@ bench: install
 
 clean:
 	rm -rf build forge-out forge-cache out reports .pytest_cache .mypy_cache
+
+## Issue 11: the vectorized simulator's validation panel against the Anvil lab (>= 30 cases, about
+## 10 minutes: writes tests/data/panel_lab.json, prints the comparison), and a sweep with its frontier
+## (out/sweep/frontier.html; resumable: run it again after an interruption).
+.PHONY: panel sweep
+panel: install
+	$(PY) -m ballast.panel --full --lab
+sweep: install
+	$(PY) -m ballast sweep --seeds 2500 --chunk 64 --out out/sweep

@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                    add_help=False)
     sub.add_parser("deploy", help="deploy to the embedded Anvil, a testnet (--network/--rpc-url) or a fork; "
                    "record deployments/<chainId>.json; --verify (see `ballast deploy --help`)", add_help=False)
+    sub.add_parser("sweep", help="crash x controller sweep in the vectorized simulator on Dask, resumable, with "
+                   "the leverage/harm frontier (see `ballast sweep --help`)", add_help=False)
     sub.add_parser("abi", help="export the ABI package abi/ (--check: fail if it differs from the build)",
                    add_help=False)
     b = sub.add_parser("backtest", help="backtest the margin model on real data (Kupiec, Christoffersen, "
@@ -161,6 +163,14 @@ def main(argv: list[str] | None = None) -> int:
         from ballast.deployments import deploy_cli
 
         return deploy_cli(args[1:])
+    if args and args[0] == "sweep":
+        from ballast.sweep import main as sweep_main
+
+        try:
+            return sweep_main(args[1:])
+        except BallastError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if args and args[0] == "abi":
         from ballast.abi_export import main as abi_main
 

@@ -564,14 +564,17 @@ class MarketSim:
         self.c["settle_reverts"] += (go & ~done).sum(axis=1)
 
     def _segsum(self, rows: IntArray, v: FloatArray) -> FloatArray:
-        """Inclusive cumulative sum of ``v`` within each run (``rows`` sorted)."""
-        cs = np.cumsum(v)
+        """Inclusive cumulative sum of ``v`` within each run (``rows`` sorted), summed from zero in
+        each run: a run's figures do not depend on the other runs of its batch, to the bit."""
         if rows.size == 0:
-            return cs
+            return v.copy()
         start = np.r_[True, rows[1:] != rows[:-1]]
         head: IntArray = np.maximum.accumulate(np.where(start, np.arange(rows.size), 0))
-        first = (cs - v)[head]
-        out: FloatArray = cs - first
+        pos = np.arange(rows.size) - head
+        seg = np.cumsum(start) - 1
+        mat = np.zeros((int(seg[-1]) + 1, int(pos.max()) + 1))
+        mat[seg, pos] = v
+        out: FloatArray = np.cumsum(mat, axis=1)[seg, pos]
         return out
 
     def _per_run(self, rows: IntArray, v: FloatArray) -> FloatArray:

@@ -1,0 +1,302 @@
+"""``ballast sweep``: many crashes x many controllers in the vectorized simulator, on Dask
+distributed (issue 11).
+
+A sweep is a list of tasks; a task is (scenario, a chunk of seeds). Each task runs, in
+``ballast.marketsim``, the dynamic controller on every seed of its chunk (one batch), then the
+static controllers (static_calm at each dynamic run's calm-period fractions, static_conservative,
+and the static caps curve) in a second batch. Rows (one per scenario, seed, controller) are written
+to SQLite as each task finishes, so an interrupted sweep resumes where it stopped; each row carries
+its scenario, seed and controller, so it can be re-run alone (``--rerun FILE ROWID``: a run's figures
+do not depend on its batch, to the bit) and, for its three stress controllers, on Anvil with
+``ballast stress --scenario S --seed N --accounts A``.
+
+Dask: a ``LocalCluster`` with one single-threaded worker process per core by default; ``--scheduler
+ADDRESS`` uses a running cluster (``dask scheduler`` and ``dask worker ADDRESS`` started apart).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ballast.config import Config, StaticFractions, load_config
+from ballast.errors import ValidationError
+from ballast.marketsim import Controller, MarketSim, RunSpec
+from ballast.population import LiquidatorSpec, default_liquidator_count, generate
+from ballast.scenarios import GENERATORS, build
+
+TUNED = frozenset({"btc_2021_12_04"})
+"""Scenarios the shipped parameters were chosen on (``regime_sens`` after seeing the 2021-12-04
+crash): the frontier shows them apart."""
+DEFAULT_CAPS = (3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0)
+STATIC_MMF_RATIO = 0.5
+"""Maintenance of a static cap as a fraction of its initial margin (the shipped baselines' ratio)."""
+COLUMNS = ("bad_debt_usd", "bad_debt_socialized_usd", "liquidations", "liquidated_notional_usd",
+           "liquidation_penalties_usd", "peak_liquidations_per_block", "accounts_wiped_out", "calm_mean_max_leverage",
+           "mean_max_leverage", "insurance_drawdown_usd", "orders_settled", "orders_expired")
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What to sweep (validated)."""
+
+    scenarios: tuple[str, ...] = ("btc_2021_12_04", "flash_crash", "jump_diffusion", "garch")
+    seeds: int = 20
+    """Seeds per scenario: seed i of scenario s is ``seed_of(base_seed, s, i)``."""
+    accounts: int = 300
+    caps: tuple[float, ...] = DEFAULT_CAPS
+    """Static caps (max leverage, x) of the frontier curve; maintenance = ``STATIC_MMF_RATIO`` x IMF."""
+    chunk: int = 32
+    """Seeds per task (one simulator batch)."""
+    base_seed: int = 11
+    keeper_mode: str = "trailing"
+
+    def validate(self) -> SweepSpec:
+        for s in self.scenarios:
+            if s not in GENERATORS:
+                raise ValidationError("--scenarios", s, f"built-in scenarios {sorted(GENERATORS)}")
+        if not 1 <= self.seeds <= 1_000_000:
+            raise ValidationError("--seeds", self.seeds, "[1, 1e6]")
+        if not 1 <= self.accounts <= 5_000:
+            raise ValidationError("--accounts", self.accounts, "[1, 5000]")
+        if not 1 <= self.chunk <= 4096:
+            raise ValidationError("--chunk", self.chunk, "[1, 4096]")
+        for c in self.caps:
+            if not 1.0 < c <= 100.0:
+                raise ValidationError("--caps", c, "leverage in (1, 100]")
+        if self.keeper_mode not in ("trailing", "predictive"):
+            raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        return self
+
+
+def seed_of(base: int, scenario: str, i: int) -> int:
+    """The seed of run ``i`` of ``scenario`` (stable across machines and Python versions)."""
+    h = hashlib.sha256(f"{base}/{scenario}/{i}".encode()).digest()
+    return int.from_bytes(h[:4], "big")
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    scenario: str
+    seeds: tuple[int, ...]
+    accounts: int
+    caps: tuple[float, ...] = field(default=())
+    keeper_mode: str = "trailing"
+
+
+def tasks_of(spec: SweepSpec) -> list[Task]:
+    out = []
+    for s in spec.scenarios:
+        seeds = [seed_of(spec.base_seed, s, i) for i in range(spec.seeds)]
+        for k in range(0, len(seeds), spec.chunk):
+            chunk = tuple(seeds[k:k + spec.chunk])
+            tid = hashlib.sha256(json.dumps([s, chunk, spec.accounts, spec.caps, spec.keeper_mode]).encode()).hexdigest()[:16]
+            out.append(Task(tid, s, chunk, spec.accounts, spec.caps, spec.keeper_mode))
+    return out
+
+
+def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
+    """Run one task in the simulator: rows (scenario, seed, controller, figures). Pure: the same
+    task gives the same rows on any worker."""
+    cfg = config or load_config()
+    paths = {sd: build(task.scenario, sd) for sd in task.seeds}
+    pops = {sd: generate(task.accounts, paths[sd].blocks, seed=sd, long_bias=paths[sd].long_bias)
+            for sd in task.seeds}
+    liq = LiquidatorSpec(count=default_liquidator_count(task.accounts))
+    mode: Any = task.keeper_mode
+    dyn = MarketSim([RunSpec(paths[sd], pops[sd], Controller("dynamic", label="dynamic"), sd) for sd in task.seeds],
+                    cfg, keeper_mode=mode, liquidators=liq).run()
+    dm = dyn.metrics()
+    cons = cfg.market(0).static_conservative
+    specs: list[RunSpec] = []
+    for i, sd in enumerate(task.seeds):
+        calm = dyn.calm_fractions(i)
+        specs.append(RunSpec(paths[sd], pops[sd], Controller.static(calm, "static_calm"), sd))
+        specs.append(RunSpec(paths[sd], pops[sd], Controller.static(cons, "static_conservative"), sd))
+        for c in task.caps:
+            f = StaticFractions(round(1.0 / c, 6), round(STATIC_MMF_RATIO / c, 6))
+            specs.append(RunSpec(paths[sd], pops[sd], Controller.static(f, f"static_{c:g}x"), sd))
+    sm = MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq).run().metrics()
+    rows: list[dict[str, Any]] = []
+    per = 2 + len(task.caps)
+    for i, sd in enumerate(task.seeds):
+        base = {"task_id": task.task_id, "scenario": task.scenario, "seed": sd, "accounts": task.accounts,
+                "tuned": task.scenario in TUNED, "max_drawdown": paths[sd].max_drawdown(),
+                "insurance_seed_usd": cfg.engine.insurance_seed_usd}
+        rows.append(base | {"controller": "dynamic", "imf": None} | _pick(dm[i]))
+        for j, sp in enumerate(specs[i * per:(i + 1) * per]):
+            rows.append(base | {"controller": sp.controller.name(), "imf": sp.controller.imf} | _pick(sm[i * per + j]))
+    return rows
+
+
+def _pick(m: dict[str, float]) -> dict[str, float | None]:
+    return {k: (v if v == v else None) for k in COLUMNS for v in (float(m[k]),)}
+
+
+# ------------------------------------------------------------------------------ storage
+
+class Store:
+    """SQLite results: a row per (scenario, seed, controller), a row per finished task."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path))
+        cols = ", ".join(f"{c} REAL" for c in COLUMNS)
+        self.db.execute("CREATE TABLE IF NOT EXISTS tasks (task_id TEXT PRIMARY KEY, spec TEXT, finished REAL)")
+        self.db.execute(f"CREATE TABLE IF NOT EXISTS runs (rowid INTEGER PRIMARY KEY, task_id TEXT, scenario TEXT, "
+                        f"seed INTEGER, accounts INTEGER, controller TEXT, imf REAL, tuned INTEGER, max_drawdown REAL, "
+                        f"insurance_seed_usd REAL, {cols})")
+        self.db.commit()
+
+    def done(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT task_id FROM tasks")}
+
+    def save(self, task: Task, rows: Sequence[dict[str, Any]]) -> None:
+        keys = ("task_id", "scenario", "seed", "accounts", "controller", "imf", "tuned", "max_drawdown",
+                "insurance_seed_usd") + COLUMNS
+        with self.db:
+            self.db.executemany(f"INSERT INTO runs ({', '.join(keys)}) VALUES ({', '.join('?' * len(keys))})",
+                                [tuple(r[k] for k in keys) for r in rows])
+            self.db.execute("INSERT INTO tasks VALUES (?, ?, ?)", (task.task_id, json.dumps(asdict(task)), time.time()))
+
+    def rows(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM runs ORDER BY scenario, seed, controller")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur]
+
+
+# ------------------------------------------------------------------------------ running
+
+class Bar:
+    """A progress bar with rate and ETA on stderr (one line per 10% when not a terminal)."""
+
+    def __init__(self, total: int, unit: str = "runs", stream: Any = sys.stderr) -> None:
+        self.total, self.unit, self.stream = total, unit, stream
+        self.t0 = time.monotonic()
+        self.last = -1.0
+
+    def __call__(self, done: int) -> None:
+        el = time.monotonic() - self.t0
+        rate = done / el if el > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if not tty and done != self.total and int(10 * done / max(1, self.total)) == int(10 * self.last / max(1, self.total)):
+            return
+        self.last = done
+        w = 30
+        f = int(w * done / max(1, self.total))
+        eta_s = "--" if eta == float("inf") else f"{eta:,.0f} s"
+        head, tail = ("\r", "") if tty else ("", "\n")
+        self.stream.write(f"{head}[{'#' * f}{'-' * (w - f)}] {done}/{self.total} {self.unit} "
+                          f"{rate:,.1f}/s ETA {eta_s}{tail}")
+        if done == self.total and tty:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def run_sweep(spec: SweepSpec, out: Path, *, scheduler: str | None = None, workers: int | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a sweep into ``out/sweep.sqlite``; returns timing figures."""
+    import importlib
+
+    dd: Any = importlib.import_module("dask.distributed")  # untyped: used through Any
+    spec.validate()
+    store = Store(out / "sweep.sqlite")
+    todo = [t for t in tasks_of(spec) if t.task_id not in store.done()]
+    per_task = 3 + len(spec.caps)
+    total_runs = sum(len(t.seeds) for t in todo) * per_task
+    cluster = None
+    if scheduler:
+        client = dd.Client(scheduler)
+    else:
+        cluster = dd.LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = dd.Client(cluster)
+    t0 = time.monotonic()
+    bar = Bar(total_runs) if progress else None
+    done_runs = 0
+    try:
+        futs = {client.submit(run_task, t, key=f"sweep-{t.task_id}", pure=False): t for t in todo}
+        for fut in dd.as_completed(futs):
+            t = futs[fut]
+            store.save(t, fut.result())
+            done_runs += len(t.seeds) * per_task
+            if bar:
+                bar(done_runs)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    wall = time.monotonic() - t0
+    return {"tasks": len(todo), "runs": total_runs, "wall_sec": wall,
+            "runs_per_sec": total_runs / wall if wall > 0 else 0.0,
+            "three_controller_runs_per_sec": total_runs / per_task / wall if wall > 0 else 0.0}
+
+
+def rerun(db: Path, rowid: int) -> dict[str, Any]:
+    """Re-run one stored row alone (its scenario, seed and controller) and return both figures."""
+    store = Store(db)
+    rows = [r for r in store.rows() if r["rowid"] == rowid]
+    if not rows:
+        raise ValidationError("ROWID", rowid, f"a row of {db}")
+    r = rows[0]
+    spec = json.loads(next(iter(store.db.execute("SELECT spec FROM tasks WHERE task_id = ?", (r["task_id"],))))[0])
+    task = Task(r["task_id"], r["scenario"], (int(r["seed"]),), int(r["accounts"]), tuple(spec["caps"]),
+                spec["keeper_mode"])
+    new = next(x for x in run_task(task) if x["controller"] == r["controller"])
+    return {"stored": {k: r[k] for k in COLUMNS}, "rerun": {k: new[k] for k in COLUMNS},
+            "identical": all(r[k] == new[k] for k in COLUMNS),
+            "anvil": f"ballast stress --scenario {r['scenario']} --seed {r['seed']} --accounts {r['accounts']}"}
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x)
+    except ValueError as e:
+        raise ValidationError("--caps", text, "comma-separated numbers") from e
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="ballast sweep", description="crash x controller sweep in the vectorized "
+                                 "simulator on Dask, stored in SQLite (resumable), and its frontier report")
+    ap.add_argument("--scenarios", default=",".join(SweepSpec.scenarios))
+    ap.add_argument("--seeds", type=int, default=SweepSpec.seeds, help="seeds per scenario")
+    ap.add_argument("--accounts", type=int, default=SweepSpec.accounts)
+    ap.add_argument("--caps", default=",".join(f"{c:g}" for c in DEFAULT_CAPS), help="static caps (x); '' for none")
+    ap.add_argument("--chunk", type=int, default=SweepSpec.chunk, help="seeds per Dask task")
+    ap.add_argument("--base-seed", type=int, default=SweepSpec.base_seed)
+    ap.add_argument("--keeper", default="trailing", choices=["trailing", "predictive"])
+    ap.add_argument("--out", default="out/sweep")
+    ap.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786)")
+    ap.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: every core)")
+    ap.add_argument("--rerun", nargs=2, metavar=("FILE", "ROWID"), default=None, help="re-run one stored row alone")
+    ap.add_argument("--no-report", action="store_true", help="skip the frontier report")
+    a = ap.parse_args(list(argv) if argv is not None else None)
+    if a.rerun:
+        print(json.dumps(rerun(Path(a.rerun[0]), int(a.rerun[1])), indent=1))
+        return 0
+    spec = SweepSpec(tuple(x for x in a.scenarios.split(",") if x), a.seeds, a.accounts, _floats(a.caps), a.chunk,
+                     a.base_seed, a.keeper).validate()
+    out = Path(a.out)
+    timing = run_sweep(spec, out, scheduler=a.scheduler, workers=a.workers)
+    print(f"{timing['runs']:,} runs in {timing['wall_sec']:,.1f} s: {timing['runs_per_sec']:,.1f} runs/s "
+          f"({timing['three_controller_runs_per_sec']:,.2f} three-controller runs/s); results {out / 'sweep.sqlite'}")
+    if not a.no_report:
+        from ballast.frontier import write_frontier
+
+        page = write_frontier(Store(out / "sweep.sqlite").rows(), out)
+        print(f"frontier: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
