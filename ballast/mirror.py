@@ -671,7 +671,7 @@ class EngineMirror:
         fee = self.settlement_fee_tokens
         acc = self.accounts.get(a)
         c = acc.collateral if acc else 0
-        if c < fee:
+        if c < fee and not close_all:
             raise MirrorRevert("InsufficientCollateral", c, fee)
         self.account(a).collateral -= fee
         self.order_escrow += fee

@@ -254,7 +254,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         if (_orders[msg.sender][marketId].commitSec != 0) revert ErrorsLib.OrderPending(msg.sender, marketId);
         uint256 fee = settlementFeeTokens;
         int256 c = _collateral[msg.sender];
-        if (c < int256(fee)) revert ErrorsLib.InsufficientCollateral(c, fee);
+        // A close is never refused for want of realized collateral (its position may carry the
+        // account): its fee may take collateral below zero, settled by the close itself.
+        if (c < int256(fee) && !closeAll) revert ErrorsLib.InsufficientCollateral(c, fee);
         _collateral[msg.sender] = c - int256(fee);
         orderEscrow += fee;
         _orders[msg.sender][marketId] = Order({

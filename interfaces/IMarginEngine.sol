@@ -75,7 +75,8 @@ interface IMarginEngine {
     function commitOrder(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external;
 
     /// @notice Commits an order that closes whatever position the caller holds in the market when
-    /// it settles (a partial liquidation in between cannot turn it into a flip).
+    /// it settles (a partial liquidation in between cannot turn it into a flip). Never refused for
+    /// want of realized collateral: the escrowed fee may take collateral below zero.
     function commitClose(uint256 marketId, uint256 acceptablePriceWad) external;
 
     /// @notice Settles `account`'s order in `marketId` at the price of round `priceRoundId` of the

@@ -553,8 +553,7 @@ contract TradeTest is OrderHelpers {
     }
 
     /// @dev Negative collateral is not bad debt while another position remains. Both closes are
-    /// committed first (an account whose collateral is below the settlement fee cannot commit),
-    /// then settled one after the other at the same round.
+    /// committed first, then settled one after the other at the same round.
     function test_crossMargin_noBadDebtWhileAPositionRemains() public {
         fund(alice, 4_000 * USDC);
         trade(alice, BTC, 1e18, 0);
@@ -577,6 +576,31 @@ contract TradeTest is OrderHelpers {
         vm.prank(alice);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.InsufficientCollateral.selector, c, SETTLE_FEE));
         engine.commitOrder(BTC, 0.01e18, 0);
+        engine.settleOrder(alice, ETH, latestRound(ETH));
+        assertGt(engine.collateralOf(alice), 0);
+        assertEq(engine.badDebtTotal(), 0);
+        assertConserved();
+    }
+
+    /// @dev A close is never refused for want of realized collateral: with collateral below zero
+    /// (carried by a profitable position elsewhere) the account can still commit the close that
+    /// realizes that profit, and the escrowed fee is settled by it.
+    function test_crossMargin_closeCommitsWithNegativeCollateral() public {
+        fund(alice, 4_000 * USDC);
+        trade(alice, BTC, 1e18, 0);
+        trade(alice, ETH, -10e18, 0);
+        setPrice(45_000);
+        setMarketFeed(ETH, 0, 2_400e8);
+        close(alice, BTC);
+        int256 c = engine.collateralOf(alice);
+        assertLt(c, 0);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.InsufficientCollateral.selector, c, SETTLE_FEE));
+        engine.commitOrder(ETH, 1e18, 0);
+        vm.prank(alice);
+        engine.commitClose(ETH, 0);
+        assertEq(engine.collateralOf(alice), c - int256(SETTLE_FEE));
+        waitAndPublish(ETH);
         engine.settleOrder(alice, ETH, latestRound(ETH));
         assertGt(engine.collateralOf(alice), 0);
         assertEq(engine.badDebtTotal(), 0);
