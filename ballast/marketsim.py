@@ -180,7 +180,8 @@ class MarketSim:
 
     def __init__(self, runs: Sequence[RunSpec], config: Config, *, keeper_mode: VolMode = "trailing",
                  liquidators: LiquidatorSpec | None = None, rules: PushRules | None = None,
-                 models: Sequence[FeedModel] | None = None) -> None:
+                 models: Sequence[FeedModel] | None = None,
+                 target_cache: dict[bytes, tuple[FloatArray, ...]] | None = None) -> None:
         if not runs:
             raise ValidationError("runs", 0, "at least one run")
         b0, s0 = runs[0].scenario.blocks, runs[0].scenario.block_sec
@@ -196,6 +197,7 @@ class MarketSim:
         self.liq = liquidators or LiquidatorSpec()
         self.R, self.N, self.B, self.block_sec = len(runs), n0, b0, s0
         m = config.market(0)
+        self._cache = target_cache if target_cache is not None else {}
         self._feed_targets(models, keeper_mode, m.initial["depth"])
         self._population()
         self.is_dyn = np.array([r.controller.kind == "dynamic" for r in runs])
@@ -216,22 +218,27 @@ class MarketSim:
         self.stale = np.empty((R, B), dtype=bool)
         self.t0 = np.empty(R, dtype=np.int64)
         self.path_price = np.empty((R, B))
-        cache: dict[int, tuple[FloatArray, ...]] = {}
+        cache = self._cache
         self.funding_k, self.funding_cap = 0.0005, 0.004
         for i, r in enumerate(self.runs):
             sc = r.scenario
-            key = id(sc)
+            # Content key: paths that are the same (a real replay with one block per anchor is the
+            # same for every seed) share their targets.
+            key = (mode + sc.name).encode() + sc.price.tobytes() + sc.history.tobytes() + sc.depth_mult.tobytes() \
+                + sc.skew_shock.tobytes() + sc.oracle_delay.tobytes()
+            if models is not None:
+                key += str(id(models[i])).encode()
             if key not in cache:
                 fm = models[i] if models is not None else FeedModel(sc, mode, base_depth_usd=depth)
-                self.funding_k, self.funding_cap = fm.funding_k, fm.funding_cap
                 rows = [fm.targets(b, 0.0, 0.0) for b in range(B)]
                 cache[key] = tuple(np.array([row[k] for row in rows]) for k in ("price", "volatility", "depth", "skew")) \
-                    + (np.asarray(fm.vol, dtype=np.float64),)
+                    + (np.asarray(fm.vol, dtype=np.float64), np.array([fm.funding_k, fm.funding_cap]))
             arrs = cache[key]
             for j, k in enumerate(("price", "volatility", "depth", "skew")):
                 lo, hi = self.p.bounds[k]
                 self.tgt[k][i] = np.clip(arrs[j], lo, hi)
             self.model_vol[i] = arrs[4]
+            self.funding_k, self.funding_cap = float(arrs[5][0]), float(arrs[5][1])
             self.fshock[i] = sc.funding_shock
             self.stale[i] = sc.oracle_stale
             self.t0[i] = sc.start_utc

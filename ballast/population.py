@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,7 @@ def default_liquidator_count(accounts: int) -> int:
     return min(50, max(3, accounts // 100))
 
 
+@functools.lru_cache(maxsize=MAX_ACCOUNTS)
 def trader_address(i: int) -> str:
     return Web3.to_checksum_address(f"0x{0xBA11A57 << 128 | (i + 1):040x}")
 

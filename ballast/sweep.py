@@ -113,8 +113,9 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
             for sd in task.seeds}
     liq = LiquidatorSpec(count=default_liquidator_count(task.accounts))
     mode: Any = task.keeper_mode
+    cache: dict[bytes, Any] = {}
     dyn = MarketSim([RunSpec(paths[sd], pops[sd], Controller("dynamic", label="dynamic"), sd) for sd in task.seeds],
-                    cfg, keeper_mode=mode, liquidators=liq).run()
+                    cfg, keeper_mode=mode, liquidators=liq, target_cache=cache).run()
     dm = dyn.metrics()
     cons = cfg.market(0).static_conservative
     specs: list[RunSpec] = []
@@ -125,7 +126,7 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
         for c in task.caps:
             f = StaticFractions(round(1.0 / c, 6), round(STATIC_MMF_RATIO / c, 6))
             specs.append(RunSpec(paths[sd], pops[sd], Controller.static(f, f"static_{c:g}x"), sd))
-    sm = MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq).run().metrics()
+    sm = MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq, target_cache=cache).run().metrics()
     rows: list[dict[str, Any]] = []
     per = 2 + len(task.caps)
     for i, sd in enumerate(task.seeds):
