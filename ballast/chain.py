@@ -71,8 +71,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+DEV_ACCOUNTS = 10
+"""Funded dev accounts of the embedded Anvil (Anvil's default mnemonic, 1,000,000 ETH each)."""
+
+
 class Anvil:
     """An Anvil node on a free local port, stopped on exit, error or Ctrl-C.
+
+    It has ``DEV_ACCOUNTS`` funded, unlocked dev accounts (``accounts`` to change) and Multicall3 at
+    its canonical address
+    (``ballast.multicall3``; installed when the chain has no code there, e.g. not on a fork that
+    already has it).
 
     Parameters
     ----------
@@ -80,13 +89,18 @@ class Anvil:
         Fork this RPC instead of starting an empty chain.
     extra_args
         More anvil arguments.
+    accounts
+        Number of funded dev accounts.
+    multicall3
+        Install Multicall3 at its canonical address.
     """
 
     def __init__(self, *, fork_url: str | None = None, extra_args: Sequence[str] = (), port: int | None = None,
-                 timestamp: int | None = None) -> None:
+                 timestamp: int | None = None, accounts: int = DEV_ACCOUNTS, multicall3: bool = True) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._args = [str(native_binary("anvil")), "--port", str(self.port), "--silent", "--accounts", "3",
+        self.multicall3 = multicall3
+        self._args = [str(native_binary("anvil")), "--port", str(self.port), "--silent", "--accounts", str(accounts),
                       "--balance", "1000000", "--disable-block-gas-limit", "--code-size-limit", "50000",
                       "--hardfork", "cancun"]
         if timestamp is not None:
@@ -108,11 +122,20 @@ class Anvil:
                 r = requests.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []},
                                   timeout=1)
                 if r.ok:
+                    if self.multicall3:
+                        self._install_multicall3()
                     return self
             except requests.RequestException:
                 time.sleep(0.05)
         self.stop()
         raise ChainError(f"anvil did not answer on {self.url} within {timeout_sec} s")
+
+    def _install_multicall3(self) -> None:
+        from ballast import multicall3
+
+        rpc = Rpc(self.url)
+        if rpc.call("eth_getCode", [multicall3.ADDRESS, "latest"]) in ("0x", "0x0", None):
+            rpc.call("anvil_setCode", [multicall3.ADDRESS, multicall3.RUNTIME_HEX])
 
     def stop(self) -> None:
         p = self._proc
@@ -327,4 +350,4 @@ def decode_revert(data: str | bytes) -> str:
     return f"0x{raw[:4].hex()}({raw[4:].hex()})"
 
 
-__all__ = ["Anvil", "Chain", "Encoder", "Rpc", "build_contracts", "load_artifact", "free_port", "decode_revert", "abi_decode"]
+__all__ = ["DEV_ACCOUNTS", "Anvil", "Chain", "Encoder", "Rpc", "build_contracts", "load_artifact", "free_port", "decode_revert", "abi_decode"]

@@ -1,4 +1,4 @@
-"""Deploy Ballast (mock USD, feeds, controller, engine, risk pusher) on a chain through web3.py."""
+"""Deploy Ballast (mock USD, feeds, controller, engine, risk pusher, lens) on a chain through web3.py."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ class Deployment:
     pusher: Contract
     """``RiskPusher``: the keeper's one transaction per round (feed pushes, then poke and funding
     accrual of each market); a transmitter of every feed."""
+    lens: Contract
+    """``MarginLens``: read-only order preview, maximum order size and liquidation price."""
     feeds: dict[int, dict[str, Contract]] = field(default_factory=dict)
     static: dict[int, StaticFractions] = field(default_factory=dict)
 
@@ -40,6 +42,7 @@ class Deployment:
             "controller": self.controller.address,
             "engine": self.engine.address,
             "pusher": self.pusher.address,
+            "lens": self.lens.address,
             "feeds": {str(m): {k: c.address for k, c in f.items()} for m, f in self.feeds.items()},
         }
 
@@ -89,7 +92,8 @@ def deploy(
                           config.engine.engine_config_tuple(TOKEN_DECIMALS), sender=admin)
     chain.transact(controller.functions.bindEngine(engine.address), admin)
     pusher = chain.deploy("RiskPusher", admin, controller.address, engine.address, sender=admin)
-    dep = Deployment(chain, config, kind, admin, usd, controller, engine, pusher)
+    lens = chain.deploy("MarginLens", engine.address, sender=admin)
+    dep = Deployment(chain, config, kind, admin, usd, controller, engine, pusher, lens)
     for m in config.markets:
         feeds = {}
         for k in FEED_KINDS:

@@ -55,7 +55,10 @@ LOCAL_DEPLOYMENTS_DIR = ROOT / "out" / "deployments"
 LOCAL_CHAIN_IDS = frozenset({31337, 1337})
 SCHEMA_VERSION = 1
 RECEIPT_TIMEOUT_SEC = 600
-CORE_CONTRACTS = ("MockUSD", "LeverageController", "StaticLeverageController", "MarginEngine", "RiskPusher")
+CORE_CONTRACTS = ("MockUSD", "LeverageController", "StaticLeverageController", "MarginEngine", "RiskPusher",
+                  "MarginLens")
+MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+"""Multicall3's canonical address; recorded in a deployments file when the chain has code there."""
 
 Log = Callable[[str], None]
 
@@ -365,7 +368,7 @@ def make_record(chain: Chain, dep: Deployment, *, config_path: Path, network: st
         return _entry(by_addr[c.address], w3)
 
     contracts = {"MockUSD": entry(dep.usd), _controller_name(dep): entry(dep.controller),
-                 "MarginEngine": entry(dep.engine), "RiskPusher": entry(dep.pusher)}
+                 "MarginEngine": entry(dep.engine), "RiskPusher": entry(dep.pusher), "MarginLens": entry(dep.lens)}
     markets = []
     for m in dep.config.markets:
         feeds = {k: entry(c) for k, c in dep.feeds[m.id].items()}
@@ -382,6 +385,9 @@ def make_record(chain: Chain, dep: Deployment, *, config_path: Path, network: st
         # address}}: the shape of ballast.deploy.Deployment.addresses(), read by `ballast keeper
         # --deployment`.
         **dep.addresses(),
+        # Multicall3 at its canonical address when the chain has it (the embedded Anvil installs
+        # it), else null: viem's `multicall` needs it.
+        "multicall3": MULTICALL3 if w3.eth.get_code(MULTICALL3) else None,  # type: ignore[arg-type]
         "startBlock": min(blocks),
         "endBlock": max(max(blocks), int(getattr(chain, "last_block", 0))),
         "deployedAt": dt.datetime.fromtimestamp(int(first["timestamp"]), dt.timezone.utc).isoformat(),
@@ -497,6 +503,13 @@ def verify_record(chain: Chain, record: dict[str, Any]) -> list[Check]:
     else:
         wire("pusher.engine()", pusher_addr, pusher.functions.engine().call(), addrs["engine"])
         wire("pusher.controller()", pusher_addr, pusher.functions.controller().call(), addrs["controller"])
+    lens_addr = str(record.get("lens") or "")
+    if not lens_addr:
+        checks.append(Check("MarginLens recorded", "-", False, "no lens in the record (deployed before issue 13?)"))
+    else:
+        lens = chain.at("MarginLens", lens_addr)
+        wire("lens.engine()", lens_addr, lens.functions.engine().call(), addrs["engine"])
+        wire("lens.controller()", lens_addr, lens.functions.controller().call(), addrs["controller"])
     for m in record.get("markets", []):
         listed = bool(ctrl.functions.isListed(m["id"]).call())
         checks.append(Check(f"market {m['id']} ({m['symbol']}) listed", addrs["controller"], listed, str(listed)))

@@ -76,6 +76,11 @@ def test_deploy_record_refuse_force_verify(node: Anvil, tmp_path: Path, monkeypa
         assert rec["contracts"][name]["buildCodeHash"] == build_code_hash(name)
     # The keeper's RiskPusher: recorded, wired to engine and controller, a transmitter of every feed.
     assert rec["pusher"] == rec["contracts"]["RiskPusher"]["address"]
+    # The lens beside the engine, and Multicall3 at its canonical address (installed by the
+    # embedded Anvil), are recorded for front ends.
+    assert rec["lens"] == rec["contracts"]["MarginLens"]["address"]
+    assert rec["contracts"]["MarginLens"]["constructorArgs"] == [rec["engine"]]
+    assert rec["multicall3"] == "0xcA11bde05977b3631167028862bE2a173976CA11"
     assert rec["contracts"]["RiskPusher"]["constructorArgs"] == [deployer, rec["controller"], rec["engine"]]
     for e in rec["markets"][0]["feeds"].values():
         assert chain.at("MockAggregator", e["address"]).functions.isTransmitter(rec["pusher"]).call()
