@@ -9,12 +9,19 @@ STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 STAMP_SOLC := $(VENV)/.solc-shim
 STAMP_WEB := web/node_modules/.installed
+STAMP_EXAMPLE := examples/frontend/node_modules/.installed
 FORGE = $(shell $(PY) -m ballast.toolchain which forge)
 ANVIL_DIR = $(dir $(shell $(PY) -m ballast.toolchain which anvil))
 
 .PHONY: storm install demo test test-forge test-python test-deep bench clean
 
-install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC) $(STAMP_WEB)
+install: $(STAMP_PY) $(STAMP_NODE) $(STAMP_SOLC) $(STAMP_WEB) $(STAMP_EXAMPLE)
+
+# The example front-end client (tests/integration/test_example_client.py): viem from its lock file,
+# @ballast/abi linked from abi/.
+$(STAMP_EXAMPLE): examples/frontend/package.json examples/frontend/package-lock.json
+	cd examples/frontend && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(STAMP_WEB): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
