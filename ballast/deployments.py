@@ -175,7 +175,9 @@ class KeySigner:
 
     def send(self, w3: Web3, tx: dict[str, Any]) -> bytes:
         tx = dict(tx)
-        if self._nonce is None:
+        if "nonce" in tx:  # the caller read it (the keeper: the node's pending count, every round)
+            self._nonce = int(tx["nonce"])
+        elif self._nonce is None:
             self._nonce = int(w3.eth.get_transaction_count(self.account.address, "pending"))
         tx["nonce"] = self._nonce
         tx.setdefault("chainId", int(w3.eth.chain_id))
@@ -195,14 +197,14 @@ class KeySigner:
         return h
 
 
-def key_signer(private_key: str) -> KeySigner:
+def key_signer(private_key: str, what: str = "deployer key") -> KeySigner:
     """A signer from a hex private key (the key itself is never echoed in errors)."""
     from eth_account import Account
 
     try:
         return KeySigner(Account.from_key(private_key.strip()))
     except Exception as e:  # noqa: BLE001 - eth_account raises several types; hide the value
-        raise ValidationError("deployer key", "<hidden>", f"a 32-byte hex private key ({type(e).__name__})") from None
+        raise ValidationError(what, "<hidden>", f"a 32-byte hex private key ({type(e).__name__})") from None
 
 
 def load_brownie_account(account_id: str, password: str | None = None) -> KeySigner:
@@ -613,27 +615,40 @@ def open_target(rpc_url: str | None, network: str | None, fork: str | None, port
     return Target(node.url, label, node)
 
 
-def resolve_signer(chain: Chain, *, account: str | None, unlocked: bool, ephemeral: bool, log: Log = print) -> Signer:
-    """The deployer: brownie account > BALLAST_DEPLOYER_KEY > the node's unlocked account."""
-    account = account or os.environ.get("BALLAST_ACCOUNT") or None
-    key = os.environ.get("BALLAST_DEPLOYER_KEY") or None
+def resolve_signer(chain: Chain, *, account: str | None, unlocked: bool, ephemeral: bool, log: Log = print,
+                   key_env: str = "BALLAST_DEPLOYER_KEY", account_env: str = "BALLAST_ACCOUNT",
+                   role: str = "deployer") -> Signer:
+    """Who signs: brownie account (``account`` or ``$account_env``) > a hex key in ``$key_env`` > the
+    node's unlocked account (``unlocked`` or ``ephemeral``). Shared by ``ballast deploy`` (the
+    deployer) and ``ballast keeper`` (``BALLAST_KEEPER_ACCOUNT`` / ``BALLAST_KEEPER_KEY``)."""
+    account = account or os.environ.get(account_env) or None
+    key = os.environ.get(key_env) or None
     if account and key:
-        log("note: both a brownie account and BALLAST_DEPLOYER_KEY are set; using the account")
+        log(f"note: both a brownie account and {key_env} are set; using the account")
     if account:
         signer: Signer = load_brownie_account(account)
     elif key:
-        signer = key_signer(key)
+        signer = key_signer(key, f"{role} key")
     elif unlocked or ephemeral:
         accts = chain.accounts()
         if not accts:
-            raise ChainError("the node has no unlocked account: set BALLAST_DEPLOYER_KEY or --account")
+            raise ChainError(f"the node has no unlocked account: set {key_env} or --account")
         return UnlockedSigner(accts[0])
     else:
-        raise ValidationError("deployer", None, "--account ID (brownie's encrypted store), BALLAST_DEPLOYER_KEY in "
+        raise ValidationError(role, None, f"--account ID (brownie's encrypted store), {key_env} in "
                               "the environment, or --unlocked for a local node's account")
     if ephemeral and chain.w3.eth.get_balance(signer.address) < 10**18:  # type: ignore[arg-type]
         chain.set_balance(signer.address, 100 * 10**18)  # our own node: fund the deployer
     return signer
+
+
+def add_signer_args(p: argparse.ArgumentParser, *, role: str = "deployer", key_env: str = "BALLAST_DEPLOYER_KEY",
+                    account_env: str = "BALLAST_ACCOUNT") -> None:
+    """``--account`` / ``--unlocked`` (and the key in the environment), as ``resolve_signer`` reads them."""
+    a = p.add_argument_group(f"{role} (never a key in a file of the repo)")
+    a.add_argument("--account", default=None, help=f"brownie account id or keystore file (env {account_env}); "
+                   f"password from BALLAST_ACCOUNT_PASSWORD or a prompt. Else env {key_env} (hex key).")
+    a.add_argument("--unlocked", action="store_true", help="use the node's first unlocked account (local nodes)")
 
 
 # ------------------------------------------------------------------------------ commands
@@ -696,10 +711,7 @@ def add_deploy_args(p: argparse.ArgumentParser) -> None:
     t.add_argument("--fork", default=None, metavar="NAME|URL", help="deploy on an embedded Anvil forking this network")
     t.add_argument("--port", type=int, default=None, help="port of the embedded Anvil (default: a free port)")
     t.add_argument("--keep-alive", action="store_true", help="keep the embedded Anvil running until Ctrl-C")
-    a = p.add_argument_group("deployer (never a key in a file of the repo)")
-    a.add_argument("--account", default=None, help="brownie account id (env BALLAST_ACCOUNT); password from "
-                   "BALLAST_ACCOUNT_PASSWORD or a prompt. Else env BALLAST_DEPLOYER_KEY.")
-    a.add_argument("--unlocked", action="store_true", help="use the node's first unlocked account (local nodes)")
+    add_signer_args(p)
     p.add_argument("--config", default=None, help="market configuration TOML (default config/markets.toml)")
     p.add_argument("--kind", choices=["dynamic", "static_calm", "static_conservative"], default="dynamic",
                    help="controller: the dynamic model or a static baseline")
@@ -801,6 +813,6 @@ def deploy_cli(argv: Sequence[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(deploy_cli())
 
-__all__ = ["Check", "KeySigner", "UnlockedSigner", "add_deploy_args", "build_code_hash", "deploy_and_record",
+__all__ = ["Check", "KeySigner", "Signer", "UnlockedSigner", "add_deploy_args", "add_signer_args", "resolve_signer", "build_code_hash", "deploy_and_record",
            "deploy_cli", "deployment_path", "key_signer", "load_brownie_account", "load_record", "make_recording_chain",
            "mask_immutables", "run_deploy_args", "verify_record"]

@@ -26,25 +26,39 @@ Restart and failure safety: the keeper's only state is what the feeds hold on ch
 reads ``latestRoundData`` and pushes a feed only if the on-chain answer deviates from the target by
 the threshold or is older than the refresh interval, so a dropped or failed transaction is retried
 next round and a restarted keeper neither double-pushes nor skips a round. The push is one
-transaction: it lands whole or not at all (no half-pushed round to reconcile).
+transaction: it lands whole or not at all (no half-pushed round to reconcile). The nonce is the
+node's pending count, read every round; while a transaction of the keeper's account is still pending
+(sent, not mined: underpriced, or a receipt wait that timed out) the keeper sends nothing on top of
+it, so a slow transaction cannot be followed by a second push of the same round.
+
+Operations (``ballast keeper``): signs locally like ``ballast deploy`` (brownie account or keystore,
+or a hex key in ``BALLAST_KEEPER_KEY``; ``ballast.deployments.resolve_signer``), EIP-1559 fees from
+``GasStrategy``, one JSON log line per round (``round_log``) and an HTTP endpoint (``--metrics-port``:
+Prometheus text at ``/metrics``, JSON at ``/health``; ``KeeperMetrics``).
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import math
+import threading
+import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from web3 import Web3
 
 from ballast._typing import FloatArray
-from ballast.errors import ValidationError
+from ballast.errors import BallastError, ValidationError
 from ballast.risk.volatility import EWMA, Garch11
 from ballast.scenarios import ScenarioPath
 
 if TYPE_CHECKING:
     from ballast.chain import Chain
+    from ballast.deployments import Signer
 
 VolMode = Literal["trailing", "predictive"]
 FEEDS = ("price", "volatility", "funding", "depth", "skew")
@@ -172,6 +186,66 @@ def annualized(x: float) -> float:
 # ------------------------------------------------------------------------------ on-chain keeper
 
 
+GWEI = 10**9
+
+
+class FeeCapExceeded(BallastError):
+    """The fee the network asks for now is above the operator's cap: the round is skipped."""
+
+    def __init__(self, what: str, wei: int, cap_gwei: float) -> None:
+        self.wei = wei
+        super().__init__(f"{what} {wei / GWEI:.3f} gwei is above the fee cap {cap_gwei:g} gwei (--max-fee-gwei): "
+                         "nothing sent")
+
+
+@dataclass(frozen=True)
+class GasStrategy:
+    """EIP-1559 fees: ``maxFeePerGas = min(cap, base fee x multiplier + priority fee)``.
+
+    Parameters
+    ----------
+    base_fee_multiplier
+        Headroom over the latest block's base fee (2.0 survives six full blocks of +12.5%).
+    priority_fee_gwei
+        Tip, gwei; ``None``: the node's suggestion (``eth_maxPriorityFeePerGas``).
+    max_fee_gwei
+        Cap on ``maxFeePerGas`` (and on the legacy ``gasPrice``), gwei. When the base fee alone is
+        above it, nothing is sent (``FeeCapExceeded``): the push waits for cheaper blocks.
+    """
+
+    base_fee_multiplier: float = 2.0
+    priority_fee_gwei: float | None = None
+    max_fee_gwei: float = 200.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.base_fee_multiplier) and self.base_fee_multiplier >= 1.0):
+            raise ValidationError("base_fee_multiplier", self.base_fee_multiplier, ">= 1")
+        if self.priority_fee_gwei is not None and not (math.isfinite(self.priority_fee_gwei)
+                                                       and self.priority_fee_gwei >= 0):
+            raise ValidationError("priority_fee_gwei", self.priority_fee_gwei, ">= 0 gwei")
+        if not (math.isfinite(self.max_fee_gwei) and self.max_fee_gwei > 0):
+            raise ValidationError("max_fee_gwei", self.max_fee_gwei, "> 0 gwei")
+
+    @property
+    def cap_wei(self) -> int:
+        return int(round(self.max_fee_gwei * GWEI))
+
+    def fees(self, base_fee_wei: int | None, suggested_tip_wei: int = 0, gas_price_wei: int = 0) -> dict[str, int]:
+        """Fee fields of a transaction: EIP-1559 when the block has a base fee, else ``gasPrice``
+        (the node's ``gas_price_wei``, capped). Raises ``FeeCapExceeded`` when the cap cannot pay
+        the base fee (or the legacy gas price)."""
+        cap = self.cap_wei
+        if base_fee_wei is None:
+            if gas_price_wei > cap:
+                raise FeeCapExceeded("gas price", gas_price_wei, self.max_fee_gwei)
+            return {"gasPrice": int(gas_price_wei)}
+        if base_fee_wei > cap:
+            raise FeeCapExceeded("base fee", base_fee_wei, self.max_fee_gwei)
+        tip = suggested_tip_wei if self.priority_fee_gwei is None else int(round(self.priority_fee_gwei * GWEI))
+        max_fee = min(cap, math.ceil(base_fee_wei * self.base_fee_multiplier) + tip)
+        return {"maxFeePerGas": int(max_fee), "maxPriorityFeePerGas": int(min(tip, max_fee))}
+
+
 @dataclass
 class StepReport:
     """What one keeper round did."""
@@ -186,6 +260,53 @@ class StepReport:
     accrued: bool = False
     """The market's funding was accrued in the push transaction (and did not revert)."""
     tx_hash: str = ""
+    block: int = 0
+    """Block of the push (or the head the round read, when nothing was sent)."""
+    gas_used: int = 0
+    fee_wei: int = 0
+    """Fee paid: gas used x effective gas price (a reverted push pays too)."""
+    latency_sec: float = 0.0
+    """From sending the transaction to its receipt."""
+    skipped: str = ""
+    """Why nothing was sent although feeds were due (a pending transaction, the fee cap)."""
+    due: dict[str, int] = field(default_factory=dict)
+    """The answers that were due this round (pushed, failed or skipped)."""
+
+    @property
+    def status(self) -> str:
+        if self.skipped:
+            return "skipped"
+        if any(k in FEEDS for k in self.failed):
+            return "failed"
+        if self.failed:
+            return "partial"  # the push landed; the poke or the accrual reverted inside it
+        return "pushed" if self.pushed else "idle"
+
+
+def round_log(n: int, rep: StepReport, *, now: float | None = None, sender: str = "", market: int = 0) -> str:
+    """One JSON line for round ``n``: round, block, pushed feeds, tx hash, gas used, fee paid,
+    latency (and what failed or why the round was skipped)."""
+    ts = time.time() if now is None else now
+    rec: dict[str, Any] = {
+        "ts": _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="milliseconds"),
+        "event": "round",
+        "round": n,
+        "status": rep.status,
+        "market": market,
+        "block": rep.block,
+        "pushed": sorted(rep.pushed),
+        "answers": {k: rep.pushed[k] for k in sorted(rep.pushed)},
+        "tx": rep.tx_hash or None,
+        "gas_used": rep.gas_used,
+        "fee_paid_wei": rep.fee_wei,
+        "latency_s": round(rep.latency_sec, 3),
+        "poked": rep.poked,
+        "accrued": rep.accrued,
+        "failed": rep.failed,
+        "skipped": rep.skipped or None,
+        "sender": sender,
+    }
+    return json.dumps(rec, separators=(",", ":"), sort_keys=False)
 
 
 POKE_FAILED = "0x" + Web3.keccak(text="PokeFailed(uint256,bytes)").hex().removeprefix("0x")
@@ -204,17 +325,29 @@ class ChainKeeper:
     pusher must be a transmitter of every feed (``ballast.deploy`` sets both up).
     """
 
-    def __init__(self, chain: "Chain", feeds: dict[str, Any], sender: str, *, pusher: Any,
+    def __init__(self, chain: "Chain", feeds: dict[str, Any], sender: str | None = None, *, pusher: Any,
                  market_id: int = 0, mode: VolMode = "trailing", rules: PushRules | None = None,
                  interval_sec: int = 900, base_depth_usd: float = 50_000_000.0, lam: float = 0.94,
-                 push_gas: int = 1_500_000) -> None:
+                 push_gas: int = 1_500_000, signer: "Signer | None" = None, gas: GasStrategy | None = None,
+                 receipt_timeout_sec: float = 120.0) -> None:
+        from ballast.deployments import UnlockedSigner
+
         if mode not in ("trailing", "predictive"):
             raise ValidationError("mode", mode, "'trailing' or 'predictive'")
         if interval_sec <= 0:
             raise ValidationError("interval_sec", interval_sec, "> 0 seconds")
+        if signer is None:
+            if sender is None:
+                raise ValidationError("sender", None, "an unlocked address or a signer")
+            signer = UnlockedSigner(Web3.to_checksum_address(sender))
+        elif sender is not None and Web3.to_checksum_address(sender) != Web3.to_checksum_address(signer.address):
+            raise ValidationError("sender", sender, f"the signer's address {signer.address}")
         self.chain = chain
         self.feeds = feeds
-        self.sender = sender
+        self.signer = signer
+        self.sender = Web3.to_checksum_address(signer.address)
+        self.gas = gas or GasStrategy()
+        self.receipt_timeout_sec = receipt_timeout_sec
         self.pusher = pusher
         self.market_id = market_id
         self.mode = mode
@@ -279,56 +412,246 @@ class ChainKeeper:
                 out[k] = round(targets[k] * 10**dec)
         return out
 
+    def fee_fields(self) -> tuple[dict[str, int], int]:
+        """Fee fields from ``gas`` and the latest block; and that block's number."""
+        w3 = self.chain.w3
+        blk = w3.eth.get_block("latest")
+        base = blk.get("baseFeePerGas")
+        if base is None:
+            return self.gas.fees(None, gas_price_wei=int(w3.eth.gas_price)), int(blk["number"])
+        tip = int(w3.eth.max_priority_fee) if self.gas.priority_fee_gwei is None else 0
+        return self.gas.fees(int(base), tip), int(blk["number"])
+
     def step(self, targets: dict[str, float], now: int | None = None) -> StepReport:
         """One round: every answer due, then the market's poke and funding accrual, in one
-        ``RiskPusher.push`` transaction (none when nothing is due)."""
+        ``RiskPusher.push`` transaction (none when nothing is due), signed by ``signer``."""
+        w3 = self.chain.w3
         now = now if now is not None else self.chain.latest_timestamp()
         due = self.due(targets, now)
         if not due:
-            return StepReport({}, {}, False)
+            return StepReport({}, {}, False, block=int(w3.eth.block_number))
+        # Restart safety on the nonce: the node's pending count. A transaction of ours still pending
+        # would land later with (nearly) the same answers: send nothing on top of it.
+        pending = int(w3.eth.get_transaction_count(self.sender, "pending"))
+        mined = int(w3.eth.get_transaction_count(self.sender, "latest"))
+        if pending > mined:
+            return StepReport({}, {}, False, block=int(w3.eth.block_number), due=due,
+                              skipped=f"{pending - mined} transaction(s) of {self.sender} pending (nonce {mined}): "
+                                      "waiting for it, no second push on top")
+        try:
+            fees, head = self.fee_fields()
+        except FeeCapExceeded as e:
+            return StepReport({}, {}, False, block=int(w3.eth.block_number), due=due, skipped=str(e))
         kinds = list(due)
         fn = self.pusher.functions.push([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
                                         [self.market_id])
+        tx: dict[str, Any] = {"from": self.sender, "to": self.pusher.address, "data": fn._encode_transaction_data(),
+                              "gas": self.push_gas, "nonce": pending, "chainId": self.chain.chain_id, **fees}
+        t0 = time.monotonic()
         try:
-            receipt = self.chain.transact(fn, self.sender, gas=self.push_gas)
-        except Exception as e:  # a failed or dropped push is retried next round: nothing of it landed
-            return StepReport({}, {k: str(e)[:200] for k in kinds}, False)
+            h = self.signer.send(w3, tx)
+        except Exception as e:  # rejected by the node: nothing of it landed, retried next round
+            return StepReport({}, {k: str(e)[:200] for k in kinds}, False, block=head, due=due)
+        tx_hash = "0x" + bytes(h).hex().removeprefix("0x")
+        try:
+            receipt = w3.eth.wait_for_transaction_receipt(h, timeout=self.receipt_timeout_sec)  # type: ignore[arg-type]
+        except Exception as e:  # not mined in time: still pending, the next rounds wait for it
+            return StepReport({}, {k: f"no receipt after {self.receipt_timeout_sec:g} s: {str(e)[:120]}" for k in kinds},
+                              False, tx_hash=tx_hash, block=head, due=due, latency_sec=time.monotonic() - t0)
+        latency = time.monotonic() - t0
+        gas_used = int(receipt["gasUsed"])
+        fee = gas_used * int(receipt.get("effectiveGasPrice") or 0)
+        blockno = int(receipt["blockNumber"])
+        if receipt["status"] != 1:
+            return StepReport({}, {k: f"push reverted (tx {tx_hash})" for k in kinds}, False, tx_hash=tx_hash,
+                              block=blockno, gas_used=gas_used, fee_wei=fee, latency_sec=latency, due=due)
         failed: dict[str, str] = {}
         pusher_addr = str(self.pusher.address).lower()
         for lg in receipt["logs"]:
             if str(lg["address"]).lower() != pusher_addr:
                 continue
-            t0 = "0x" + bytes(lg["topics"][0]).hex().removeprefix("0x")
-            if t0 == POKE_FAILED:
+            t0_topic = "0x" + bytes(lg["topics"][0]).hex().removeprefix("0x")
+            if t0_topic == POKE_FAILED:
                 failed["poke"] = "0x" + bytes(lg["data"]).hex()
-            elif t0 == ACCRUE_FAILED:
+            elif t0_topic == ACCRUE_FAILED:
                 failed["accrue"] = "0x" + bytes(lg["data"]).hex()
-        return StepReport(due, failed, "poke" not in failed, "accrue" not in failed,
-                          "0x" + bytes(receipt["transactionHash"]).hex().removeprefix("0x"))
+        return StepReport(due, failed, "poke" not in failed, "accrue" not in failed, tx_hash, block=blockno,
+                          gas_used=gas_used, fee_wei=fee, latency_sec=latency, due=due)
+
+
+# ------------------------------------------------------------------------------ operator endpoint
+
+
+class KeeperMetrics:
+    """Counters of a running keeper, read by the HTTP endpoint's thread (locked)."""
+
+    def __init__(self, sender: str = "", market: int = 0, stale_after_sec: float = 300.0) -> None:
+        self._lock = threading.Lock()
+        self.sender = sender
+        self.market = market
+        self.stale_after_sec = stale_after_sec
+        """``/health`` reports unhealthy when no round completed for this long."""
+        self.started = time.time()
+        self.rounds = 0
+        self.failures = 0
+        self.consecutive_failures = 0
+        self.skipped = 0
+        self.transactions = 0
+        self.feeds_pushed = 0
+        self.gas_used = 0
+        self.fee_paid_wei = 0
+        self.last_round_time: float | None = None
+        self.last_tx = ""
+        self.last_tx_time: float | None = None
+        self.last_block = 0
+        self.last_status = ""
+        self.last_error = ""
+
+    def record(self, rep: StepReport, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            self.rounds += 1
+            self.last_round_time = now
+            self.last_block = rep.block or self.last_block
+            self.last_status = rep.status
+            if rep.tx_hash:
+                self.transactions += 1
+                self.last_tx = rep.tx_hash
+                self.last_tx_time = now
+            self.feeds_pushed += len(rep.pushed)
+            self.gas_used += rep.gas_used
+            self.fee_paid_wei += rep.fee_wei
+            if rep.skipped:
+                self.skipped += 1
+            if rep.failed:
+                self.failures += 1
+                self.consecutive_failures += 1
+                self.last_error = "; ".join(f"{k}: {v}" for k, v in sorted(rep.failed.items()))[:300]
+            else:
+                self.consecutive_failures = 0
+
+    def record_error(self, err: str, now: float | None = None) -> None:
+        """A round that raised (the RPC unreachable...): counted as a round and a failure."""
+        with self._lock:
+            self.rounds += 1
+            self.failures += 1
+            self.consecutive_failures += 1
+            self.last_round_time = time.time() if now is None else now
+            self.last_status = "error"
+            self.last_error = err[:300]
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        with self._lock:
+            age = None if self.last_round_time is None else now - self.last_round_time
+            ok = age is not None and age <= self.stale_after_sec and self.consecutive_failures < 3
+            return {"ok": ok, "sender": self.sender, "market": self.market, "rounds": self.rounds,
+                    "failures": self.failures, "consecutive_failures": self.consecutive_failures,
+                    "skipped": self.skipped, "transactions": self.transactions, "feeds_pushed": self.feeds_pushed,
+                    "gas_used": self.gas_used, "fee_paid_wei": self.fee_paid_wei,
+                    "last_round_time": self.last_round_time, "last_round_age_s": age, "last_status": self.last_status,
+                    "last_tx": self.last_tx or None, "last_tx_time": self.last_tx_time, "last_block": self.last_block,
+                    "last_error": self.last_error or None, "uptime_s": now - self.started}
+
+    def prometheus(self, now: float | None = None) -> str:
+        """Prometheus text exposition format (version 0.0.4)."""
+        h = self.health(now)
+        lbl = f'sender="{self.sender}",market="{self.market}"'
+        rows: list[tuple[str, str, str, float]] = [
+            ("ballast_keeper_up", "gauge", "1 when the last round is recent and fewer than 3 rounds in a row failed",
+             1.0 if h["ok"] else 0.0),
+            ("ballast_keeper_rounds_total", "counter", "Keeper rounds run", h["rounds"]),
+            ("ballast_keeper_failures_total", "counter", "Rounds that failed (push rejected, reverted, unconfirmed, "
+             "poke or accrual reverted, RPC error)", h["failures"]),
+            ("ballast_keeper_consecutive_failures", "gauge", "Failed rounds in a row", h["consecutive_failures"]),
+            ("ballast_keeper_skipped_total", "counter", "Rounds with feeds due but nothing sent (pending tx, fee cap)",
+             h["skipped"]),
+            ("ballast_keeper_transactions_total", "counter", "Push transactions sent and mined", h["transactions"]),
+            ("ballast_keeper_feeds_pushed_total", "counter", "Feed answers published", h["feeds_pushed"]),
+            ("ballast_keeper_gas_used_total", "counter", "Gas used by push transactions", h["gas_used"]),
+            ("ballast_keeper_fee_paid_wei_total", "counter", "Fees paid by push transactions, wei", h["fee_paid_wei"]),
+            ("ballast_keeper_last_round_timestamp_seconds", "gauge", "Unix time of the last round",
+             h["last_round_time"] or 0.0),
+            ("ballast_keeper_last_tx_timestamp_seconds", "gauge", "Unix time of the last push transaction",
+             h["last_tx_time"] or 0.0),
+            ("ballast_keeper_last_block", "gauge", "Block of the last round", h["last_block"]),
+        ]
+        out: list[str] = []
+        for name, kind, help_, v in rows:
+            out += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name}{{{lbl}}} {float(v):g}"
+                    if not float(v).is_integer() else f"{name}{{{lbl}}} {int(v)}"]
+        out += ["# HELP ballast_keeper_last_tx_info Hash of the last push transaction",
+                "# TYPE ballast_keeper_last_tx_info gauge",
+                f'ballast_keeper_last_tx_info{{{lbl},tx="{h["last_tx"] or ""}"}} 1']
+        return "\n".join(out) + "\n"
+
+
+def serve_metrics(metrics: KeeperMetrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+    """Serve ``/metrics`` (Prometheus text) and ``/health`` (JSON; HTTP 503 when unhealthy) from a
+    daemon thread; ``port`` 0 picks a free one (``server.server_address``). ``shutdown()`` stops it."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, ctype, code = metrics.prometheus().encode(), "text/plain; version=0.0.4; charset=utf-8", 200
+            elif path in ("/health", "/healthz", "/"):
+                h = metrics.health()
+                body, ctype, code = json.dumps(h).encode(), "application/json", 200 if h["ok"] else 503
+            else:
+                body, ctype, code = b"not found: /metrics or /health\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: stdout carries the JSON logs
+            return
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="keeper-metrics", daemon=True).start()
+    return server
 
 
 def keeper_cli(argv: list[str] | None = None) -> int:
     """``ballast keeper``: run the oracle keeper against an RPC and a deployment file."""
     import argparse
-    import json
     import os
-    import time as _time
+    import sys
     from pathlib import Path
 
     from ballast.chain import Chain
     from ballast.data import load_csv
+    from ballast.deployments import LOCAL_CHAIN_IDS, UnlockedSigner, add_signer_args, redact_url, resolve_signer
 
-    ap = argparse.ArgumentParser(prog="ballast keeper")
+    ap = argparse.ArgumentParser(prog="ballast keeper", description="Run the oracle keeper: one RiskPusher.push "
+                                 "transaction per round, signed locally; one JSON log line per round on stdout.")
     ap.add_argument("--rpc-url", default=os.environ.get("BALLAST_RPC_URL", "http://127.0.0.1:8545"))
     ap.add_argument("--deployment", required=True, help="deployments JSON with controller and feeds addresses")
     ap.add_argument("--market", type=int, default=0)
-    ap.add_argument("--sender", default=None, help="unlocked account (default: the node's first account)")
+    add_signer_args(ap, role="keeper", key_env="BALLAST_KEEPER_KEY", account_env="BALLAST_KEEPER_ACCOUNT")
+    ap.add_argument("--sender", default=None, help="an account unlocked on the node (implies --unlocked)")
     ap.add_argument("--prices", default=None, help="replay this OHLC CSV, one bar per round (else read the price feed)")
     ap.add_argument("--interval", type=int, default=900, help="seconds between price samples")
     ap.add_argument("--mode", choices=["trailing", "predictive"], default="trailing")
     ap.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: run until Ctrl-C)")
     ap.add_argument("--sleep", type=float, default=None, help="wall seconds between rounds (default: interval)")
+    g = ap.add_argument_group("gas (EIP-1559: maxFeePerGas = min(cap, base fee x multiplier + priority fee))")
+    g.add_argument("--base-fee-multiplier", type=float, default=2.0, help="headroom over the latest base fee (x)")
+    g.add_argument("--priority-fee-gwei", type=float, default=None,
+                   help="tip in gwei (default: the node's eth_maxPriorityFeePerGas)")
+    g.add_argument("--max-fee-gwei", type=float, default=200.0,
+                   help="cap on maxFeePerGas in gwei; above it the round sends nothing")
+    g.add_argument("--push-gas", type=int, default=1_500_000, help="gas limit of a push transaction (gas units)")
+    g.add_argument("--receipt-timeout", type=float, default=120.0, help="seconds to wait for a push's receipt")
+    m = ap.add_argument_group("operator endpoint")
+    m.add_argument("--metrics-port", type=int, default=None,
+                   help="serve /metrics (Prometheus text) and /health (JSON) on this port (0: a free port)")
+    m.add_argument("--metrics-host", default="127.0.0.1", help="address the endpoint listens on")
     a = ap.parse_args(argv)
+    gas = GasStrategy(a.base_fee_multiplier, a.priority_fee_gwei, a.max_fee_gwei)
     dep = json.loads(Path(a.deployment).read_text())
     chain = Chain(a.rpc_url)
     feeds_addr = dep["feeds"][str(a.market)] if "feeds" in dep else dep["markets"][str(a.market)]["feeds"]
@@ -336,24 +659,74 @@ def keeper_cli(argv: list[str] | None = None) -> int:
     if "pusher" not in dep:
         raise SystemExit(f"{a.deployment} has no RiskPusher (deployed before engine v2): redeploy with `ballast deploy`")
     pusher = chain.at("RiskPusher", dep["pusher"])
-    sender = a.sender or chain.accounts()[0]
-    k = ChainKeeper(chain, feeds, sender, pusher=pusher, market_id=a.market, mode=a.mode, interval_sec=a.interval)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    signer: Signer
+    if a.sender:
+        signer = UnlockedSigner(Web3.to_checksum_address(a.sender))
+    else:
+        # Like `ballast deploy`: a brownie account or keystore, a key in the environment, or (asked
+        # for, or on a local dev chain) the node's unlocked account.
+        signer = resolve_signer(chain, account=a.account, unlocked=a.unlocked or chain.chain_id in LOCAL_CHAIN_IDS,
+                                ephemeral=False, log=log, key_env="BALLAST_KEEPER_KEY",
+                                account_env="BALLAST_KEEPER_ACCOUNT", role="keeper")
+    role = pusher.functions.KEEPER_ROLE().call()
+    if not pusher.functions.hasRole(role, signer.address).call():
+        raise ValidationError("keeper", signer.address, f"an account with KEEPER_ROLE on the RiskPusher {pusher.address} "
+                              "(grantRole(KEEPER_ROLE, keeper) from the admin)")
+    k = ChainKeeper(chain, feeds, pusher=pusher, market_id=a.market, mode=a.mode, interval_sec=a.interval,
+                    signer=signer, gas=gas, push_gas=a.push_gas, receipt_timeout_sec=a.receipt_timeout)
     replay = load_csv(a.prices, a.interval, "replay").close.tolist() if a.prices else None
+    pause = a.interval if a.sleep is None else a.sleep
+    metrics = KeeperMetrics(k.sender, a.market, stale_after_sec=max(60.0, 3 * pause + a.receipt_timeout))
+    server = serve_metrics(metrics, a.metrics_port, a.metrics_host) if a.metrics_port is not None else None
+    start = {"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"), "event": "start",
+             "rpc": redact_url(a.rpc_url), "chain_id": chain.chain_id, "sender": k.sender,
+             "signer": "local key" if signer.local_key else "unlocked on the node", "pusher": pusher.address,
+             "market": a.market, "gas": {"base_fee_multiplier": gas.base_fee_multiplier,
+                                         "priority_fee_gwei": gas.priority_fee_gwei, "max_fee_gwei": gas.max_fee_gwei},
+             "metrics": None if server is None else f"http://{a.metrics_host}:{server.server_address[1]}"}
+    print(json.dumps(start, separators=(",", ":")), flush=True)
+    if threading.current_thread() is threading.main_thread():
+        import signal
+
+        def _stop(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _stop)  # `kill`: finish with the stop line, close the endpoint
     n = 0
     try:
         while a.rounds == 0 or n < a.rounds:
-            if replay is not None:
-                if n >= len(replay):
-                    break
-                k.observe(replay[n])
+            if replay is not None and n >= len(replay):
+                break
+            try:
+                if replay is not None:
+                    k.observe(replay[n])
+                else:
+                    ans, upd, _ = k.onchain()["price"]
+                    k.observe(ans / 10 ** k.decimals["price"])
+                rep = k.step(k.targets())
+            except Exception as e:  # the RPC down, a node error: logged, counted, next round
+                metrics.record_error(f"{type(e).__name__}: {e}")
+                print(json.dumps({"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+                                  "event": "error", "round": n, "error": f"{type(e).__name__}: {str(e)[:300]}"},
+                                 separators=(",", ":")), flush=True)
             else:
-                ans, upd, _ = k.onchain()["price"]
-                k.observe(ans / 10 ** k.decimals["price"])
-            rep = k.step(k.targets())
-            print(f"round {n}: pushed {sorted(rep.pushed)} failed {sorted(rep.failed)} poked {rep.poked} "
-                  f"accrued {rep.accrued} {rep.tx_hash}", flush=True)
+                metrics.record(rep)
+                print(round_log(n, rep, sender=k.sender, market=a.market), flush=True)
             n += 1
-            _time.sleep(a.interval if a.sleep is None else a.sleep)
+            if a.rounds == 0 or n < a.rounds:
+                time.sleep(pause)
     except KeyboardInterrupt:
-        print("keeper stopped", flush=True)
+        pass
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        h = metrics.health()
+        print(json.dumps({"ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds"),
+                          "event": "stop", "rounds": h["rounds"], "failures": h["failures"],
+                          "transactions": h["transactions"]}, separators=(",", ":")), flush=True)
     return 0
