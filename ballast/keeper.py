@@ -383,12 +383,25 @@ class ChainKeeper:
         if not self.prices:
             raise ValidationError("prices", 0, "at least one observed price")
         sigma = self.volatility()
+        if len(self.prices) < self.WARMUP and "volatility" in self.feeds:
+            # Warm-up (a fresh or restarted keeper has too few samples for an estimate): keep the
+            # volatility on chain, so a restart does not push a placeholder over the last estimate.
+            ans, upd, _ = self.onchain_feed("volatility")
+            if upd and ans > 0:
+                sigma = ans / 10 ** self.decimals["volatility"]
         tot = oi_long + oi_short
         imb = (oi_long - oi_short) / tot if tot > 0 else 0.0
         day = max(1, 86_400 // self.interval_sec)
         dd = 1.0 - self.prices[-1] / max(self.prices[-day:])
         return {"price": self.prices[-1], "volatility": sigma, "funding": funding_k * imb,
                 "depth": self.base_depth_usd * min(1.0, 0.5 / sigma), "skew": skew - 0.5 * max(0.0, dd)}
+
+    WARMUP = 3
+    """Observations before the keeper's own volatility estimate replaces the on-chain answer."""
+
+    def onchain_feed(self, kind: str) -> tuple[int, int, int]:
+        rid, ans, _, upd, _ = self.feeds[kind].functions.latestRoundData().call()
+        return int(ans), int(upd), int(rid)
 
     def onchain(self) -> dict[str, tuple[int, int, int]]:
         """(answer, updated_at, round id) of each feed."""
