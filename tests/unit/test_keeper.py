@@ -3,6 +3,7 @@ OracleKeeper.decide, and FeedModel (no look-ahead; trailing and predictive volat
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import replace
 
@@ -263,3 +264,114 @@ def test_feed_model_targets_are_within_feed_conventions() -> None:
     with pytest.raises(ValidationError) as info:
         FeedModel(sp, mode="psychic")  # type: ignore[arg-type]
     assert info.value.field == "keeper.mode"
+
+
+# ------------------------------------------------------------------------------ operations
+
+
+from ballast.keeper import GWEI, FeeCapExceeded, GasStrategy, KeeperMetrics, StepReport, round_log, serve_metrics  # noqa: E402
+
+
+def test_gas_strategy_base_fee_times_multiplier_plus_tip() -> None:
+    g = GasStrategy(base_fee_multiplier=2.0, priority_fee_gwei=1.5, max_fee_gwei=100.0)
+    assert g.fees(10 * GWEI) == {"maxFeePerGas": 21_500_000_000, "maxPriorityFeePerGas": 1_500_000_000}
+    # The node's suggested tip when none is given.
+    assert GasStrategy(priority_fee_gwei=None).fees(10 * GWEI, 3 * GWEI) == {
+        "maxFeePerGas": 23 * GWEI, "maxPriorityFeePerGas": 3 * GWEI}
+    # Capped: maxFee never above the cap, the tip never above maxFee.
+    assert GasStrategy(3.0, 50.0, 40.0).fees(30 * GWEI) == {"maxFeePerGas": 40 * GWEI, "maxPriorityFeePerGas": 40 * GWEI}
+    # Wei exact at tiny base fees (L2s): rounded up, never below the base fee.
+    assert GasStrategy(1.0, 0.0, 1.0).fees(7) == {"maxFeePerGas": 7, "maxPriorityFeePerGas": 0}
+
+
+def test_gas_strategy_cap_and_legacy() -> None:
+    g = GasStrategy(2.0, 1.0, 20.0)
+    with pytest.raises(FeeCapExceeded, match=r"base fee 25\.000 gwei is above the fee cap 20 gwei"):
+        g.fees(25 * GWEI)
+    assert g.fees(None, gas_price_wei=7 * GWEI) == {"gasPrice": 7 * GWEI}
+    with pytest.raises(FeeCapExceeded, match="gas price"):
+        g.fees(None, gas_price_wei=21 * GWEI)
+    for bad in ({"base_fee_multiplier": 0.9}, {"priority_fee_gwei": -1.0}, {"max_fee_gwei": 0.0},
+                {"base_fee_multiplier": math.nan}):
+        with pytest.raises(ValidationError):
+            GasStrategy(**bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=st.integers(0, 10**13), mult=st.floats(1.0, 10.0), tip=st.floats(0.0, 100.0), cap=st.floats(0.001, 5_000.0))
+def test_gas_strategy_property(base: int, mult: float, tip: float, cap: float) -> None:
+    g = GasStrategy(mult, tip, cap)
+    try:
+        f = g.fees(base)
+    except FeeCapExceeded:
+        assert base > g.cap_wei
+        return
+    assert base <= f["maxFeePerGas"] <= g.cap_wei
+    assert 0 <= f["maxPriorityFeePerGas"] <= f["maxFeePerGas"]
+
+
+def test_round_log_is_one_json_line_with_the_operator_fields() -> None:
+    rep = StepReport({"volatility": 5_000_000, "depth": 7}, {}, True, True, "0xabc", block=42, gas_used=123_456,
+                     fee_wei=987_654_321, latency_sec=0.12345, due={"volatility": 5_000_000, "depth": 7})
+    line = round_log(3, rep, now=0.0, sender="0xS", market=1)
+    assert "\n" not in line
+    rec = json.loads(line)
+    assert rec == {"ts": "1970-01-01T00:00:00.000+00:00", "event": "round", "round": 3, "status": "pushed", "market": 1,
+                   "block": 42, "pushed": ["depth", "volatility"], "answers": {"depth": 7, "volatility": 5_000_000},
+                   "tx": "0xabc", "gas_used": 123_456, "fee_paid_wei": 987_654_321, "latency_s": 0.123,
+                   "poked": True, "accrued": True, "failed": {}, "skipped": None, "sender": "0xS"}
+    assert json.loads(round_log(4, StepReport({}, {}, False, block=43)))["status"] == "idle"
+    assert json.loads(round_log(5, StepReport({}, {"price": "x"}, False)))["status"] == "failed"
+    assert json.loads(round_log(6, StepReport({"price": 1}, {"poke": "0x"}, False, True, "0x1")))["status"] == "partial"
+    skipped = json.loads(round_log(7, StepReport({}, {}, False, skipped="1 transaction(s) pending")))
+    assert skipped["status"] == "skipped" and skipped["tx"] is None and skipped["skipped"].startswith("1 transaction")
+
+
+def test_metrics_health_and_prometheus_text() -> None:
+    m = KeeperMetrics("0xS", 0, stale_after_sec=60)
+    assert not m.health(now=m.started)["ok"]  # no round yet
+    m.record(StepReport({"price": 1, "skew": 2}, {}, True, True, "0xt1", block=10, gas_used=100, fee_wei=5), now=1_000.0)
+    m.record(StepReport({}, {}, False, block=11), now=1_010.0)
+    h = m.health(now=1_020.0)
+    assert h["ok"] and h["rounds"] == 2 and h["transactions"] == 1 and h["feeds_pushed"] == 2 and h["last_tx"] == "0xt1"
+    assert h["last_round_time"] == 1_010.0 and h["last_block"] == 11 and h["fee_paid_wei"] == 5
+    assert not m.health(now=1_071.0)["ok"]  # stale
+    for _ in range(3):
+        m.record(StepReport({}, {"price": "reverted"}, False, tx_hash="0xbad", block=12), now=1_030.0)
+    h = m.health(now=1_031.0)
+    assert not h["ok"] and h["failures"] == 3 and h["consecutive_failures"] == 3
+    text = m.prometheus(now=1_031.0)
+    assert text.endswith("\n")
+    samples = {}
+    for ln in text.splitlines():
+        if ln.startswith("#"):
+            assert ln.startswith(("# HELP ballast_keeper_", "# TYPE ballast_keeper_"))
+            continue
+        name_lbl, value = ln.rsplit(" ", 1)
+        samples[name_lbl.split("{")[0]] = float(value)
+        assert name_lbl.count("{") == 1 and name_lbl.endswith("}")
+    assert samples["ballast_keeper_rounds_total"] == 5 and samples["ballast_keeper_failures_total"] == 3
+    assert samples["ballast_keeper_up"] == 0 and samples["ballast_keeper_transactions_total"] == 4
+    assert 'ballast_keeper_last_tx_info{sender="0xS",market="0",tx="0xbad"} 1' in text
+
+
+def test_metrics_endpoint_serves_health_and_metrics() -> None:
+    import urllib.error
+    import urllib.request
+
+    m = KeeperMetrics("0xS")
+    srv = serve_metrics(m, 0)
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + "/health", timeout=5)
+        assert e.value.code == 503 and json.loads(e.value.read())["rounds"] == 0
+        m.record(StepReport({}, {}, False, block=1))
+        with urllib.request.urlopen(base + "/health", timeout=5) as r:
+            assert r.status == 200 and json.loads(r.read())["ok"]
+        with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            assert "ballast_keeper_rounds_total{" in r.read().decode()
+    finally:
+        srv.shutdown()
+        srv.server_close()
