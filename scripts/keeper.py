@@ -2,7 +2,11 @@
 arguments in BALLAST_KEEPER_ARGS (e.g. "--deployment deployments/31337.json --rounds 10").
 
 Each round is one RiskPusher.push transaction (the answers due, then the market's poke and funding
-accrual): the deployments file must record the pusher (`pusher`), and the sender needs its KEEPER_ROLE."""
+accrual): the deployments file must record the pusher (`pusher`), and the sender needs its KEEPER_ROLE.
+Signing is local, as for `ballast deploy`: `--account ID` (brownie's store or a keystore file;
+BALLAST_KEEPER_ACCOUNT, password in BALLAST_ACCOUNT_PASSWORD) or a hex key in BALLAST_KEEPER_KEY;
+`--unlocked` (or a local dev chain) uses the node's account. Gas: --base-fee-multiplier,
+--priority-fee-gwei, --max-fee-gwei; operator endpoint: --metrics-port (/metrics, /health)."""
 
 import os
 import shlex
