@@ -143,6 +143,19 @@ def exit_slip(q: Quote, slip_snap_wad: int) -> int:
     return slip_snap_wad
 
 
+def exit_cost(q: Quote, slip_snap_wad: int, size: int, skew: int) -> int:
+    """``MarginEngine._exitCost``: the cost fraction counted for closing a whole position (the
+    liquidation size and the preferred-market score): the larger of ``exit_slip`` and the average
+    skew-impact charge of closing it at the current skew; ``exit_slip`` alone while a risk feed is
+    bad."""
+    slip = exit_slip(q, slip_snap_wad)
+    if not q.risk_feeds_ok:
+        return slip
+    charge, _ = skew_impact(q.impact_coef_wad, skew, skew - size, q.price_wad, q.depth_usd_wad)
+    frac = div_wad_up(charge, notional(size, q.price_wad))
+    return max(frac, slip)
+
+
 def exit_cap_usd(q: Quote, slip_snap_wad: int, delta: int, old_size: int, price_wad: int) -> int | None:
     """The exit cap of ``MarginEngine._tradeImpact`` (the old L2 fix): while a risk feed is bad, a
     pure reduction (no flip) pays at most its notional times the slippage snapshotted at the
@@ -438,7 +451,7 @@ class EngineMirror:
             price = q.price_wad
             mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
             imf = max(q.imf_wad, mmf)
-            score = mul_wad_down(mmf, self.liq_target_ratio_wad) - (q.liq_fee_wad + exit_slip(q, pos.slip_snap))
+            score = mul_wad_down(mmf, self.liq_target_ratio_wad) - (q.liq_fee_wad + exit_cost(q, pos.slip_snap, pos.size, m.skew))
             if not scan.found or score > scan.best_score:
                 scan.found, scan.best_score, scan.preferred = True, score, mid
         else:
@@ -862,7 +875,7 @@ class EngineMirror:
         mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
         pos_n = notional(size, price)
         close_n = liquidation_notional(h.equity_usd_wad, h.maintenance_usd_wad, self.liq_target_ratio_wad, mmf,
-                                       q.liq_fee_wad + exit_slip(q, pos.slip_snap), pos_n)
+                                       q.liq_fee_wad + exit_cost(q, pos.slip_snap, size, m.skew), pos_n)
         close = abs_size if close_n >= pos_n else min(div_wad_up(close_n, price), abs_size)
         if notional(abs_size - close, price) < MIN_REMAINING_NOTIONAL_USD_WAD:
             close = abs_size

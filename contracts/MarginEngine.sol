@@ -492,7 +492,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         }
         if (scan.preferred != marketId) revert ErrorsLib.LiquidationMarketNotPreferred(marketId, scan.preferred);
 
-        uint256 closeSize = _liquidationSize(h, pos, q, absSize);
+        uint256 closeSize = _liquidationSize(marketId, h, pos, q, absSize);
         int256 delta = size > 0 ? -int256(closeSize) : int256(closeSize);
         delete _flaggedAt[account];
         _liquidateClose(account, marketId, pos, q, delta);
@@ -565,9 +565,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     }
 
     /// @dev Size a liquidation closes: enough to restore the target ratio, all of it when that is
-    /// impossible or would leave dust. The closing cost counted is the penalty plus the position's
-    /// slippage fraction (a bound on the impact of closing it against the depth).
-    function _liquidationSize(Health memory h, Position memory pos, MarketQuote memory q, uint256 absSize)
+    /// impossible or would leave dust. The closing cost counted is the penalty plus `_exitCost`.
+    function _liquidationSize(uint256 marketId, Health memory h, Position memory pos, MarketQuote memory q, uint256 absSize)
         internal
         view
         returns (uint256 closeSize)
@@ -575,13 +574,36 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         uint256 mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
         uint256 posNotional = PositionMath.notional(pos.sizeWad, q.priceWad);
         uint256 closeNotional = PositionMath.liquidationNotional(
-            h.equityUsdWad, h.maintenanceUsdWad, liqTargetRatioWad, mmf, q.liqFeeWad + _exitSlip(q, pos.slipSnapWad), posNotional
+            h.equityUsdWad,
+            h.maintenanceUsdWad,
+            liqTargetRatioWad,
+            mmf,
+            q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad),
+            posNotional
         );
         closeSize = closeNotional >= posNotional ? absSize : closeNotional.divWadUp(q.priceWad);
         if (closeSize > absSize) closeSize = absSize;
         if (PositionMath.notional(int256(absSize - closeSize), q.priceWad) < MIN_REMAINING_NOTIONAL_USD_WAD) {
             closeSize = absSize;
         }
+    }
+
+    /// @dev Cost fraction counted for closing a whole position (liquidation size and the preferred
+    /// market's score): the larger of its slippage fraction and the average skew-impact charge of
+    /// closing it at the market's current skew (closing the minority side grows the skew, and in a
+    /// thin market costs far more than the position's own slippage); while a risk feed is bad, the
+    /// capped `_exitSlip`, as the charge itself is then capped.
+    function _exitCost(uint256 marketId, MarketQuote memory q, int256 size, uint256 snapWad)
+        internal
+        view
+        returns (uint256)
+    {
+        uint256 slip = _exitSlip(q, snapWad);
+        if (!q.riskFeedsOk) return slip;
+        int256 skew = _skew(marketId);
+        (uint256 chargeUsd,) = ImpactMath.skewImpact(q.impactCoefWad, skew, skew - size, q.priceWad, q.depthUsdWad);
+        uint256 frac = chargeUsd.divWadUp(PositionMath.notional(size, q.priceWad));
+        return frac > slip ? frac : slip;
     }
 
     /// @dev Slippage fraction counted for an exit: the live one, or at most the snapshot while a
@@ -865,7 +887,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             }
             mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
             imf = q.imfWad > mmf ? q.imfWad : mmf;
-            int256 score = int256(mmf.mulWad(liqTargetRatioWad)) - int256(q.liqFeeWad + _exitSlip(q, pos.slipSnapWad));
+            int256 score =
+                int256(mmf.mulWad(liqTargetRatioWad)) - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
             if (!scan.found || score > scan.bestScore) {
                 scan.found = true;
                 scan.bestScore = score;
