@@ -701,7 +701,15 @@ class MarketSim:
         ok = eq < maint  # else AccountHealthy: the liquidation reverts
         slip = np.minimum(p.impact * pos_n / dep, 1.0)
         exit_slip = np.where((xr["risk_ok"] > 0) | (snap >= slip), slip, snap)
-        denom = mmf * p.target - (p.liq_fee + exit_slip)
+        # MarginEngine._exitCost: the larger of the slippage and the average skew-impact charge of
+        # closing the whole position at the current skew (the skew at the start of this phase: an
+        # approximation of the within-block order), the capped slippage while a risk feed is bad.
+        skew0 = (self.oi_l - self.oi_s)[rows]
+        a0, b0 = np.abs(skew0 - size), np.abs(skew0)
+        whole = np.where(a0 > b0, p.impact * (a0 * a0 - b0 * b0) * price * price / (2 * dep), 0.0)
+        frac = whole / np.where(pos_n > 0, pos_n, 1.0)
+        exit_cost = np.where(xr["risk_ok"] > 0, np.maximum(frac, slip), exit_slip)
+        denom = mmf * p.target - (p.liq_fee + exit_cost)
         deficit = maint * p.target - eq
         close_n = np.where(denom <= 0, pos_n,
                            np.minimum(np.maximum(deficit, 0.0) / np.where(denom > 0, denom, 1.0), pos_n))
