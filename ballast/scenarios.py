@@ -331,12 +331,56 @@ def list_scenarios() -> list[tuple[str, str]]:
     return [(k, (v.__doc__ or "").strip().splitlines()[0]) for k, v in GENERATORS.items()]
 
 
+CSV_WINDOW_BARS = 96
+"""Bars a CSV scenario replays when no window is given (the last ones; the earlier bars, up to 2,016,
+are the keeper's history)."""
+
+
+def csv_scenario(path: str | Path, seed: Seed = None, *, start: str | None = None, end: str | None = None,
+                 name: str | None = None) -> ScenarioPath:
+    """A real-data replay of the user's own OHLC(V) CSV (any layout ``ballast.data.load_csv`` reads:
+    BOM, any column order, newest-first, s/ms/ISO times). Replays ``[start, end)`` (ISO dates), or
+    the last ``CSV_WINDOW_BARS`` bars; the bars before the window are the keeper's history. Each
+    bar becomes 3 x ``substeps`` blocks by OHLC path reconstruction, with ``substeps`` the smallest
+    that keeps blocks at or under one hour (the shipped order window), so that orders can settle."""
+    from datetime import datetime, timezone
+
+    from ballast.data import load_csv
+
+    full = load_csv(path)
+    n = len(full.close)
+    if (start is None) != (end is None):
+        raise ValidationError("csv window", f"start={start!r} end={end!r}", "both start and end, or neither")
+    if start is None or end is None:
+        if n < 2:
+            raise ValidationError("csv", str(path), "at least 2 bars")
+        first = max(0, n - CSV_WINDOW_BARS)
+        start = datetime.fromtimestamp(int(full.timestamps[first]), tz=timezone.utc).isoformat()
+        end = datetime.fromtimestamp(int(full.timestamps[-1]) + full.interval_seconds, tz=timezone.utc).isoformat()
+    win = full.window(start, end)
+    t0 = int(win.timestamps[0])
+    hist_bars = full.close[(full.timestamps < t0)][-2016:]
+    history = np.asarray(hist_bars if hist_bars.size >= 2 else win.close, dtype=np.float64)
+    substeps = max(1, math.ceil(win.interval_seconds / (3 * 3_600)))
+    rng = _rng(seed)
+    price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
+                           np.asarray(win.close), substeps, rng)
+    label = name or f"csv:{Path(path).name}"
+    return _path(label, win.interval_seconds // (3 * substeps), price, history, win.interval_seconds,
+                 long_bias=0.6, start_utc=t0,
+                 description=(f"{Path(path).name}: {len(win.close)} bars of {win.interval_seconds} s from "
+                              f"{start} (user data), {3 * substeps} blocks per bar by OHLC path reconstruction; "
+                              "funding, depth and skew synthesized by the keeper."))
+
+
 def build(name_or_file: str, seed: Seed = None, **overrides: Any) -> ScenarioPath:
-    """A built-in scenario by name, or a scenario file (``*.toml``)."""
+    """A built-in scenario by name, a scenario file (``*.toml``), or a user's OHLC CSV (``*.csv``)."""
+    if name_or_file.lower().endswith(".csv"):
+        return csv_scenario(name_or_file, seed)
     if name_or_file.endswith(".toml"):
         return load_scenario_file(name_or_file, seed)
     if name_or_file not in GENERATORS:
-        raise ValidationError("scenario", name_or_file, f"one of {sorted(GENERATORS)} or a .toml file")
+        raise ValidationError("scenario", name_or_file, f"one of {sorted(GENERATORS)}, a .toml file or a .csv file")
     return GENERATORS[name_or_file](seed, **overrides)
 
 
@@ -434,6 +478,8 @@ def load_scenario_file(path: str | Path, seed: Seed = None) -> ScenarioPath:
         raise ValidationError("scenario", str(p), "an existing .toml file") from e
     except tomllib.TOMLDecodeError as e:
         raise ValidationError("scenario", str(p), f"valid TOML ({e})") from e
+    if "csv" in doc:
+        return _csv_from_doc(doc, p, seed)
     base, params = parse_scenario(doc, str(p))
     sp = GENERATORS[base](seed, **params)
     name = doc.get("name", p.stem)
@@ -444,3 +490,22 @@ def load_scenario_file(path: str | Path, seed: Seed = None) -> ScenarioPath:
 
 __all__ = ["ScenarioPath", "GENERATORS", "DEFAULT_SCENARIO", "build", "list_scenarios", "load_scenario_file",
            "parse_scenario", "ohlc_to_blocks", "field", "parse_utc"]
+
+
+def _csv_from_doc(doc: dict[str, Any], p: Path, seed: Seed) -> ScenarioPath:
+    """A scenario file with a CSV source: ``csv = "prices.csv"`` (relative to the file), optional
+    ``start``/``end`` (ISO dates, both or neither) and ``name``/``description``."""
+    known = {"csv", "start", "end", "name", "description"}
+    unknown = set(doc) - known
+    if unknown:
+        k = sorted(unknown)[0]
+        raise ValidationError(f"{p}: {k}", doc[k], f"only the keys {sorted(known)} with a csv source")
+    for k in known:
+        if k in doc and not isinstance(doc[k], str):
+            raise ValidationError(f"{p}: {k}", doc[k], "a string")
+    src = Path(doc["csv"])
+    if not src.is_absolute():
+        src = p.parent / src
+    if not src.exists():
+        raise ValidationError(f"{p}: csv", doc["csv"], "an existing CSV file (relative to the scenario file)")
+    return csv_scenario(src, seed, start=doc.get("start"), end=doc.get("end"), name=doc.get("name"))

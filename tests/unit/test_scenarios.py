@@ -359,3 +359,58 @@ def test_malformed_docs_name_the_field(case: tuple[dict[str, Any], str]) -> None
     with pytest.raises(ValidationError) as info:  # and never another exception type
         parse_scenario(doc, SRC)
     assert info.value.field == f"{SRC}: {field}", str(info.value)
+
+
+# ------------------------------------------------------------------------------ user CSV scenarios
+
+
+def _user_csv(path: Path, bars: int = 300, interval: int = 900) -> None:
+    """A user's OHLC CSV: UTF-8 with a BOM, newest-first, columns out of order, ISO times."""
+    import datetime as _dt
+
+    rng = np.random.default_rng(5)
+    close = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.004, bars)))
+    close[-40:] *= np.linspace(1.0, 0.8, 40)
+    rows = []
+    for i, c in enumerate(close):
+        o = close[i - 1] if i else c
+        t = _dt.datetime(2022, 5, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=i * interval)
+        rows.append(f"{t:%Y-%m-%d %H:%M:%S},{c:.2f},{max(o, c) * 1.001:.2f},{o:.2f},{min(o, c) * 0.999:.2f},1")
+    rows.reverse()
+    path.write_text("Date,Close,High,Open,Low,Volume\n" + "\n".join(rows) + "\n", encoding="utf-8-sig")
+
+
+def test_csv_scenario_reads_a_bom_newest_first_file(tmp_path: Path) -> None:
+    f = tmp_path / "mine.csv"
+    _user_csv(f)
+    sc = build(str(f), 1)
+    assert sc.name == "csv:mine.csv"
+    assert sc.blocks == 96 * 3 and sc.block_sec == 300  # the last 96 bars, 3 blocks each
+    assert sc.history.size == 300 - 96  # the bars before the window
+    assert sc.max_drawdown() > 0.15
+    assert np.all(np.isfinite(sc.price)) and np.all(sc.price > 0)
+
+
+def test_csv_scenario_daily_bars_keep_blocks_within_the_order_window(tmp_path: Path) -> None:
+    f = tmp_path / "daily.csv"
+    _user_csv(f, bars=150, interval=86_400)
+    sc = build(str(f), 1)
+    assert sc.block_sec <= 3_600 and sc.block_sec == 3_600
+
+
+def test_scenario_file_with_a_csv_source_and_window(tmp_path: Path) -> None:
+    f = tmp_path / "mine.csv"
+    _user_csv(f)
+    t = tmp_path / "s.toml"
+    t.write_text('name = "my crash"\ncsv = "mine.csv"\nstart = "2022-05-03"\nend = "2022-05-04"\n')
+    sc = build(str(t), 2)
+    assert sc.name == "my crash" and sc.blocks == 96 * 3
+    t.write_text('csv = "mine.csv"\nstart = "2022-05-03"\n')
+    with pytest.raises(ValidationError, match="both start and end"):
+        build(str(t), 2)
+    t.write_text('csv = "missing.csv"\n')
+    with pytest.raises(ValidationError, match="existing CSV"):
+        build(str(t), 2)
+    t.write_text('csv = "mine.csv"\nbase = "flash_crash"\n')
+    with pytest.raises(ValidationError, match="only the keys"):
+        build(str(t), 2)
