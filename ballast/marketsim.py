@@ -143,9 +143,20 @@ class _P:
                    e.order_window_sec, e.settlement_fee_usd, e.oi_depth_mult, m.heartbeat_sec, dict(m.bounds))
 
 
-def var_move(p: _P, sigma: FloatArray, skew: FloatArray, is_long: bool) -> FloatArray:
-    """``MarginMath.varMove`` in floats (vectorized)."""
-    adv = np.maximum(0.0, -skew) if is_long else np.maximum(0.0, skew)
+def _nonzero(mask: BoolArray) -> tuple[IntArray, IntArray]:
+    """``np.nonzero`` of a C-contiguous (runs x accounts) mask, the same indices in the same order
+    (row-major), from the flat indices (several times faster than the 2-D ``nonzero``)."""
+    i = np.flatnonzero(mask)
+    r, c = np.divmod(i, mask.shape[1])
+    return r, c
+
+
+def var_move(p: _P, sigma: FloatArray, skew: FloatArray, is_long: bool | BoolArray) -> FloatArray:
+    """``MarginMath.varMove`` in floats (vectorized; ``is_long`` one side, or a side per entry)."""
+    if isinstance(is_long, bool):
+        adv = np.maximum(0.0, -skew) if is_long else np.maximum(0.0, skew)
+    else:
+        adv = np.where(is_long, np.maximum(0.0, -skew), np.maximum(0.0, skew))
     regime = p.regime_sens * np.maximum(0.0, sigma - p.vol_ref) / p.vol_ref
     tail = np.minimum(1.0 + p.skew_sens * adv + regime, p.tail_cap)
     out: FloatArray = p.z * sigma * p.sqrt_h * tail
@@ -153,7 +164,7 @@ def var_move(p: _P, sigma: FloatArray, skew: FloatArray, is_long: bool) -> Float
 
 
 def maintenance_base(p: _P, vm: FloatArray) -> FloatArray:
-    out: FloatArray = np.clip(vm + p.liq_fee, p.min_mmf, p.max_mmf)
+    out: FloatArray = np.minimum(np.maximum(vm + p.liq_fee, p.min_mmf), p.max_mmf)  # np.clip, without its wrapper
     return out
 
 
@@ -172,6 +183,22 @@ class _Feeds:
         return out
 
     _hb = 3_600
+
+
+@dataclass
+class _Exec:
+    """One settlement pass's figures per event (``MarketSim._exec_calc``)."""
+
+    passed: BoolArray
+    new: FloatArray
+    basis: FloatArray
+    snap: FloatArray
+    coll: FloatArray
+    dl: FloatArray
+    ds: FloatArray
+    realized: FloatArray
+    fee: FloatArray
+    impact: FloatArray
 
 
 class MarketSim:
@@ -206,6 +233,9 @@ class MarketSim:
         self.rng = [np.random.default_rng([r.ramp_seed, 0x5A3B]) for r in runs]
         self._jit = np.array([rg.integers(0, self.p.jitter + 1, size=(2, 4 * self.B + 8)) for rg in self.rng])
         self._jit_i = np.zeros((self.R, 2), dtype=np.int64)
+        self._mi_cache: tuple[int, dict[str, FloatArray]] | None = None
+        self._mmf_cache: dict[tuple[int, int], FloatArray] = {}
+        self._max_mmf_arr: FloatArray = np.where(self.is_dyn, self.p.max_mmf, self.s_mmf)
 
     # ------------------------------------------------------------------ setup
     def _feed_targets(self, models: Sequence[FeedModel] | None, mode: VolMode, depth: float) -> None:
@@ -259,23 +289,30 @@ class MarketSim:
         self.side = np.zeros((R, N))
         self.frac = np.zeros((R, N))
         self.antic = np.zeros((R, N), dtype=bool)
+        seen: dict[int, int] = {}  # runs sharing one population (a seed's static controllers) copy it
         for i, r in enumerate(self.runs):
-            for j, k in enumerate(order):
-                t = r.traders[k]
-                self.deposit[i, j] = int(t.collateral_usd * 10**6) / 10**6
-                self.side[i, j] = t.side
-                self.frac[i, j] = t.lev_frac
-                self.antic[i, j] = t.anticipatory
-                self.n_sess[i, j] = len(t.sessions)
+            first = seen.setdefault(id(r.traders), i)
+            if first != i:
+                for a in (self.deposit, self.side, self.frac, self.antic, self.n_sess, self.sess):
+                    a[i] = a[first]
+                continue
+            ts = [r.traders[k] for k in order]
+            self.deposit[i] = [int(t.collateral_usd * 10**6) / 10**6 for t in ts]
+            self.side[i] = [t.side for t in ts]
+            self.frac[i] = [t.lev_frac for t in ts]
+            self.antic[i] = [t.anticipatory for t in ts]
+            self.n_sess[i] = [len(t.sessions) for t in ts]
+            for j, t in enumerate(ts):
                 if t.sessions:
                     self.sess[i, j, : len(t.sessions)] = np.asarray(t.sessions, dtype=np.int64)
 
     # ------------------------------------------------------------------ quotes
-    def _imf(self, is_long: bool, notional: FloatArray, oi_side: FloatArray, oi_other: FloatArray,
+    def _imf(self, is_long: bool | BoolArray, notional: FloatArray, oi_side: FloatArray, oi_other: FloatArray,
              mmf_base: FloatArray, m: dict[str, FloatArray], rows: IntArray | None = None) -> tuple[FloatArray, FloatArray]:
         """(initial margin fraction, slippage) of a quote for a side and size: the dynamic model
         (``LeverageController.quote``) or the static cap. Per run (``rows`` None: arrays of length
-        R) or per event (``rows``: the run of each entry; ``m`` gathered the same way)."""
+        R) or per event (``rows``: the run of each entry; ``m`` gathered the same way). ``is_long``:
+        one side for all, or a side per entry (the same figures, entry by entry, as a call per side)."""
         p = self.p
         depth, price = m["depth"], m["price"]
         slip = np.minimum(p.impact * notional / depth, 1.0)
@@ -283,10 +320,13 @@ class MarketSim:
         mb = maintenance_base(p, vm)
         net = np.maximum(oi_side - oi_other, 0.0) * price
         crowd = np.where(oi_side > oi_other, p.crowd * np.minimum(net / depth, 1.0), 0.0)
-        payer = m["rate"] if is_long else -m["rate"]
+        if isinstance(is_long, bool):
+            payer = m["rate"] if is_long else -m["rate"]
+        else:
+            payer = np.where(is_long, m["rate"], -m["rate"])
         fund = np.maximum(0.0, payer - p.funding_threshold) * p.funding_sens
         raw = mb + slip + p.buffer_mult * vm + p.min_buffer + crowd + fund
-        live = np.where(m["risk_ok"] > 0, np.clip(raw, p.min_imf, p.max_imf), p.max_imf)
+        live = np.where(m["risk_ok"] > 0, np.minimum(np.maximum(raw, p.min_imf), p.max_imf), p.max_imf)
         dyn = np.maximum(live, np.minimum(np.minimum(mmf_base + slip, p.max_mmf) + p.min_buffer, p.max_imf))
         isd = self.is_dyn if rows is None else self.is_dyn[rows]
         s_imf = self.s_imf if rows is None else self.s_imf[rows]
@@ -305,25 +345,36 @@ class MarketSim:
         return out
 
     def _mmf_base(self, side: int, now: int) -> FloatArray:
-        """Maintenance base of a side per run: the ramp (dynamic) or the static fraction."""
+        """Maintenance base of a side per run: the ramp (dynamic) or the static fraction. Cached
+        per (side, time) until the ramp moves (``_poke_side``); callers do not write into it."""
+        key = (side, now)
+        hit = self._mmf_cache.get(key)
+        if hit is not None:
+            return hit
         out: FloatArray = np.where(self.is_dyn, self._ramp_value(side, now), self.s_mmf)
+        self._mmf_cache[key] = out
         return out
 
     def _max_mmf(self) -> FloatArray:
-        out: FloatArray = np.where(self.is_dyn, self.p.max_mmf, self.s_mmf)
-        return out
+        return self._max_mmf_arr
 
     def _market_inputs(self, now: int) -> dict[str, FloatArray]:
+        """The market's inputs per run at ``now``; cached per time until the keeper pushes
+        (the feeds change nowhere else). Callers do not write into the arrays."""
+        if self._mi_cache is not None and self._mi_cache[0] == now:
+            return self._mi_cache[1]
         f = self.feeds
         p = self.p
         ok_v, ok_s, ok_d, ok_f = (f.ok(k, now) for k in ("volatility", "skew", "depth", "funding"))
-        return {"sigma": np.where(ok_v, f.ans["volatility"], p.bounds["volatility"][1]),
+        out = {"sigma": np.where(ok_v, f.ans["volatility"], p.bounds["volatility"][1]),
                 "skew": np.where(ok_s, f.ans["skew"], 0.0),
                 "depth": np.where(ok_d, f.ans["depth"], p.bounds["depth"][0]),
                 "rate": np.where(ok_f, f.ans["funding"], 0.0),
                 "risk_ok": (ok_v & ok_s & ok_d & ok_f).astype(np.float64),
                 "price_ok": f.ok("price", now).astype(np.float64),
                 "price": f.ans["price"]}
+        self._mi_cache = (now, out)
+        return out
 
     def _side_imf0(self, x: dict[str, FloatArray], now: int) -> tuple[FloatArray, FloatArray]:
         """IMF of a fresh small position (size 0) per run, long and short."""
@@ -339,6 +390,9 @@ class MarketSim:
         t0 = int(self.t0[0])
         self.feeds = _Feeds(R, m.initial, t0 - DEPLOY_AGE_SEC, m.feed_decimals)
         self.feeds._hb = p.heartbeat
+        self._mi_cache = None
+        self._mmf_cache = {}
+        self._max_mmf_arr = np.where(self.is_dyn, self.p.max_mmf, self.s_mmf)
         self.prev_round = np.zeros(R, dtype=np.int64)
         mx = np.full(R, p.max_mmf)
         # [from, to, activation, rate] per side, per run: the listing leaves maintenance at its cap.
@@ -364,6 +418,8 @@ class MarketSim:
         self.o_delta = np.zeros((R, N))
         self.o_close = np.zeros((R, N), dtype=bool)
         self.o_ts = np.zeros((R, N), dtype=np.int64)
+        self.o_exp = np.full((R, N), p.min_delay + p.window, dtype=np.int64)
+        """``o_ts + min_delay + window``: when a pending order expires."""
         self.o_has_round = np.zeros((R, N), dtype=bool)
         self.o_fill = np.zeros((R, N))
         self.o_round_ts = np.zeros((R, N), dtype=np.int64)
@@ -401,7 +457,11 @@ class MarketSim:
         self.last_price = np.where(mask, x["price"], self.last_price)
 
     def _settle_funding(self, mask: BoolArray) -> None:
-        r, c = np.nonzero(mask)
+        r, c = _nonzero(mask)
+        self._settle_funding_ev(r, c)
+
+    def _settle_funding_ev(self, r: IntArray, c: IntArray) -> None:
+        """Funding owed by the accounts of events (``r``, ``c``, in row-major order)."""
         owed = self.size[r, c] * (self.fidx[r] - self.fent[r, c])
         self.coll[r, c] -= owed
         self.vault += np.bincount(r, weights=owed, minlength=self.R)
@@ -424,19 +484,23 @@ class MarketSim:
     # 5a. traders decide on the last mined state
     def _trader_decisions(self, b: int, ts: int) -> dict[str, npt.NDArray[np.generic]]:
         p = self.p
-        pend = self.o_pend
+        npend = ~self.o_pend
         has = self.size != 0
-        self.t_open |= has & ~pend
+        self.t_open |= has & npend
         s0, s1 = self.cur_s0, self.cur_s1
         sess_ok = self.t_sess < self.n_sess
-        adv = ~pend & ~has & self.t_open
-        want_open = ~pend & ~has & ~self.t_open & sess_ok & (s0 <= b) & (b < s1)
-        close = ~pend & has & sess_ok & (b >= s1)
+        idle = npend & ~has
+        busy = npend & has
+        adv = idle & self.t_open
+        want_open = idle & ~self.t_open & sess_ok & (s0 <= b) & (b < s1)
+        close = busy & sess_ok & (b >= s1)
         vprev = self.model_vol[:, max(0, b - 1)][:, None]
-        cut = (~pend & has & ~close & self.antic & ~self.t_cut & (vprev > 1.5 * self.t_entry_vol)
+        cut = (busy & ~close & self.antic & ~self.t_cut & (vprev > 1.5 * self.t_entry_vol)
                & (self.t_entry_vol > 0))
         delta = np.zeros((self.R, self.N))
-        rows, cols = np.nonzero(want_open)
+        if not want_open.any():
+            return {"adv": adv, "open": want_open, "delta": delta, "close": close, "cut": cut}
+        rows, cols = _nonzero(want_open)
         if rows.size:
             x = self._market_inputs(ts)
             xr = self._at(x, rows)
@@ -451,9 +515,8 @@ class MarketSim:
             dep = xr["depth"]
             ntl = size1 * price
             oil, ois = self.oi_l[rows], self.oi_s[rows]
-            iml, _ = self._imf(True, ntl, oil, ois, self._mmf_base(0, ts)[rows], xr, rows)
-            ims, _ = self._imf(False, ntl, ois, oil, self._mmf_base(1, ts)[rows], xr, rows)
-            imf1 = np.where(long_, iml, ims)
+            mb1 = np.where(long_, self._mmf_base(0, ts)[rows], self._mmf_base(1, ts)[rows])
+            imf1, _ = self._imf(long_, ntl, np.where(long_, oil, ois), np.where(long_, ois, oil), mb1, xr, rows)
             skew0 = oil - ois
             a = np.abs(skew0 + side * size1)
             b0 = np.abs(skew0)
@@ -484,10 +547,17 @@ class MarketSim:
                 move = np.abs(targets[k] - cur) > (rules.skew_abs if k == "skew" else rules.funding_abs)
             pushes[k] = age_due | move
         pushes["price"] &= ~stale
-        frm_o = self.o_ts + p.min_delay
-        wait_o = (self.o_pend & ~self.o_has_round & (frm_o <= ts) & (f.upd["price"][:, None] < frm_o)).any(axis=1)
-        frm_f = self.f_time + p.min_delay
-        wait_f = (self.f_pend & (frm_f <= ts) & (f.upd["price"][:, None] < frm_f)).any(axis=1)
+        no_wait = np.zeros(self.R, dtype=bool)
+        if self.o_pend.any():
+            frm_o = self.o_ts + p.min_delay
+            wait_o = (self.o_pend & ~self.o_has_round & (frm_o <= ts) & (f.upd["price"][:, None] < frm_o)).any(axis=1)
+        else:
+            wait_o = no_wait
+        if self.f_pend.any():
+            frm_f = self.f_time + p.min_delay
+            wait_f = (self.f_pend & (frm_f <= ts) & (f.upd["price"][:, None] < frm_f)).any(axis=1)
+        else:
+            wait_f = no_wait
         demand = ~stale & ~pushes["price"] & (wait_o | wait_f)
         self.c["on_demand"] += demand
         pushes["price"] |= demand
@@ -499,6 +569,7 @@ class MarketSim:
                 self.prev_round = np.where(m, f.upd["price"], self.prev_round)
             f.ans[k] = np.where(m, np.round(targets[k] * f.scale) / f.scale, f.ans[k])
             f.upd[k] = np.where(m, ts, f.upd[k])
+        self._mi_cache = None
         if b == 0:
             tx[:] = True
         x = self._market_inputs(ts)
@@ -531,55 +602,82 @@ class MarketSim:
         new_act = np.where(loosen, ts, np.where(tighten, ts + jit, act))
         new_rate = np.where(loosen | tighten, p.ramp_rate, rate)
         self.ramp[side] = [new_fr, new_to, new_act, new_rate]
+        self._mmf_cache = {}
 
     # 2. settlement keeper
     def _settle(self, ts: int, pushed: BoolArray) -> None:
         p = self.p
-        exp = self.o_ts + p.min_delay + p.window
+        if not self.o_pend.any():
+            return
+        exp = self.o_exp
         cancel = self.o_pend & (ts > exp)
         if cancel.any():
-            self.coll += np.where(cancel, p.settle_fee, 0.0)
+            np.add(self.coll, p.settle_fee, out=self.coll, where=cancel)
             self.o_pend &= ~cancel
             self.c["expired"] += cancel.sum(axis=1)
         # A round for the orders waiting: this block's price push.
-        new_round = self.o_pend & ~self.o_has_round & pushed[:, None]
-        self.o_has_round |= new_round
-        self.o_fill = np.where(new_round, self.feeds.ans["price"][:, None], self.o_fill)
-        self.o_round_ts = np.where(new_round, ts, self.o_round_ts)
+        if pushed.any():
+            new_round = self.o_pend & ~self.o_has_round & pushed[:, None]
+            if new_round.any():
+                self.o_has_round |= new_round
+                np.copyto(self.o_fill, self.feeds.ans["price"][:, None], where=new_round)
+                np.copyto(self.o_round_ts, ts, where=new_round)
         go = self.o_pend & self.o_has_round & (self.o_round_ts <= exp)
         if not go.any():
             return
         x = self._market_inputs(ts)
-        go &= (x["price_ok"] > 0)[:, None]
-        if not go.any():
+        # The settling orders as events (run by run, in account (settlement) order), not masks.
+        rows, cols = _nonzero(go)
+        pk = (x["price_ok"] > 0)[rows]
+        if not pk.any():
             return
-        delta = np.where(self.o_close, -self.size, self.o_delta)
-        go &= delta != 0
+        rows, cols = rows[pk], cols[pk]
+        d_all = np.where(self.o_close[rows, cols], -self.size[rows, cols], self.o_delta[rows, cols])
+        nz = d_all != 0
+        rows, cols, d_ev = rows[nz], cols[nz], d_all[nz]
         # Funding first (health-neutral: equity counts what is owed either way).
-        self._accrue(np.asarray(go.any(axis=1)), ts, x)
-        self._settle_funding(go)
-        rows, cols = np.nonzero(go)  # run by run, in account (settlement) order
+        acc = np.zeros(self.R, dtype=bool)
+        acc[rows] = True
+        self._accrue(acc, ts, x)
+        self._settle_funding_ev(rows, cols)
+        seg = self._segments(rows)
+        fill_ev = self.o_fill[rows, cols]
+        # Two dry passes (the second without the first's failures), then the trades of what passed.
+        # A pass is a pure function of ``ok``: where a pass leaves ``ok`` unchanged, the next pass
+        # would compute the same figures, so they are reused (same arithmetic, same bits).
         ok = np.ones(rows.size, dtype=bool)
+        calc = self._exec_calc(rows, cols, ok, d_ev, fill_ev, x, ts, seg)
         for _ in range(2):
-            ok &= self._execute(rows, cols, ok, delta[rows, cols], self.o_fill[rows, cols], x, ts, dry=True)
-        self._execute(rows, cols, ok, delta[rows, cols], self.o_fill[rows, cols], x, ts, dry=False)
-        done = np.zeros_like(go)
-        done[rows[ok], cols[ok]] = True
-        self.o_pend &= ~done
+            ok2 = ok & calc.passed
+            if not np.array_equal(ok2, ok):
+                ok = ok2
+                calc = self._exec_calc(rows, cols, ok, d_ev, fill_ev, x, ts, seg)
+        self._exec_write(rows, cols, ok, calc)
+        self.o_pend[rows[ok], cols[ok]] = False
         self.o_has_round &= self.o_pend
-        self.c["settled"] += done.sum(axis=1)
-        self.c["settle_reverts"] += (go & ~done).sum(axis=1)
+        self.c["settled"] += np.bincount(rows[ok], minlength=self.R)
+        self.c["settle_reverts"] += np.bincount(rows[~ok], minlength=self.R)
 
-    def _segsum(self, rows: IntArray, v: FloatArray) -> FloatArray:
+    @staticmethod
+    def _segments(rows: IntArray) -> tuple[IntArray, IntArray, tuple[int, int]] | None:
+        """(segment, position in segment, matrix shape) of events ``rows`` (sorted) for
+        :meth:`_segsum`; computed once per phase, reused by each of its sums."""
+        if rows.size == 0:
+            return None
+        start = np.r_[True, rows[1:] != rows[:-1]]
+        head: IntArray = np.maximum.accumulate(np.where(start, np.arange(rows.size), 0))
+        pos: IntArray = np.arange(rows.size) - head
+        seg: IntArray = np.cumsum(start) - 1
+        return seg, pos, (int(seg[-1]) + 1, int(pos.max()) + 1)
+
+    def _segsum(self, rows: IntArray, v: FloatArray,
+                segs: tuple[IntArray, IntArray, tuple[int, int]] | None = None) -> FloatArray:
         """Inclusive cumulative sum of ``v`` within each run (``rows`` sorted), summed from zero in
         each run: a run's figures do not depend on the other runs of its batch, to the bit."""
         if rows.size == 0:
             return v.copy()
-        start = np.r_[True, rows[1:] != rows[:-1]]
-        head: IntArray = np.maximum.accumulate(np.where(start, np.arange(rows.size), 0))
-        pos = np.arange(rows.size) - head
-        seg = np.cumsum(start) - 1
-        mat = np.zeros((int(seg[-1]) + 1, int(pos.max()) + 1))
+        seg, pos, shape = segs if segs is not None else self._segments(rows)  # type: ignore[misc]
+        mat = np.zeros(shape)
         mat[seg, pos] = v
         out: FloatArray = np.cumsum(mat, axis=1)[seg, pos]
         return out
@@ -588,11 +686,12 @@ class MarketSim:
         out: FloatArray = np.bincount(rows, weights=v, minlength=self.R).astype(np.float64)
         return out
 
-    def _execute(self, rows: IntArray, cols: IntArray, ok: BoolArray, delta: FloatArray, fill: FloatArray,
-                 x: dict[str, FloatArray], ts: int, *, dry: bool) -> BoolArray:
+    def _exec_calc(self, rows: IntArray, cols: IntArray, ok: BoolArray, delta: FloatArray, fill: FloatArray,
+                   x: dict[str, FloatArray], ts: int,
+                   segs: tuple[IntArray, IntArray, tuple[int, int]] | None) -> _Exec:
         """``MarginEngine._execute`` for every settling account of a block (events ``rows``,
-        ``cols``, in execution order). With ``dry``: which of them pass (OI cap, initial margin)
-        given the earlier ones that pass (``ok``); else write the trades of ``ok``."""
+        ``cols``, in execution order), given that the events ``ok`` execute: which of them pass
+        (OI cap, initial margin) and what the trades of ``ok`` write (:meth:`_exec_write`)."""
         p = self.p
         d = np.where(ok, delta, 0.0)
         old = self.size[rows, cols]
@@ -600,16 +699,15 @@ class MarketSim:
         inc = ok & ((np.abs(new) > np.abs(old)) | ((old != 0) & (new != 0) & (np.sign(new) != np.sign(old))))
         dl = np.maximum(new, 0) - np.maximum(old, 0)
         ds = np.maximum(-new, 0) - np.maximum(-old, 0)
-        oil = self.oi_l[rows] + self._segsum(rows, dl)
-        ois = self.oi_s[rows] + self._segsum(rows, ds)
+        oil = self.oi_l[rows] + self._segsum(rows, dl, segs)
+        ois = self.oi_s[rows] + self._segsum(rows, ds, segs)
         xr = self._at(x, rows)
         price, dep = xr["price"], xr["depth"]
         long_new = np.where(new != 0, new > 0, old > 0)
         ntl_new = np.abs(new) * price
-        mb_l, mb_s = self._mmf_base(0, ts)[rows], self._mmf_base(1, ts)[rows]
-        iml, slip = self._imf(True, ntl_new, oil, ois, mb_l, xr, rows)
-        ims, _ = self._imf(False, ntl_new, ois, oil, mb_s, xr, rows)
-        imf = np.where(long_new, iml, ims)
+        mb = np.where(long_new, self._mmf_base(0, ts)[rows], self._mmf_base(1, ts)[rows])
+        imf, slip = self._imf(long_new, ntl_new, np.where(long_new, oil, ois), np.where(long_new, ois, oil), mb, xr,
+                              rows)
         side_oi = np.where(long_new, oil, ois) * price
         pass_cap = ~inc | (side_oi <= dep * p.oi_mult)
         skew_after = oil - ois
@@ -623,7 +721,7 @@ class MarketSim:
             exit_cap = np.abs(d) * fill * snap0 * np.abs(d) / np.where(old != 0, np.abs(old), 1.0)
             capped = ~inc & risk_bad & (old != 0)
             charge = np.where(capped, np.minimum(charge, exit_cap), charge)
-        pool_before = self.pool[rows] + self._segsum(rows, charge) - charge
+        pool_before = self.pool[rows] + self._segsum(rows, charge, segs) - charge
         rebate = np.minimum(np.where(ok & (a < bb), -q, 0.0), np.maximum(pool_before, 0.0))
         impact = charge - rebate
         fee = np.abs(d) * fill * p.trading_fee
@@ -637,28 +735,30 @@ class MarketSim:
         coll = self.coll[rows, cols] + np.where(ok, realized - fee - impact, 0.0)
         snap = np.where(inc, slip, snap0)
         snap = np.where(new == 0, 0.0, snap)
-        mmf_pos = np.minimum(np.where(long_new, mb_l, mb_s) + snap, self._max_mmf()[rows])
+        mmf_pos = np.minimum(mb + snap, self._max_mmf()[rows])
         eq = coll + new * price - basis
         pass_im = ~inc | (eq >= np.abs(new) * price * np.maximum(imf, mmf_pos))
         passed: BoolArray = ok & pass_cap & pass_im
-        if dry:
-            return passed
+        return _Exec(passed, new, basis, snap, coll, dl, ds, realized, fee, impact)
+
+    def _exec_write(self, rows: IntArray, cols: IntArray, ok: BoolArray, e: _Exec) -> None:
+        """Write the trades of events ``ok`` (``e``: :meth:`_exec_calc` with that ``ok``)."""
+        p = self.p
         r, c = rows[ok], cols[ok]
-        self.size[r, c] = new[ok]
-        self.basis[r, c] = basis[ok]
-        self.snap[r, c] = snap[ok]
-        self.coll[r, c] = coll[ok]
-        self.oi_l += self._per_run(rows, dl)
-        self.oi_s += self._per_run(rows, ds)
-        self.vault -= self._per_run(rows, np.where(ok, realized, 0.0))
-        self.insurance += self._per_run(rows, fee) * p.fee_ins
-        imp = self._per_run(rows, np.where(ok, impact, 0.0))
+        self.size[r, c] = e.new[ok]
+        self.basis[r, c] = e.basis[ok]
+        self.snap[r, c] = e.snap[ok]
+        self.coll[r, c] = e.coll[ok]
+        self.oi_l += self._per_run(rows, e.dl)
+        self.oi_s += self._per_run(rows, e.ds)
+        self.vault -= self._per_run(rows, np.where(ok, e.realized, 0.0))
+        self.insurance += self._per_run(rows, e.fee) * p.fee_ins
+        imp = self._per_run(rows, np.where(ok, e.impact, 0.0))
         self.pool += imp
         self.c["impact_paid"] += imp
         m = np.zeros((self.R, self.N), dtype=bool)
         m[r, c] = True
         self._bad_debt(m & (self.size == 0) & (self.coll < 0))
-        return passed
 
     def _bad_debt(self, m: BoolArray) -> None:
         if not m.any():
@@ -682,7 +782,7 @@ class MarketSim:
         self._accrue(np.asarray(go.any(axis=1)), ts, x)
         go &= self.size != 0
         self._settle_funding(go)
-        rows, cols = np.nonzero(go)
+        rows, cols = _nonzero(go)
         # execution order: flag order within each run
         o = np.lexsort((self.f_rank[rows, cols], rows))
         rows, cols = rows[o], cols[o]
@@ -717,7 +817,8 @@ class MarketSim:
         close = np.where((abs_size - close) * price < MIN_REMAINING_USD, abs_size, close)
         close = np.where(ok, close, 0.0)
         d = -np.sign(size) * close
-        skew_after = (self.oi_l - self.oi_s)[rows] + self._segsum(rows, d)
+        segs = self._segments(rows)
+        skew_after = (self.oi_l - self.oi_s)[rows] + self._segsum(rows, d, segs)
         skew_before = skew_after - d
         a, bb = np.abs(skew_after), np.abs(skew_before)
         q = p.impact * (a * a - bb * bb) * price * price / (2 * dep)
@@ -726,7 +827,7 @@ class MarketSim:
         if risk_bad.any():
             cap = close * price * snap * close / np.where(abs_size > 0, abs_size, 1.0)
             charge = np.where(risk_bad, np.minimum(charge, cap), charge)
-        pool_before = self.pool[rows] + self._segsum(rows, charge) - charge
+        pool_before = self.pool[rows] + self._segsum(rows, charge, segs) - charge
         rebate = np.minimum(np.where(ok & (a < bb), -q, 0.0), np.maximum(pool_before, 0.0))
         impact = charge - rebate
         closed_n = close * price
@@ -795,29 +896,39 @@ class MarketSim:
     # 5b. traders' orders land last in the block
     def _commit(self, b: int, ts: int, dec: dict[str, npt.NDArray[np.generic]]) -> None:
         p = self.p
-        adv = dec["adv"].astype(bool)
-        self.t_open &= ~adv
-        self.t_sess += adv
-        r, c = np.nonzero(adv)
-        if r.size:
+        adv = np.asarray(dec["adv"], dtype=bool)
+        if adv.any():
+            self.t_open &= ~adv
+            self.t_sess += adv
+            r, c = _nonzero(adv)
             k = np.minimum(self.t_sess[r, c], self.sess.shape[2] - 1)
             self.cur_s0[r, c] = self.sess[r, c, k, 0]
             self.cur_s1[r, c] = self.sess[r, c, k, 1]
-        op = dec["open"].astype(bool) & (self.coll >= p.settle_fee)
-        cl = dec["close"].astype(bool) & (self.size != 0) & (self.coll >= p.settle_fee)
-        cut = dec["cut"].astype(bool) & (self.coll >= p.settle_fee) & (self.size != 0)
+        op = np.asarray(dec["open"], dtype=bool)
+        cl = np.asarray(dec["close"], dtype=bool)
+        cut = np.asarray(dec["cut"], dtype=bool)
+        if not (op.any() or cl.any() or cut.any()):
+            return
+        fee_ok = self.coll >= p.settle_fee
+        has = self.size != 0
+        op = op & fee_ok
+        cl = cl & has & fee_ok
+        cut = cut & fee_ok & has
         new = op | cl | cut
         if not new.any():
             return
-        self.coll -= np.where(new, p.settle_fee, 0.0)
+        # Masked writes (``np.copyto(..., where=)``): the values of the former ``np.where`` forms.
+        np.subtract(self.coll, p.settle_fee, out=self.coll, where=new)
         self.o_pend |= new
         self.o_has_round &= ~new
-        self.o_ts = np.where(new, ts, self.o_ts)
-        self.o_close = np.where(new, cl, self.o_close)
-        self.o_delta = np.where(op, np.asarray(dec["delta"], dtype=np.float64),
-                                np.where(cut, -self.size / 2, self.o_delta))
-        self.t_entry_vol = np.where(op, self.model_vol[:, max(0, b - 1)][:, None], self.t_entry_vol)
-        self.t_cut = np.where(op, False, self.t_cut | cut)
+        np.copyto(self.o_ts, ts, where=new)
+        np.copyto(self.o_exp, ts + p.min_delay + p.window, where=new)
+        np.copyto(self.o_close, cl, where=new)
+        np.copyto(self.o_delta, -self.size / 2, where=cut)
+        np.copyto(self.o_delta, np.asarray(dec["delta"], dtype=np.float64), where=op)
+        np.copyto(self.t_entry_vol, self.model_vol[:, max(0, b - 1)][:, None], where=op)
+        self.t_cut |= cut
+        self.t_cut &= ~op
         self.c["commits"] += new.sum(axis=1)
 
     # 6. end of block: who is under water, the series

@@ -104,9 +104,35 @@ def tasks_of(spec: SweepSpec) -> list[Task]:
     return out
 
 
+_MALLOC_TUNED = False
+
+
+def _tune_malloc() -> None:
+    """Keep the simulator's (runs x accounts) temporaries on glibc's heap, once per process.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``; setting it turns off glibc's
+    dynamic mmap threshold, so every array over 128 KiB (a 64 x 300 float64 array is 150 KiB) is
+    mmapped and unmapped, page faults included: measured, a 64-seed task took 9.1-9.9 s of CPU with
+    that variable against 6.4 s without and 5.2-5.7 s with these two settings (64 MiB trim, 16 MiB
+    mmap threshold). Memory only, no figure changes. A no-op where the C library is not glibc."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    _MALLOC_TUNED = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-1, 64 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
     """Run one task in the simulator: rows (scenario, seed, controller, figures). Pure: the same
     task gives the same rows on any worker."""
+    _tune_malloc()
     cfg = config or load_config()
     paths = {sd: build(task.scenario, sd) for sd in task.seeds}
     pops = {sd: generate(task.accounts, paths[sd].blocks, seed=sd, long_bias=paths[sd].long_bias)
