@@ -74,7 +74,16 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         uint128 lastPriceWad;
     }
 
-    /// @dev What a cross-margin health pass found besides the totals.
+    /// @dev What a health pass is for: a margin check (initial and maintenance), a withdrawal (no
+    /// unrealized profit, fresh prices), or a liquidation (also scores the preferred market).
+    enum HealthMode {
+        Margin,
+        Withdrawal,
+        Liquidation
+    }
+
+    /// @dev What a cross-margin health pass found besides the totals (`preferred` only in
+    /// `HealthMode.Liquidation`).
     struct HealthScan {
         bool seqUp;
         bool found;
@@ -223,7 +232,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         netDeposits -= amount;
         if (_openMarkets[msg.sender] != 0) {
             MarketQuote memory none;
-            (Health memory h, HealthScan memory scan) = _health(msg.sender, type(uint256).max, none, true);
+            (Health memory h, HealthScan memory scan) = _health(msg.sender, type(uint256).max, none, HealthMode.Withdrawal);
             if (!scan.seqUp) revert ErrorsLib.SequencerDown();
             if (h.equityUsdWad < int256(h.initialUsdWad)) {
                 revert ErrorsLib.InitialMarginViolated(h.equityUsdWad, h.initialUsdWad);
@@ -316,15 +325,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
         AggregatorV3Interface feed = AggregatorV3Interface(c.feed);
         (, int256 answer,, uint256 updatedAt,) = feed.getRoundData(roundId);
-        uint256 prevAt;
-        if (roundId > 1) {
-            try feed.getRoundData(roundId - 1) returns (uint80, int256, uint256, uint256 t, uint80) {
-                prevAt = t;
-            } catch {}
-        }
-        if (updatedAt < from || updatedAt > expiry || updatedAt > block.timestamp || prevAt >= from) {
-            revert ErrorsLib.SettlementRoundInvalid(roundId, updatedAt, from, prevAt);
-        }
+        _checkFirstRound(feed, roundId, updatedAt, from, updatedAt > expiry || updatedAt > block.timestamp);
         uint8 dec = feed.decimals();
         if (answer <= 0 || uint256(answer) > ConstantsLib.MAX_RAW_ANSWER) {
             revert ErrorsLib.SettlementPriceInvalid(marketId, roundId, answer);
@@ -366,7 +367,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
         if (x.increasing) {
             if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
-            (Health memory h,) = _health(account, marketId, q, false);
+            (Health memory h,) = _health(account, marketId, q, HealthMode.Margin);
             if (h.equityUsdWad < int256(h.initialUsdWad)) {
                 revert ErrorsLib.InitialMarginViolated(h.equityUsdWad, h.initialUsdWad);
             }
@@ -383,12 +384,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         if (limit == 0) return;
         int256 costUsd = (int256(feeTokens) + impactTokens) * int256(tokenScale);
         uint256 absDelta = delta.abs();
+        int256 per = costUsd >= 0 ? int256(uint256(costUsd).divWadUp(absDelta)) : -int256(uint256(-costUsd).divWad(absDelta));
         if (delta > 0) {
-            int256 per = costUsd >= 0 ? int256(uint256(costUsd).divWadUp(absDelta)) : -int256(uint256(-costUsd).divWad(absDelta));
             int256 eff = int256(fill) + per;
             if (eff > int256(limit)) revert ErrorsLib.PriceLimitExceeded(eff < 0 ? 0 : uint256(eff), limit);
         } else {
-            int256 per = costUsd >= 0 ? int256(uint256(costUsd).divWadUp(absDelta)) : -int256(uint256(-costUsd).divWad(absDelta));
             int256 eff = int256(fill) - per;
             if (eff < int256(limit)) revert ErrorsLib.PriceLimitExceeded(eff < 0 ? 0 : uint256(eff), limit);
         }
@@ -464,7 +464,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         uint256 f = _flaggedAt[account];
         if (f != 0 && block.timestamp <= f + orderMinDelaySec) revert ErrorsLib.AlreadyFlagged(account, f);
         MarketQuote memory none;
-        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, false);
+        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, HealthMode.Margin);
         if (!scan.seqUp) revert ErrorsLib.SequencerDown();
         if (!scan.found || h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
             revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
@@ -486,7 +486,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         _settleFunding(account, marketId, pos, _accrue(marketId, q));
         _positions[account][marketId].fundingIndexWad = pos.fundingIndexWad;
 
-        (Health memory h, HealthScan memory scan) = _health(account, marketId, q, false);
+        (Health memory h, HealthScan memory scan) = _health(account, marketId, q, HealthMode.Liquidation);
         if (h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
             revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
         }
@@ -508,13 +508,23 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
         AggregatorV3Interface feed = AggregatorV3Interface(c.feed);
         (uint80 r,,, uint256 updatedAt,) = feed.latestRoundData();
+        _checkFirstRound(feed, r, updatedAt, from, updatedAt != q.priceTimeSec);
+    }
+
+    /// @dev Reverts `SettlementRoundInvalid` unless round `r` (published at `updatedAt`) is the
+    /// first round of `feed` published at or after `from` (the previous round, if it can be read,
+    /// was published before `from`) and `alsoInvalid` is false.
+    function _checkFirstRound(AggregatorV3Interface feed, uint80 r, uint256 updatedAt, uint256 from, bool alsoInvalid)
+        internal
+        view
+    {
         uint256 prevAt;
         if (r > 1) {
             try feed.getRoundData(r - 1) returns (uint80, int256, uint256, uint256 t, uint80) {
                 prevAt = t;
             } catch {}
         }
-        if (updatedAt != q.priceTimeSec || updatedAt < from || prevAt >= from) {
+        if (alsoInvalid || updatedAt < from || prevAt >= from) {
             revert ErrorsLib.SettlementRoundInvalid(r, updatedAt, from, prevAt);
         }
     }
@@ -682,21 +692,21 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @inheritdoc IMarginEngine
     function health(address account) external view returns (Health memory h) {
         MarketQuote memory none;
-        (h,) = _health(account, type(uint256).max, none, false);
+        (h,) = _health(account, type(uint256).max, none, HealthMode.Margin);
     }
 
     /// @inheritdoc IMarginEngine
     function isLiquidatable(address account) external view returns (bool) {
         if (_openMarkets[account] == 0) return false;
         MarketQuote memory none;
-        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, false);
+        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, HealthMode.Margin);
         return scan.found && h.equityUsdWad < int256(h.maintenanceUsdWad);
     }
 
     /// @inheritdoc IMarginEngine
     function liquidationMarket(address account) external view returns (uint256) {
         MarketQuote memory none;
-        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, false);
+        (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, HealthMode.Liquidation);
         if (!scan.found || h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
             revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
         }
@@ -846,11 +856,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// reused (it was read for the same size and side in this transaction). A market whose price
     /// is bad is valued at its last valid price moved against the position by its maximum
     /// maintenance fraction, with maintenance at that maximum and initial at the maximum initial
-    /// fraction. `withdrawal`: no unrealized profit counts, and every price must be valid and no
-    /// older than `withdrawPriceMaxAgeSec`. `scan.preferred`: among valid-price markets, the one
+    /// fraction. Withdrawal mode: no unrealized profit counts, and every price must be valid and no
+    /// older than `withdrawPriceMaxAgeSec`. `scan.preferred` (liquidation mode): among valid-price markets, the one
     /// whose closing restores health with the least notional (largest T*mmf - cost), lowest id
     /// on ties.
-    function _health(address account, uint256 cachedMarket, MarketQuote memory cached, bool withdrawal)
+    function _health(address account, uint256 cachedMarket, MarketQuote memory cached, HealthMode mode)
         internal
         view
         returns (Health memory h, HealthScan memory scan)
@@ -866,7 +876,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
                 ? cached
                 : controller.quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad));
             scan.seqUp = scan.seqUp && q.sequencerUp;
-            _healthTerm(h, scan, pos, q, marketId, withdrawal);
+            _healthTerm(h, scan, pos, q, marketId, mode);
         }
     }
 
@@ -876,8 +886,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         Position memory pos,
         MarketQuote memory q,
         uint256 marketId,
-        bool withdrawal
+        HealthMode mode
     ) internal view {
+        bool withdrawal = mode == HealthMode.Withdrawal;
         MarketState storage m = _markets[marketId];
         uint256 mmf;
         uint256 imf;
@@ -887,13 +898,15 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             }
             mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
             imf = q.imfWad > mmf ? q.imfWad : mmf;
-            int256 score =
-                int256(mmf.mulWad(liqTargetRatioWad)) - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
-            if (!scan.found || score > scan.bestScore) {
-                scan.found = true;
-                scan.bestScore = score;
-                scan.preferred = marketId;
+            if (mode == HealthMode.Liquidation) {
+                int256 score = int256(mmf.mulWad(liqTargetRatioWad))
+                    - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
+                if (!scan.found || score > scan.bestScore) {
+                    scan.bestScore = score;
+                    scan.preferred = marketId;
+                }
             }
+            scan.found = true;
         } else {
             if (withdrawal) revert ErrorsLib.PriceFeedInvalid(marketId);
             uint256 last = m.lastPriceWad;
