@@ -36,9 +36,7 @@ abstract contract SearchBase is BaseTest {
 
     /// @notice Publishes a price answer (feed decimals: 8) to market `id`'s feed, timestamped now.
     function publish(uint256 id, uint256 answer8) internal {
-        MockAggregator f = priceFeed(id);
-        vm.prank(admin);
-        f.transmit(int256(answer8));
+        setMarketFeed(id, 0, int256(answer8));
     }
 
     function price8(uint256 id) internal view returns (uint256) {

@@ -206,23 +206,24 @@ abstract contract BaseTest is Test {
     /// @notice Waits the minimum delay, re-publishes market `id`'s price and settles `who`'s order
     /// at that round (as the settlement keeper, `address(this)`).
     function settle(address who, uint256 id) internal {
+        waitAndPublish(id);
+        engine.settleOrder(who, id, latestRound(id));
+    }
+
+    /// @notice Waits the minimum delay and re-publishes market `id`'s current price answer.
+    function waitAndPublish(uint256 id) internal {
         vm.warp(block.timestamp + engine.orderMinDelaySec());
         MockAggregator f = priceFeed(id);
         (, int256 answer,,,) = f.latestRoundData();
         vm.prank(admin);
         f.transmit(answer);
-        engine.settleOrder(who, id, latestRound(id));
     }
 
     /// @notice Flags `who` for liquidation, waits the minimum delay and re-publishes market `id`'s
     /// price, so that `engine.liquidate(who, id)` can settle at that round next.
     function flagAndWait(address who, uint256 id) internal {
         engine.flagLiquidation(who);
-        vm.warp(block.timestamp + engine.orderMinDelaySec());
-        MockAggregator f = priceFeed(id);
-        (, int256 answer,,,) = f.latestRoundData();
-        vm.prank(admin);
-        f.transmit(answer);
+        waitAndPublish(id);
     }
 
     /// @notice The settlement step alone, at the latest round (for `expectRevert` on settlement).

@@ -29,13 +29,6 @@ abstract contract OrderHelpers is BaseTest {
         waitAndPublish(id);
     }
 
-    /// @notice Waits the minimum delay and re-publishes market `id`'s current price answer.
-    function waitAndPublish(uint256 id) internal {
-        vm.warp(block.timestamp + engine.orderMinDelaySec());
-        (, int256 answer,,,) = priceFeed(id).latestRoundData();
-        vm.prank(admin);
-        priceFeed(id).transmit(answer);
-    }
 
     /// @notice Expects the settlement of `who`'s order (`delta`, `limit`) to revert with `err`
     /// (empty: any revert), then restores the state from before the commit.
