@@ -237,17 +237,35 @@ def adverse_skew(skew_wad: int, is_long: bool) -> int:
     return skew_wad if skew_wad > 0 else 0
 
 
-def tail_multiplier(p: RiskParams, sigma_wad: int, skew_wad: int, is_long: bool) -> int:
+def _check_tail_feed(tail_feed_wad: int) -> int:
+    if isinstance(tail_feed_wad, bool) or not isinstance(tail_feed_wad, int) or tail_feed_wad < 0:
+        raise ValidationError("tail_feed_wad", tail_feed_wad,
+                              "an int >= 0 (0: none published; else a WAD tail multiplier, 1e18 = 1.0)")
+    return tail_feed_wad
+
+
+def tail_multiplier(p: RiskParams, sigma_wad: int, skew_wad: int, is_long: bool, *, tail_feed_wad: int = 0) -> int:
+    """``min(tailCap, max(tailFeed, tailLive))`` with
+    ``tailLive = 1 + skewSens * adverseSkew + regimeSens * max(0, sigma - volRef) / volRef``.
+
+    ``tail_feed_wad`` is the calibrated tail the keeper publishes for this side (WAD, 1e18 = 1.0;
+    long side from adverse down moves, short side from adverse up moves, :mod:`ballast.tail`);
+    0 means none published and gives the model without it exactly.
+    """
     t = WAD + mul_wad_up(p.skew_sens_wad, adverse_skew(skew_wad, is_long))
     if sigma_wad > p.vol_ref_wad:
         t += mul_wad_up(p.regime_sens_wad, div_wad_up(sigma_wad - p.vol_ref_wad, p.vol_ref_wad))
+    if _check_tail_feed(tail_feed_wad) > t:
+        t = tail_feed_wad
     return min(t, p.tail_cap_wad)
 
 
-def var_move(p: RiskParams, sigma_wad: int, skew_wad: int, is_long: bool) -> int:
+def var_move(p: RiskParams, sigma_wad: int, skew_wad: int, is_long: bool, *, tail_feed_wad: int = 0) -> int:
+    """``z * sigma * sqrt(h / YEAR) * tail``, each product rounded up; ``tail_feed_wad`` as
+    :func:`tail_multiplier` (0: none published)."""
     v = mul_wad_up(p.z_wad, sigma_wad)
     v = mul_wad_up(v, sqrt_horizon_wad(p.horizon_sec))
-    return mul_wad_up(v, tail_multiplier(p, sigma_wad, skew_wad, is_long))
+    return mul_wad_up(v, tail_multiplier(p, sigma_wad, skew_wad, is_long, tail_feed_wad=tail_feed_wad))
 
 
 def maintenance_base(p: RiskParams, var_move_wad: int) -> int:
@@ -274,9 +292,10 @@ def funding_penalty(p: RiskParams, funding_rate_wad: int, is_long: bool) -> int:
     return mul_wad_up(p.funding_sens_wad, payer - p.funding_threshold_wad)
 
 
-def compute(p: RiskParams, x: RiskInputs) -> Fractions:
-    """Every term of the model (``MarginMath.compute``)."""
-    vm = var_move(p, x.sigma_wad, x.skew_wad, x.is_long)
+def compute(p: RiskParams, x: RiskInputs, *, tail_feed_wad: int = 0) -> Fractions:
+    """Every term of the model (``MarginMath.compute``); ``tail_feed_wad`` is the published tail of
+    ``x``'s side (WAD; 0: none, the model without it exactly), see :func:`tail_multiplier`."""
+    vm = var_move(p, x.sigma_wad, x.skew_wad, x.is_long, tail_feed_wad=tail_feed_wad)
     mb = maintenance_base(p, vm)
     slip = slippage(p.impact_wad, x.notional_usd_wad, x.depth_usd_wad)
     crowd = crowding(p.crowd_wad, x.oi_side_wad, x.oi_other_wad, x.price_wad, x.depth_usd_wad)
@@ -418,15 +437,18 @@ def liquidation_notional(
 # ------------------------------------------------------------------------------ float model
 
 
-def compute_float(p: RiskParams, x: RiskInputs) -> dict[str, float]:
-    """The same model in float arithmetic (fractions as plain numbers, 1.0 = 100%)."""
+def compute_float(p: RiskParams, x: RiskInputs, *, tail_feed: float = 0.0) -> dict[str, float]:
+    """The same model in float arithmetic (fractions as plain numbers, 1.0 = 100%); ``tail_feed``
+    is the published tail of ``x``'s side as a plain number (0: none published)."""
     def f(v: int) -> float:
         return v / WAD
 
+    if not (isinstance(tail_feed, (int, float)) and math.isfinite(tail_feed) and tail_feed >= 0.0):
+        raise ValidationError("tail_feed", tail_feed, "a finite number >= 0 (0: none published)")
     sigma, skew, depth, rate = f(x.sigma_wad), f(x.skew_wad), f(x.depth_usd_wad), f(x.funding_rate_wad)
     adv = max(0.0, -skew) if x.is_long else max(0.0, skew)
     regime = f(p.regime_sens_wad) * max(0.0, sigma - f(p.vol_ref_wad)) / f(p.vol_ref_wad)
-    tail = min(1.0 + f(p.skew_sens_wad) * adv + regime, f(p.tail_cap_wad))
+    tail = min(max(tail_feed, 1.0 + f(p.skew_sens_wad) * adv + regime), f(p.tail_cap_wad))
     vm = f(p.z_wad) * sigma * math.sqrt(p.horizon_sec / YEAR_SEC) * tail
     mb = min(max(vm + f(p.liq_fee_wad), f(p.min_mmf_wad)), f(p.max_mmf_wad))
     slip = 1.0 if depth == 0 else min(f(p.impact_wad) * f(x.notional_usd_wad) / depth, 1.0)
@@ -442,7 +464,9 @@ def compute_float(p: RiskParams, x: RiskInputs) -> dict[str, float]:
     return {"var_move": vm, "mmf_base": mb, "slip": slip, "crowd": crowd, "funding": fund, "imf": imf}
 
 
-def max_leverage_float(p: RiskParams, sigma: float, skew: float = 0.0, is_long: bool = True) -> float:
-    """Max leverage (1 / IMF) for a small position at annualized volatility ``sigma`` (1.0 = 100%)."""
+def max_leverage_float(p: RiskParams, sigma: float, skew: float = 0.0, is_long: bool = True, *,
+                       tail_feed: float = 0.0) -> float:
+    """Max leverage (1 / IMF) for a small position at annualized volatility ``sigma`` (1.0 = 100%),
+    with the side's published tail ``tail_feed`` (0: none)."""
     x = RiskInputs(int(sigma * WAD), int(skew * WAD), 10**30, 0, 0, 0, 0, WAD, is_long)
-    return 1.0 / compute_float(p, x)["imf"]
+    return 1.0 / compute_float(p, x, tail_feed=tail_feed)["imf"]
