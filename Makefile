@@ -96,4 +96,4 @@ clean:
 panel: install
 	$(PY) -m ballast.panel --full --lab
 sweep: install
-	$(PY) -m ballast sweep --seeds 2500 --chunk 64 --out out/sweep
+	$(PY) -m ballast sweep --seeds 2500 --chunk 128 --out out/sweep

@@ -20,7 +20,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -311,6 +311,62 @@ def funding_squeeze(seed: Seed = None, *, blocks: int = 300, block_sec: int = 30
                  description=f"75% longs; funding rises to {peak_funding:.2%}/h, put skew bid, then -{dump_pct:.0%}.")
 
 
+# ------------------------------------------------------------------------------ index replays
+
+INDEX_LEVEL = 50_000.0
+"""Index replays are scaled so that the first replayed bar opens at this level (the market's initial
+feed price): the model reads returns, volatility and depth relative to price, not index points."""
+
+
+def _index_replay(name: str, dataset: str, start: str, end: str, what: str, seed: Seed,
+                  substeps: int = 8) -> ScenarioPath:
+    """An index history shipped by ``arch`` (``ballast.data.load_sp500``/``load_nasdaq``), daily
+    bars from ``start`` to ``end`` as 3 x ``substeps`` hourly blocks (Brownian bridges between the
+    OHLC anchors, as ``btc_2020_03_12``), scaled to ``INDEX_LEVEL``; the 2,016 bars before are the
+    keeper's history. Trading days only: a weekend is not a gap in the replay."""
+    from ballast.data import DATASETS
+
+    rng = _rng(seed)
+    full = DATASETS[dataset]()
+    win = full.window(start, end)
+    t0 = int(win.timestamps[0])
+    k = INDEX_LEVEL / float(win.open[0])
+    hist = np.asarray(full.close[full.timestamps < t0][-2016:], dtype=np.float64) * k
+    price = ohlc_to_blocks(np.asarray(win.open) * k, np.asarray(win.high) * k, np.asarray(win.low) * k,
+                           np.asarray(win.close) * k, substeps, rng)
+    return _path(name, win.interval_seconds // (3 * substeps), price, hist, win.interval_seconds, long_bias=0.6,
+                 start_utc=t0,
+                 description=(f"{what}: {dataset} daily bars {start} to {end} (real data shipped by the arch "
+                              f"package), scaled to {INDEX_LEVEL:,.0f} at the first open, {3 * substeps} hourly "
+                              "blocks per trading day by OHLC path reconstruction. Funding, depth and skew "
+                              "synthesized."))
+
+
+def sp500_2008_10(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+    """S&P 500, October 2008 (Lehman aftermath: -9.0% on 10-15, -28% over the window), daily bars."""
+    return _index_replay("sp500_2008_10", "sp500", "2008-09-26", "2008-10-31", "S&P 500 October 2008", seed, substeps)
+
+
+def nasdaq_2000_04(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+    """NASDAQ Composite, April 2000 (dot-com break: -9.7% on 04-14), daily bars."""
+    return _index_replay("nasdaq_2000_04", "nasdaq", "2000-03-24", "2000-04-28", "NASDAQ April 2000", seed, substeps)
+
+
+def sp500_2011_08(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+    """S&P 500, August 2011 (US downgrade: -6.7% on 08-08), daily bars."""
+    return _index_replay("sp500_2011_08", "sp500", "2011-07-22", "2011-08-26", "S&P 500 August 2011", seed, substeps)
+
+
+def sp500_2018_02(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+    """S&P 500, February 2018 (volatility unwind: -4.1% on 02-05 after a calm year), daily bars."""
+    return _index_replay("sp500_2018_02", "sp500", "2018-01-12", "2018-02-16", "S&P 500 February 2018", seed, substeps)
+
+
+INDEX_REPLAYS = ("sp500_2008_10", "nasdaq_2000_04", "sp500_2011_08", "sp500_2018_02")
+REAL_REPLAYS = frozenset({"btc_2021_12_04", "btc_2020_03_12", *INDEX_REPLAYS})
+"""Scenarios replaying real price data (no generator parameters to draw or override)."""
+
+
 GENERATORS: dict[str, Callable[..., ScenarioPath]] = {
     "btc_2021_12_04": btc_2021_12_04,
     "btc_2020_03_12": btc_2020_03_12,
@@ -321,9 +377,118 @@ GENERATORS: dict[str, Callable[..., ScenarioPath]] = {
     "liquidity_drought": liquidity_drought,
     "oracle_fault": oracle_fault,
     "funding_squeeze": funding_squeeze,
+    "sp500_2008_10": sp500_2008_10,
+    "nasdaq_2000_04": nasdaq_2000_04,
+    "sp500_2011_08": sp500_2011_08,
+    "sp500_2018_02": sp500_2018_02,
 }
 
 DEFAULT_SCENARIO = "btc_2021_12_04"
+
+
+# ------------------------------------------------------------------------------ corpus draws
+
+
+@dataclass(frozen=True)
+class Law:
+    """The distribution a corpus draw takes a generator parameter from."""
+
+    kind: Literal["uniform", "loguniform", "integers"]
+    lo: float
+    hi: float
+    """Bounds (``integers``: both included)."""
+
+    def draw(self, rng: np.random.Generator) -> float | int:
+        if self.kind == "uniform":
+            return float(rng.uniform(self.lo, self.hi))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(self.lo), math.log(self.hi))))
+        return int(rng.integers(int(self.lo), int(self.hi) + 1))
+
+    def text(self) -> str:
+        name = {"uniform": "U", "loguniform": "LogU", "integers": "U{int}"}[self.kind]
+        return f"{name}[{self.lo:g}, {self.hi:g}]"
+
+
+PARAM_LAWS: dict[str, dict[str, Law]] = {
+    # gaps with no precursor: a calm GBM, then the crash
+    "flash_crash": {"vol": Law("uniform", 0.3, 0.8), "crash_pct": Law("uniform", 0.10, 0.40),
+                    "crash_blocks": Law("integers", 1, 8), "recovery_pct": Law("uniform", 0.0, 0.8),
+                    "crash_at": Law("uniform", 0.4, 0.8)},
+    # volatility clustering: persistence alpha + beta and the unconditional annual volatility
+    "garch": {"alpha": Law("uniform", 0.05, 0.20), "persistence": Law("uniform", 0.85, 0.99),
+              "annual_vol": Law("uniform", 0.5, 1.5)},
+    # jumps
+    "jump_diffusion": {"vol": Law("uniform", 0.3, 0.9), "jumps_per_day": Law("loguniform", 0.5, 8.0),
+                       "jump_mean": Law("uniform", -0.08, -0.01), "jump_std": Law("uniform", 0.01, 0.05)},
+    # liquidity droughts
+    "liquidity_drought": {"vol": Law("uniform", 0.3, 0.8), "fall_pct": Law("uniform", 0.10, 0.40),
+                          "depth_floor": Law("loguniform", 0.02, 0.30)},
+    # funding squeezes
+    "funding_squeeze": {"vol": Law("uniform", 0.3, 0.8), "peak_funding": Law("uniform", 0.001, 0.006),
+                        "dump_pct": Law("uniform", 0.10, 0.35)},
+    # oracle lag and staleness during a crash
+    "oracle_fault": {"crash_pct": Law("uniform", 0.10, 0.35), "delay_blocks": Law("integers", 1, 6),
+                     "stale_blocks": Law("integers", 5, 30)},
+    # a volatility regime switch with a selloff
+    "gbm_regimes": {"calm_vol": Law("uniform", 0.2, 0.6), "stress_vol": Law("uniform", 1.0, 2.5),
+                    "switch_at": Law("uniform", 0.3, 0.7)},
+}
+"""The stated distributions of a corpus draw (``ballast sweep --scenarios draw:FAMILY``), per
+synthetic family; every other parameter keeps its default. ``garch`` draws ``alpha``, the
+persistence ``alpha + beta`` and the unconditional annual volatility, and passes ``beta = persistence
+- alpha`` and ``omega = annual_vol**2 x block_sec / YEAR x (1 - persistence)``."""
+
+DRAW_PREFIX = "draw:"
+
+
+def draw_params(family: str, seed: int) -> dict[str, float | int]:
+    """The generator parameters of ``family`` for one corpus path, drawn from ``PARAM_LAWS`` with a
+    generator seeded by ``seed`` alone (not the path's own noise), so a sweep row re-runs alone."""
+    if family not in PARAM_LAWS:
+        raise ValidationError("scenario family", family, f"one of {sorted(PARAM_LAWS)}")
+    rng = np.random.default_rng([int(seed), 0xD3A7])
+    out = {k: law.draw(rng) for k, law in PARAM_LAWS[family].items()}
+    if family == "garch":
+        vol, pers = float(out.pop("annual_vol")), float(out.pop("persistence"))
+        bs = int(_params_of(garch_path)["block_sec"])
+        out["beta"] = pers - float(out["alpha"])
+        out["omega"] = vol * vol * bs / YEAR * (1.0 - pers)
+    return out
+
+
+def build_source(source: str, seed: int) -> tuple[ScenarioPath, dict[str, float | int]]:
+    """A sweep's scenario source for one seed: ``draw:FAMILY`` (a synthetic family with parameters
+    from :func:`draw_params`), a built-in name, a ``.toml`` scenario file or an OHLC ``.csv`` file.
+    Returns the path and the drawn parameters (empty unless drawn)."""
+    if source.startswith(DRAW_PREFIX):
+        fam = source[len(DRAW_PREFIX):]
+        params = draw_params(fam, seed)
+        sp = GENERATORS[fam](seed, **params)
+        return ScenarioPath(**{**sp.__dict__, "name": source}), params
+    return build(source, seed), {}
+
+
+def check_source(source: str) -> str:
+    """Validate a sweep's scenario source (see :func:`build_source`); returns it."""
+    if source.startswith(DRAW_PREFIX):
+        fam = source[len(DRAW_PREFIX):]
+        if fam not in PARAM_LAWS:
+            raise ValidationError("--scenarios", source, f"draw:FAMILY with FAMILY in {sorted(PARAM_LAWS)}")
+        return source
+    if source.lower().endswith((".csv", ".toml")):
+        if not Path(source).is_file():
+            raise ValidationError("--scenarios", source, "an existing .csv or .toml file")
+        return source
+    if source not in GENERATORS:
+        raise ValidationError("--scenarios", source, f"a built-in scenario {sorted(GENERATORS)}, draw:FAMILY, "
+                                                     "a .toml or a .csv file")
+    return source
+
+
+CORPUS = ("btc_2021_12_04", "btc_2020_03_12", *INDEX_REPLAYS, *(DRAW_PREFIX + f for f in PARAM_LAWS))
+"""The default crash corpus of ``ballast sweep --scenarios corpus``: the built-in real replays, the
+index replays shipped by ``arch`` and every synthetic family with drawn parameters."""
 
 
 def list_scenarios() -> list[tuple[str, str]]:
@@ -405,8 +570,8 @@ def parse_scenario(doc: dict[str, Any], source: str = "<scenario>") -> tuple[str
         if k in doc and (not isinstance(doc[k], str) or (k == "name" and not doc[k])):
             raise ValidationError(f"{source}: {k}", doc[k], "a non-empty string" if k == "name" else "a string")
     base = doc.get("base")
-    if not isinstance(base, str) or base not in GENERATORS or base.startswith("btc_"):
-        synth = sorted(k for k in GENERATORS if not k.startswith("btc_"))
+    if not isinstance(base, str) or base not in GENERATORS or base in REAL_REPLAYS:
+        synth = sorted(k for k in GENERATORS if k not in REAL_REPLAYS)
         raise ValidationError(f"{source}: base", base, f"one of {synth}")
     params = doc.get("params", {})
     if not isinstance(params, dict):

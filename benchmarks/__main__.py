@@ -1,9 +1,10 @@
 """``python -m benchmarks`` (``make bench``): gas, stress-lab throughput and scaling, mirror
-throughput. Prints the three tables with units and the machine they ran on, and writes
+throughput, sweep throughput (the vectorized simulator on Dask). Prints the tables with units and the machine they ran on, and writes
 ``out/bench.json``. Figures to compare, not timed tests: nothing here fails on a missed target.
 
-Options: ``--quick`` skips the 5,000-account lab run; ``--only gas,lab,mirror`` runs a subset;
-``--out PATH`` moves the JSON.
+Options: ``--quick`` skips the 5,000-account lab run; ``--only gas,lab,mirror,sweep`` runs a subset;
+``--sweep-seeds N`` sets the sweep's seeds per corpus source (64; 770 is the issue's 10,000-run
+check); ``--out PATH`` moves the JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from ballast.toolchain import ROOT, native_binary
 
-PARTS = ("gas", "lab", "mirror")
+PARTS = ("gas", "lab", "mirror", "sweep")
 
 
 def machine() -> dict[str, Any]:
@@ -95,7 +96,9 @@ def _clean(o: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="skip the 5,000-account lab run")
-    ap.add_argument("--only", default=",".join(PARTS), help="comma-separated subset of gas,lab,mirror")
+    ap.add_argument("--only", default=",".join(PARTS), help="comma-separated subset of " + ",".join(PARTS))
+    ap.add_argument("--sweep-seeds", type=int, default=64,
+                    help="sweep: seeds per corpus source (13 sources; 770 = the 10,000-run check)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench.json"), help="JSON output path")
     a = ap.parse_args(argv)
     parts = [p.strip() for p in a.only.split(",") if p.strip()]
@@ -132,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         mr = mirror.run()
         out["mirror"] = mirror.summary(mr)
         printed.append(mirror.tables(mr))
+        print(printed[-1], flush=True)
+    if "sweep" in parts:
+        from benchmarks import sweep
+
+        print("running sweep ...", file=sys.stderr, flush=True)
+        sr = sweep.run(seeds=a.sweep_seeds)
+        out["sweep"] = sweep.summary(sr)
+        printed.append(sweep.tables(sr))
         print(printed[-1], flush=True)
     m["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
     out["wall_sec"] = time.monotonic() - t0

@@ -17,6 +17,7 @@ from ballast.errors import ValidationError
 from ballast.scenarios import (
     DEFAULT_SCENARIO,
     GENERATORS,
+    REAL_REPLAYS,
     ScenarioPath,
     _params_of,
     build,
@@ -30,7 +31,7 @@ PROPS = settings(max_examples=80, deadline=None, database=None, derandomize=True
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 FEW = settings(PROPS, max_examples=30)
 
-HISTORICAL = ("btc_2021_12_04", "btc_2020_03_12")
+HISTORICAL = tuple(sorted(REAL_REPLAYS))
 SYNTHETIC = tuple(sorted(k for k in GENERATORS if k not in HISTORICAL))
 ARRAYS = ("price", "depth_mult", "skew_shock", "funding_shock", "oracle_stale", "oracle_delay", "history")
 
@@ -414,3 +415,49 @@ def test_scenario_file_with_a_csv_source_and_window(tmp_path: Path) -> None:
     t.write_text('csv = "mine.csv"\nbase = "flash_crash"\n')
     with pytest.raises(ValidationError, match="only the keys"):
         build(str(t), 2)
+
+
+# --------------------------------------------------------------------------- corpus draws (issue 11)
+
+
+def test_corpus_draws_follow_their_laws_and_reseed_alone() -> None:
+    from ballast.scenarios import CORPUS, DRAW_PREFIX, PARAM_LAWS, build_source, draw_params
+
+    for fam, laws in PARAM_LAWS.items():
+        assert fam in GENERATORS and fam not in REAL_REPLAYS
+        for seed in range(20):
+            p = draw_params(fam, seed)
+            assert p == draw_params(fam, seed)  # a row re-runs alone
+            for k, law in laws.items():
+                if k in p:
+                    assert law.lo <= p[k] <= law.hi, (fam, k, p[k])
+                    assert isinstance(p[k], int) == (law.kind == "integers")
+            if fam == "garch":
+                assert 0 < p["omega"] and p["alpha"] + p["beta"] < 1
+            parse_scenario({"base": fam, "params": p})  # inside the ranges a scenario file accepts
+        sp, params = build_source(DRAW_PREFIX + fam, 3)
+        _check_path(sp)
+        assert sp.name == DRAW_PREFIX + fam and params == draw_params(fam, 3)
+    assert draw_params("flash_crash", 1) != draw_params("flash_crash", 2)
+    assert set(REAL_REPLAYS) <= set(CORPUS)
+
+
+@pytest.mark.parametrize("source, allowed", [("draw:btc_2021_12_04", "draw:FAMILY"), ("nope", "built-in"),
+                                             ("missing.csv", "existing")])
+def test_sweep_sources_are_checked_by_name(source: str, allowed: str) -> None:
+    from ballast.scenarios import check_source
+
+    with pytest.raises(ValidationError, match=allowed):
+        check_source(source)
+
+
+def test_index_replays_are_scaled_real_bars() -> None:
+    from ballast.data import load_sp500
+    from ballast.scenarios import INDEX_LEVEL
+
+    sp = build("sp500_2008_10", seed=1, substeps=1)
+    win = load_sp500().window("2008-09-26", "2008-10-31")
+    k = INDEX_LEVEL / float(win.open[0])
+    np.testing.assert_allclose(sp.price[2::3], np.asarray(win.close) * k, rtol=1e-12)
+    assert sp.block_sec == 8 * 3600 and build("sp500_2008_10", seed=1).block_sec == 3600
+    assert sp.max_drawdown() > 0.25  # October 2008

@@ -82,3 +82,32 @@ def test_two_separate_worker_processes_give_identical_results(tmp_path: Path) ->
 def test_spec_validation_names_the_field() -> None:
     with pytest.raises(Exception, match="--scenarios"):
         SweepSpec(scenarios=("nope",)).validate()
+
+
+def test_drawn_rows_carry_their_parameters_and_a_status() -> None:
+    import json as _json
+
+    from ballast.scenarios import draw_params
+    from ballast.sweep import Task
+
+    rows = run_task(Task("t", "draw:flash_crash", (5, 6), 20, (10.0,), "trailing"))
+    assert {r["controller"] for r in rows} == {"dynamic", "static_calm", "static_conservative", "static_10x"}
+    for r in rows:
+        assert _json.loads(r["params"]) == draw_params("flash_crash", r["seed"])
+        assert r["family"] == "draw:flash_crash" and r["status"] in ("ok", "no_stress", "no_trading")
+        assert (r["mmf"] is None) == (r["controller"] == "dynamic")
+    assert next(r for r in rows if r["controller"] == "static_10x")["mmf"] == 0.05
+
+
+def test_an_older_sweep_file_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(str(tmp_path / "sweep.sqlite"))
+    cols = ", ".join(f"{c} REAL" for c in COLUMNS)
+    db.execute(f"CREATE TABLE runs (rowid INTEGER PRIMARY KEY, task_id TEXT, scenario TEXT, seed INTEGER, "
+               f"accounts INTEGER, controller TEXT, imf REAL, tuned INTEGER, max_drawdown REAL, "
+               f"insurance_seed_usd REAL, {cols})")
+    db.commit()
+    db.close()
+    have = {r[1] for r in Store(tmp_path / "sweep.sqlite").db.execute("PRAGMA table_info(runs)")}
+    assert {"family", "params", "mmf", "status"} <= have
