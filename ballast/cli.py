@@ -32,6 +32,9 @@ def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
                    help="fault injection: the oracle keeper dies at block START and restarts BLOCKS later")
     p.add_argument("--allow-no-stress", action="store_true",
                    help="accept a calm run (no liquidation, no bad debt in any run) instead of an error")
+    p.add_argument("--from-sweep", nargs=2, metavar=("FILE", "ROWID"), default=None,
+                   help="re-run one stored sweep row (ballast sweep's sweep.sqlite) on Anvil and print the lab and "
+                        "the simulator side by side")
 
 
 def _stress(a: argparse.Namespace) -> int:
@@ -41,6 +44,15 @@ def _stress(a: argparse.Namespace) -> int:
     if a.list:
         for name, doc in list_scenarios():
             print(f"{name:20} {doc}")
+        return 0
+    if a.from_sweep:
+        from ballast.stress import from_sweep
+
+        try:
+            rowid = int(a.from_sweep[1])
+        except ValueError as e:
+            raise ValidationError("--from-sweep ROWID", a.from_sweep[1], "an integer row id") from e
+        from_sweep(Path(a.from_sweep[0]), rowid, out=Path(a.out), fork_url=a.fork_url)
         return 0
     down = None
     if a.keeper_down:

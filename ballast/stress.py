@@ -187,6 +187,92 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     return metrics
 
 
+FROM_SWEEP_METRICS = ("bad_debt_usd", "bad_debt_socialized_usd", "liquidations", "liquidated_notional_usd",
+                      "peak_liquidations_per_block", "accounts_wiped_out", "calm_mean_max_leverage",
+                      "mean_max_leverage", "insurance_drawdown_usd", "orders_settled", "orders_expired")
+
+
+def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork_url: str | None = None,
+               draws: int = 8) -> dict[str, Any]:
+    """Re-run one stored sweep row on Anvil (``ballast stress --from-sweep FILE ROWID``): the row's
+    scenario source (drawn parameters included), seed, accounts, keeper mode and controller (a
+    static row at its stored fractions), one lab run; then the simulator on the same case: the row
+    re-run alone (it must equal the stored figures to the bit) and, for a dynamic row, ``draws`` ramp
+    draws (the lab's ramp starts at a draw from block hashes, so its value is compared with the range,
+    as ``ballast.panel`` does). Prints lab and simulator side by side with the panel's tolerances;
+    writes ``metrics.json``. Lab verification violations raise :class:`VerificationError`."""
+    from ballast.marketsim import Controller, MarketSim, RunSpec
+    from ballast.panel import TOLERANCE
+    from ballast.scenarios import build_source
+    from ballast.sweep import rerun
+
+    if not 1 <= draws <= 64:
+        raise ValidationError("draws", draws, "[1, 64]")
+    again = rerun(Path(db), int(rowid))
+    if not again["identical"]:
+        raise VerificationError(f"sweep row {rowid} of {db} does not re-run to its stored figures: stored "
+                                f"{again['stored']}, re-run {again['rerun']}")
+    name, seed, n = str(again["controller"]), int(again["seed"]), int(again["accounts"])
+    mode: VolMode = again["keeper_mode"]
+    cfg = load_config()
+    sc, _ = build_source(str(again["scenario"]), seed)
+    traders = generate(n, sc.blocks, seed=seed, long_bias=sc.long_bias)
+    check_scenario(sc, cfg)
+    liq = LiquidatorSpec(count=default_liquidator_count(n))
+    static = None if name == "dynamic" else StaticFractions(float(again["imf"]), float(again["mmf"]))
+    print(f"sweep row {rowid} of {db}: {sc.name} seed {seed}, {n} accounts, {name}"
+          f"{'' if static is None else f' (IMF {static.imf:.6f}, MMF {static.mmf:.6f})'}, keeper {mode}; "
+          f"drawn parameters {again['params'] or 'none'}", file=sys.stderr)
+    t0 = time.monotonic()
+    lab = run_one("dynamic" if static is None else "static_calm", sc, traders, cfg, static=static, keeper_mode=mode,
+                  liquidators=liq, fork_url=fork_url, progress=Progress(name))
+    wall = time.monotonic() - t0
+    sim = [dict(again["rerun"])]
+    if static is None and draws > 1:
+        specs = [RunSpec(sc, traders, Controller("dynamic", label="dynamic"), (seed + k) % 2**32) for k in range(1, draws)]
+        sim += MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq).run().metrics()
+    rows = []
+    for m in FROM_SWEEP_METRICS:
+        lv = float(lab.metrics[m])
+        vs = [float(x[m]) for x in sim if x.get(m) is not None]
+        a, r = TOLERANCE.get(m, (0.0, 0.0))
+        tol = max(a, r * abs(lv)) if m in TOLERANCE else None
+        lo, hi = min(vs), max(vs)
+        ok = None if tol is None else bool(lo - tol <= lv <= hi + tol)
+        rows.append({"metric": m, "lab": lv, "sim_row": vs[0], "sim_lo": lo, "sim_hi": hi, "tol": tol, "ok": ok})
+    result = {"file": str(db), "rowid": int(rowid), "scenario": sc.name, "seed": seed, "accounts": n,
+              "controller": name, "keeper_mode": mode, "params": again["params"],
+              "static_fractions": None if static is None else asdict(static), "sim_draws": len(sim),
+              "rows": rows, "lab_wall_sec": wall,
+              "verification": {"checks": lab.checks, "violations": len(lab.violations)},
+              "violations": lab.violations[:200]}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(_finite(result), indent=1, allow_nan=False))
+    print(from_sweep_table(result))
+    if lab.violations:
+        v = lab.violations[0]
+        raise VerificationError(f"{len(lab.violations)} verification violations; first: block {v['block']} "
+                                f"{v['check']} account {v['account']}: {v['detail']}")
+    return result
+
+
+def from_sweep_table(res: dict[str, Any]) -> str:
+    """Lab vs simulator, one line per metric (a dynamic row: the simulator's range over ramp draws)."""
+    sim_head = "simulator (row)" if res["sim_draws"] == 1 else f"simulator (row; {res['sim_draws']} draws)"
+    head = f"{'metric':<30}{'lab':>16}{sim_head:>40}{'tolerance':>13}  within"
+    lines = [head, "-" * len(head)]
+    for r in res["rows"]:
+        sim = f"{r['sim_row']:,.1f}" if r["sim_lo"] == r["sim_hi"] else \
+            f"{r['sim_row']:,.1f} ({r['sim_lo']:,.1f}..{r['sim_hi']:,.1f})"
+        tol = "" if r["tol"] is None else f"{r['tol']:,.1f}"
+        ok = "" if r["ok"] is None else ("yes" if r["ok"] else "NO")
+        lines.append(f"{r['metric']:<30}{r['lab']:>16,.1f}{sim:>40}{tol:>13}  {ok}")
+    v = res["verification"]
+    lines.append(f"\nlab verification: {v['checks']:,} checks, {v['violations']} violations; lab run {res['lab_wall_sec']:.0f} s. "
+                 "Units: USD for *_usd, x for leverage, counts otherwise; tolerances of ballast.panel.")
+    return "\n".join(lines)
+
+
 def _finite(o: Any) -> Any:
     """NaN and infinities become None (JSON has no NaN)."""
     if isinstance(o, float):

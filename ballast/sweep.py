@@ -7,8 +7,14 @@ static controllers (static_calm at each dynamic run's calm-period fractions, sta
 and the static caps curve) in a second batch. Rows (one per scenario, seed, controller) are written
 to SQLite as each task finishes, so an interrupted sweep resumes where it stopped; each row carries
 its scenario, seed and controller, so it can be re-run alone (``--rerun FILE ROWID``: a run's figures
-do not depend on its batch, to the bit) and, for its three stress controllers, on Anvil with
-``ballast stress --scenario S --seed N --accounts A``.
+do not depend on its batch, to the bit) and on Anvil, lab and simulator side by side, with
+``ballast stress --from-sweep FILE ROWID`` (``ballast.stress.from_sweep``).
+
+Scenario sources (``ballast.scenarios.build_source``): built-in names (real replays of BTC and of the
+S&P 500 / NASDAQ histories shipped by ``arch``, synthetic families at their defaults), ``draw:FAMILY``
+(a synthetic family whose parameters are drawn per seed from ``ballast.scenarios.PARAM_LAWS``; the
+draw is stored in the row's ``params``), the user's ``.csv`` / ``.toml`` files, or ``corpus`` (all
+of ``ballast.scenarios.CORPUS``).
 
 Dask: a ``LocalCluster`` with one single-threaded worker process per core by default; ``--scheduler
 ADDRESS`` uses a running cluster (``dask scheduler`` and ``dask worker ADDRESS`` started apart).
