@@ -68,11 +68,13 @@ from ballast.risk.backtest import (
 )
 from ballast.risk.var import expanding_historical_var, gpd_tail_var, historical_var
 from ballast.risk.volatility import EWMA
+from ballast.tail import TailSpec, feed_value, tail_feed_series, to_feed_wad
 
 Measure = Literal["intrabar", "close_to_close"]
 MEASURES: tuple[Measure, Measure] = ("intrabar", "close_to_close")
 SIDES: tuple[Literal["long"], Literal["short"]] = ("long", "short")
 TailMethod = Literal["fhs", "gpd"]
+TailMode = Literal["none", "fhs"]
 SkewMode = Literal["fit", "zero"]
 PASS_LEVEL = 0.05
 """Test size of the pass/fail verdict (issue 12: Kupiec and Christoffersen at 5%)."""
@@ -231,14 +233,15 @@ def periods_per_year(history: PriceHistory, value: float | None = None) -> float
 def model_series(history: PriceHistory, alpha: float, config_path: str | None = None,
                  lam: float = 0.94, horizon_sec: int | None = None, *,
                  periods: float | None = None, params: RiskParams | None = None,
-                 skew: float = 0.0) -> dict[str, np.ndarray]:
+                 skew: float = 0.0, tail_feeds: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Per-bar volatility, VaR move (both sides) and max leverage of a small position.
 
     ``periods`` is the bars per year of :func:`periods_per_year` (``None``: calendar time);
     ``horizon_sec`` is in the model's year (``YEAR_SEC``), i.e. ``steps * YEAR_SEC / periods``.
     Without ``params`` the first market of ``config_path`` is used with ``z = norm.ppf(alpha)``;
     with ``params`` (a calibrated set, :func:`fit_tail`) those parameters as they are, and ``skew``
-    (volatility units) as the skew feed's answer.
+    (volatility units) as the skew feed's answer. ``tail_feeds`` (per side, per bar, plain numbers;
+    NaN or 0: none published) is the published tail (:func:`ballast.tail.tail_feed_series`).
     """
     if not 0.5 < alpha < 1.0:
         raise ValidationError("alpha", alpha, "(0.5, 1)")
@@ -259,12 +262,19 @@ def model_series(history: PriceHistory, alpha: float, config_path: str | None = 
     vm_short = np.full(n, np.nan)
     lev = np.full(n, np.nan)
     close = np.asarray(history.close)
+    def feed(side: str, i: Any) -> int:
+        if tail_feeds is None:
+            return 0
+        v = float(tail_feeds[side][i])
+        return to_feed_wad(v) if math.isfinite(v) else 0
+
     for i in np.flatnonzero(np.isfinite(sigma)):
         s = to_wad(float(sigma[i]))
-        vm_long[i] = var_move(p, s, skew_wad, True) / WAD
-        vm_short[i] = var_move(p, s, skew_wad, False) / WAD
+        fl = feed("long", i)
+        vm_long[i] = var_move(p, s, skew_wad, True, tail_feed_wad=fl) / WAD
+        vm_short[i] = var_move(p, s, skew_wad, False, tail_feed_wad=feed("short", i)) / WAD
         x = RiskInputs(s, skew_wad, 10**30, 0, 0, 0, 0, to_wad(float(close[i])), True)
-        lev[i] = WAD / compute(p, x).imf_wad
+        lev[i] = WAD / compute(p, x, tail_feed_wad=fl).imf_wad
     return {"sigma": np.asarray(sigma), "var_long": vm_long, "var_short": vm_short, "max_leverage": lev}
 
 
@@ -335,6 +345,45 @@ class TailFit:
     """Same for the short side."""
     windows: int
     """Training windows per side."""
+    prior_long: float = 0.0
+    """Published-tail mode: the long feed before enough windows are known (training quantile / z,
+    in [1, cap]); 0 without a tail feed."""
+    prior_short: float = 0.0
+    """Same for the short side."""
+
+
+@dataclass(frozen=True)
+class GapFloor:
+    """The gap-risk floor on maintenance (and initial) margin, from the training data.
+
+    The largest plausible adverse move within the liquidation horizon plus oracle lag, settlement
+    delay and liquidator latency: the ``quantile`` (GPD over the top 10% of the windows) of the
+    worst intrabar adverse move over ``ceil(total_sec / bar)`` bars, either side, of the training
+    sets whose bars resolve that time (all of them if none does: the floor then covers one bar,
+    longer than ``total_sec``). ``min_mmf = move + liq_fee`` (maintenance covers the move and the
+    liquidation penalty, as ``mmfBase = clamp(varMove + liqFee, minMmf, maxMmf)`` does above the
+    floor) and ``min_imf = max(base min_imf, min_mmf + min_buffer)``.
+    """
+
+    quantile: float
+    horizon_sec: int
+    """Liquidation horizon (the market's ``horizon_sec``), seconds."""
+    oracle_lag_sec: int
+    """Largest lag of the on-chain price behind the market, seconds."""
+    settlement_delay_sec: int
+    """Engine ``order_min_delay_sec``: an order settles at the first price this long after commit."""
+    liquidator_latency_sec: int
+    """Time from under-water to the liquidation call, seconds."""
+    move: float
+    """The fitted adverse move (fraction of price)."""
+    min_mmf: float
+    min_imf: float
+    datasets: tuple[tuple[str, int, float], ...]
+    """(training spec, bars in the window, its fitted move) for each set used."""
+
+    @property
+    def total_sec(self) -> int:
+        return self.horizon_sec + self.oracle_lag_sec + self.settlement_delay_sec + self.liquidator_latency_sec
 
 
 @dataclass(frozen=True)
@@ -359,6 +408,12 @@ class Calibration:
     ewma_lambda: float
     horizon_sec: int
     fits: tuple[TailFit, ...]
+    tail: TailSpec | None = None
+    """The published-tail estimator (``--tail fhs``), or None (no feed: the fitted z and skew)."""
+    gap_floor: GapFloor | None = None
+    """The gap-risk floor (``min_mmf``, ``min_imf``), or None (the base configuration's)."""
+    tail_training: tuple[dict[str, Any], ...] = ()
+    """Published-tail mode: the estimator's causal backtest on each training set (per alpha, side)."""
 
     def fit(self, alpha: float) -> TailFit:
         for f in self.fits:
@@ -369,10 +424,13 @@ class Calibration:
     def params(self, alpha: float, base: RiskParams) -> RiskParams:
         """The base market's parameters with the calibrated tail fields at ``alpha``."""
         f = self.fit(alpha)
-        return validate_params(replace(
+        p = replace(
             base, z_wad=to_wad(f.z), skew_sens_wad=to_wad(f.skew_sens), tail_cap_wad=to_wad(f.tail_cap),
             regime_sens_wad=to_wad(f.regime_sens), vol_ref_wad=to_wad(f.vol_ref),
-            horizon_sec=self.horizon_sec))
+            horizon_sec=self.horizon_sec)
+        if self.gap_floor is not None:
+            p = replace(p, min_mmf_wad=to_wad(self.gap_floor.min_mmf), min_imf_wad=to_wad(self.gap_floor.min_imf))
+        return validate_params(p)
 
     def sample(self, data: Dataset) -> Literal["in-sample", "out-of-sample"]:
         """``in-sample`` if ``data`` shares a data set and any time with a training set."""
@@ -390,7 +448,8 @@ def _tail_quantile(sample: FloatArray, alpha: float, method: TailMethod) -> floa
 
 def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = "fhs",
              skew_mode: SkewMode = "fit", measure: Measure = "intrabar", lam: float = 0.94,
-             config_path: str | None = None) -> Calibration:
+             config_path: str | None = None, tail: TailSpec | None = None,
+             gap_floor: GapFloor | None = None) -> Calibration:
     """Fit the tail on the training data sets only.
 
     The standardized adverse moves ``move / sigma_h`` of every usable window (overlapping, one
@@ -403,6 +462,13 @@ def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = 
     already holds the fat tail; the regime term would count it twice); ``vol_ref`` and
     ``skew_sens`` come from the base configuration, ``tail_cap`` is raised to the fitted
     multiplier if needed.
+
+    With ``tail`` (``--tail fhs``) the keeper publishes a per-side tail feed (:mod:`ballast.tail`)
+    instead: ``z = norm.ppf(alpha)`` (rounded up to 1e-6), skew 0, ``regime_sens = 0``,
+    ``tail_cap = tail.cap``; the fitted quantiles give the feed's prior (``q / z`` in
+    ``[1, cap]``, published before enough windows are known), and the estimator is backtested
+    causally on each training set alone (:attr:`Calibration.tail_training`). ``gap_floor``
+    (:func:`fit_gap_floor`) is recorded and sets ``min_mmf``/``min_imf``.
 
     Raises
     ------
@@ -443,13 +509,21 @@ def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = 
                             f"allowed: at least {needed} for alpha={a}")
         q_long = _tail_quantile(samples["long"], a, method)
         q_short = _tail_quantile(samples["short"], a, method)
+        if tail is not None:
+            z = math.ceil(float(norm.ppf(a)) * 1e6) / 1e6
+            fits.append(TailFit(alpha=a, z=z, skew=0.0, skew_sens=skew_sens, tail_cap=tail.cap, regime_sens=0.0,
+                                vol_ref=base.vol_ref_wad / WAD, quantile_long=q_long, quantile_short=q_short,
+                                windows=int(samples["long"].size),
+                                prior_long=feed_value(q_long, 1.0, 1.0, z, tail.cap),
+                                prior_short=feed_value(q_short, 1.0, 1.0, z, tail.cap)))
+            continue
         if skew_mode == "zero" or skew_sens == 0:
             z = _tail_quantile(np.concatenate([samples["long"], samples["short"]]), a, method)
-            skew, tail = 0.0, 1.0
+            skew = 0.0
         else:
             z = min(q_long, q_short)
-            tail = max(q_long, q_short) / z
-            skew = (tail - 1.0) / skew_sens * (-1.0 if q_long > q_short else 1.0)
+            mult = max(q_long, q_short) / z
+            skew = (mult - 1.0) / skew_sens * (-1.0 if q_long > q_short else 1.0)
         z = math.ceil(z * 1e6) / 1e6
         skew = math.copysign(math.ceil(abs(skew) * 1e6) / 1e6, skew)
         if not 1.0 <= z <= 6.0:
@@ -460,8 +534,77 @@ def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = 
                             regime_sens=0.0, vol_ref=base.vol_ref_wad / WAD,
                             quantile_long=q_long, quantile_short=q_short, windows=int(samples["long"].size)))
     trains = tuple(TrainSet(d.spec, d.base, d.first_ts, d.last_ts, len(d.history)) for d in train)
-    return Calibration(train=trains, method=method, skew_mode=skew_mode, measure=measure, ewma_lambda=lam,
-                       horizon_sec=horizon_sec, fits=tuple(fits))
+    cal = Calibration(train=trains, method=method, skew_mode=skew_mode, measure=measure, ewma_lambda=lam,
+                      horizon_sec=horizon_sec, fits=tuple(fits), tail=tail, gap_floor=gap_floor)
+    if tail is None:
+        return cal
+    evaluation: list[dict[str, Any]] = []
+    for d in train:  # the estimator on each training set alone (its own past only), as a backtest
+        alone = replace(d, full=None, offset=0)
+        for r in backtest(alone, alphas, config_path, calibration=cal):
+            ib = r["intrabar"]
+            evaluation.append({"dataset": d.spec, "alpha": r["alpha"], "side": r["side"],
+                               "windows": ib["observations"], "breaches": ib["breaches"],
+                               "kupiec_p": ib["kupiec_p"], "christoffersen_ind_p": ib["christoffersen_ind_p"],
+                               "christoffersen_cc_p": ib["christoffersen_cc_p"],
+                               "margin_ratio_vs_fhs": ib["margin_ratio_vs_fhs"], "pass": ib["pass"]})
+    return replace(cal, tail_training=tuple(evaluation))
+
+
+LIQUIDATOR_LATENCY_SEC = 300
+"""The lab's liquidator latency: ``ballast stress --liquidator-latency`` 1 block (default) of the
+scenarios' 300 s blocks (``ballast.scenarios``: 15-minute bars / 3, and the synthetic paths)."""
+ORACLE_LAG_SEC = 900
+"""The keeper's round: ``ballast keeper --interval`` 900 s (default); a move beyond the price
+deviation threshold (``PushRules.price_dev`` 0.5%) is pushed on the next round, so a gap reaches
+the chain at most one round late. (The feeds' heartbeat, ``heartbeat_sec`` 3,600 s in
+config/markets.toml, bounds the lag only when the keeper is down: ``--oracle-lag-sec 3600``.)"""
+GAP_QUANTILE = 0.999
+
+
+def fit_gap_floor(train: list[Dataset], *, quantile: float = GAP_QUANTILE, oracle_lag_sec: int = ORACLE_LAG_SEC,
+                  settlement_delay_sec: int | None = None, liquidator_latency_sec: int = LIQUIDATOR_LATENCY_SEC,
+                  config_path: str | None = None) -> GapFloor:
+    """The gap-risk floor of :class:`GapFloor` from the training data sets only.
+
+    ``settlement_delay_sec`` defaults to the engine's ``order_min_delay_sec`` and the horizon to the
+    market's ``horizon_sec`` (config/markets.toml).
+
+    Raises
+    ------
+    ValidationError
+        On a quantile outside [0.99, 0.9999], a negative delay, or no training set.
+    """
+    if not train:
+        raise ValidationError("train", train, "at least one data set")
+    if isinstance(quantile, bool) or not 0.99 <= quantile <= 0.9999:
+        raise ValidationError("gap_quantile", quantile, "[0.99, 0.9999]")
+    cfg = load_config(config_path) if config_path else load_config()
+    base = cfg.markets[0].params
+    settle = cfg.engine.order_min_delay_sec if settlement_delay_sec is None else settlement_delay_sec
+    for name, v, hi in (("oracle_lag_sec", oracle_lag_sec, 86_400), ("settlement_delay_sec", settle, 86_400),
+                        ("liquidator_latency_sec", liquidator_latency_sec, 86_400)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+            raise ValidationError(name, v, f"an int in [0, {hi}] seconds")
+    total = base.horizon_sec + oracle_lag_sec + settle + liquidator_latency_sec
+    resolving = [d for d in train if d.history.interval_seconds <= total] or list(train)
+    per: list[tuple[str, int, float]] = []
+    for d in resolving:
+        steps = horizon_steps(d.history, total)
+        if steps >= len(d.history):
+            raise DataError(f"{d.spec}: {len(d.history)} bars, fewer than the {steps}-bar gap window")
+        usable = contiguous_windows(d.history, steps) if d.conventions.skip_gaps else np.ones(len(d.history) - steps, bool)
+        both = np.concatenate([adverse_moves(d.history, steps, side)[0][usable] for side in SIDES])
+        per.append((d.spec, steps, float(gpd_tail_var(both, quantile))))
+    move = math.ceil(max(m for _, _, m in per) * 1e4) / 1e4
+    min_mmf = round(move + base.liq_fee_wad / WAD, 6)
+    min_imf = round(max(base.min_imf_wad / WAD, min_mmf + base.min_buffer_wad / WAD), 6)
+    if min_mmf > base.max_mmf_wad / WAD or min_imf > base.max_imf_wad / WAD:
+        raise ValidationError("min_mmf", min_mmf, f"<= max_mmf {base.max_mmf_wad / WAD} and min_imf {min_imf} <= "
+                              f"max_imf {base.max_imf_wad / WAD} (the gap floor exceeds the caps)")
+    return GapFloor(quantile=quantile, horizon_sec=base.horizon_sec, oracle_lag_sec=oracle_lag_sec,
+                    settlement_delay_sec=settle, liquidator_latency_sec=liquidator_latency_sec, move=move,
+                    min_mmf=min_mmf, min_imf=min_imf, datasets=tuple(per))
 
 
 def _iso(ts: int) -> str:
@@ -488,11 +631,35 @@ def write_calibration(cal: Calibration, path: str | Path, *, command: str = "") 
     for t in cal.train:
         lines += ["[[calibration.train_set]]", f"spec = {json.dumps(t.spec)}", f"base = {json.dumps(t.base)}",
                   f"first_ts = {t.first_ts}", f"last_ts = {t.last_ts}", f"bars = {t.bars}", ""]
+    if cal.tail is not None:
+        spec = cal.tail
+        lines += ["# Published tail (ballast.tail): the keeper publishes tailFeed per side, in [1, cap] (0: none);",
+                  f"# {spec.label()}.", "[tail]", 'mode = "fhs"',
+                  f"window = {spec.window if spec.window is not None else 0}            # past windows; 0: all (expanding)",
+                  f"fast_lambda = {spec.fast_lambda if spec.fast_lambda is not None else 0.0!r}       # 0: filter = the keeper's EWMA",
+                  f"combine_expanding = {str(spec.combine_expanding).lower()}", f"cap = {spec.cap!r}", ""]
+        for e in cal.tail_training:
+            lines += ["[[tail.training_backtest]]  # the estimator on this training set alone"]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in e.items()] + [""]
+    if cal.gap_floor is not None:
+        g = cal.gap_floor
+        lines += [f"# Gap floor: the {g.quantile} quantile (GPD) of the adverse move over horizon {g.horizon_sec} s + oracle lag",
+                  f"# {g.oracle_lag_sec} s + settlement {g.settlement_delay_sec} s + liquidator {g.liquidator_latency_sec} s = "
+                  f"{g.total_sec} s -> min_mmf = move + liq_fee, min_imf = min_mmf + min_buffer (at least).",
+                  "[gap_floor]", f"quantile = {g.quantile!r}", f"horizon_sec = {g.horizon_sec}",
+                  f"oracle_lag_sec = {g.oracle_lag_sec}", f"settlement_delay_sec = {g.settlement_delay_sec}",
+                  f"liquidator_latency_sec = {g.liquidator_latency_sec}", f"move = {g.move!r}",
+                  f"min_mmf = {g.min_mmf!r}", f"min_imf = {g.min_imf!r}              # max leverage {1 / g.min_imf:.1f}x", ""]
+        for name, steps, move in g.datasets:
+            lines += ["[[gap_floor.dataset]]", f"spec = {json.dumps(name)}", f"bars = {steps}", f"move = {move!r}", ""]
     for f in cal.fits:
         lines += ["[[fit]]", f"alpha = {f.alpha!r}", f"z = {f.z!r}", f"skew = {f.skew!r}",
                   f"skew_sens = {f.skew_sens!r}", f"tail_cap = {f.tail_cap!r}", f"regime_sens = {f.regime_sens!r}",
                   f"vol_ref = {f.vol_ref!r}", f"quantile_long = {f.quantile_long!r}",
-                  f"quantile_short = {f.quantile_short!r}", f"windows = {f.windows}", ""]
+                  f"quantile_short = {f.quantile_short!r}", f"windows = {f.windows}"]
+        if cal.tail is not None:
+            lines += [f"prior_long = {f.prior_long!r}", f"prior_short = {f.prior_short!r}"]
+        lines.append("")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(lines))
 
@@ -520,10 +687,29 @@ def load_calibration(path: str | Path) -> Calibration:
                              skew_sens=float(f["skew_sens"]), tail_cap=float(f["tail_cap"]),
                              regime_sens=float(f["regime_sens"]), vol_ref=float(f["vol_ref"]),
                              quantile_long=float(f["quantile_long"]), quantile_short=float(f["quantile_short"]),
-                             windows=int(f["windows"])) for f in d["fit"])
+                             windows=int(f["windows"]), prior_long=float(f.get("prior_long", 0.0)),
+                             prior_short=float(f.get("prior_short", 0.0))) for f in d["fit"])
+        tail = None
+        training: tuple[dict[str, Any], ...] = ()
+        if "tail" in d:
+            t = d["tail"]
+            if t["mode"] != "fhs":
+                raise ValueError(f"tail.mode {t['mode']!r}, allowed: 'fhs'")
+            tail = TailSpec(window=int(t["window"]) or None, fast_lambda=float(t["fast_lambda"]) or None,
+                            combine_expanding=bool(t["combine_expanding"]), cap=float(t["cap"]))
+            training = tuple(t.get("training_backtest", []))
+        gap = None
+        if "gap_floor" in d:
+            g = d["gap_floor"]
+            gap = GapFloor(quantile=float(g["quantile"]), horizon_sec=int(g["horizon_sec"]),
+                           oracle_lag_sec=int(g["oracle_lag_sec"]), settlement_delay_sec=int(g["settlement_delay_sec"]),
+                           liquidator_latency_sec=int(g["liquidator_latency_sec"]), move=float(g["move"]),
+                           min_mmf=float(g["min_mmf"]), min_imf=float(g["min_imf"]),
+                           datasets=tuple((str(x["spec"]), int(x["bars"]), float(x["move"])) for x in g["dataset"]))
         cal = Calibration(train=trains, method=c["method"], skew_mode=c["skew_mode"], measure=c["measure"],
-                          ewma_lambda=float(c["ewma_lambda"]), horizon_sec=int(c["horizon_sec"]), fits=fits)
-    except (KeyError, TypeError, ValueError) as e:
+                          ewma_lambda=float(c["ewma_lambda"]), horizon_sec=int(c["horizon_sec"]), fits=fits,
+                          tail=tail, gap_floor=gap, tail_training=training)
+    except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise ValidationError("params", str(p), f"a calibration file written by ballast calibrate ({e!r})") from e
     if not trains or not fits:
         raise ValidationError("params", str(p), "at least one [[calibration.train_set]] and one [[fit]]")
@@ -569,7 +755,7 @@ def _measure_row(bt: BreachStats, model: FloatArray, fhs: FloatArray, fhs_stats:
 
 def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_path: str | None = None, *,
              skip_gaps: bool | None = None, periods: float | None = None,
-             calibration: Calibration | None = None) -> list[dict[str, Any]]:
+             calibration: Calibration | None = None, gap_floor: bool = False) -> list[dict[str, Any]]:
     """The backtest table: one row per (alpha, side), each with both measures.
 
     Parameters
@@ -591,6 +777,11 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
     calibration
         Calibrated parameters (:func:`load_calibration`); ``None``: the shipped configuration with
         ``z = norm.ppf(alpha)``. Rows are marked in-/out-of-sample against its training sets.
+        With a published tail (``[tail]``) the keeper's feed is computed at every tested bar from
+        the bars before it (:func:`ballast.tail.tail_feed_series`) and enters the model.
+    gap_floor
+        Test ``max(varMove, gap move)``, the part of ``mmfBase`` above the liquidation fee with
+        the calibration's gap floor (``min_mmf``), instead of the VaR move alone.
 
     Raises
     ------
@@ -627,16 +818,29 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
     sigma_h, usable, moves = standardized_windows(h, steps, lam, skip_gaps=skip)
     window_end = np.arange(sigma_h.size, dtype=np.float64) + steps
     sample = calibration.sample(data) if calibration else "shipped config"
+    if gap_floor and (calibration is None or calibration.gap_floor is None):
+        raise ValidationError("gap_floor", gap_floor, "only with a calibration that has a [gap_floor] (--params)")
     for a in alphas:
+        feeds: dict[str, np.ndarray] | None = None
+        if calibration and calibration.tail is not None:
+            f = calibration.fit(a)
+            fs = tail_feed_series(h, steps, a, calibration.tail, z=f.z, lam=lam, skip_gaps=skip,
+                                  prior={"long": f.prior_long, "short": f.prior_short},
+                                  bars=np.arange(lo, max(lo, hi - steps)))
+            feeds = {"long": fs["long"], "short": fs["short"]}
         if calibration:
             ser = model_series(h, a, lam=lam, horizon_sec=model_horizon, periods=conv.periods,
-                               params=calibration.params(a, cfg.markets[0].params), skew=calibration.fit(a).skew)
+                               params=calibration.params(a, cfg.markets[0].params), skew=calibration.fit(a).skew,
+                               tail_feeds=feeds)
         else:
             ser = model_series(h, a, config_path, lam=lam, horizon_sec=model_horizon, periods=conv.periods)
         for side in SIDES:
             model = np.array(ser["var_long" if side == "long" else "var_short"])
             model[:lo] = np.nan
             model[max(lo, hi - steps):] = np.nan
+            if gap_floor:
+                assert calibration is not None and calibration.gap_floor is not None
+                model = np.where(np.isfinite(model), np.maximum(model, calibration.gap_floor.move), np.nan)
             bt = backtest_margin(h, model, steps, side, alpha=a, step=steps, skip_gaps=skip)
             k = bt.kupiec
             if k is None or z_moves[side].size == 0:
@@ -675,6 +879,13 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
                 "bars": len(data.history),
                 "intrabar": measures["intrabar"], "close_to_close": measures["close_to_close"],
             })
+            if feeds is not None:
+                fv = feeds[side][starts]
+                fv = fv[np.isfinite(fv)]
+                rows[-1]["tail_feed"] = {"mean": float(np.mean(fv)) if fv.size else math.nan,
+                                         "max": float(np.max(fv)) if fv.size else math.nan,
+                                         "at_cap": int(np.count_nonzero(fv >= calibration.tail.cap)) if calibration and calibration.tail else 0}
+            rows[-1]["gap_floor_move"] = calibration.gap_floor.move if gap_floor and calibration and calibration.gap_floor else None
     return rows
 
 
@@ -741,7 +952,7 @@ def _datasets(specs: str, csv_history: PriceHistory | None, skip_gaps: bool | No
 
 def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None, config_path: str | None, *,
                  csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool | None = None,
-                 periods: float | None = None, params_path: str | None = None) -> int:
+                 periods: float | None = None, params_path: str | None = None, gap_floor: bool = False) -> int:
     """``ballast backtest``: bundled data sets (comma-separated specs), or the user's own OHLC(V) CSV
     (``csv_path``), with the shipped parameters or a calibration file (``params_path``)."""
     csv_history = _load_csv_noted(csv_path, interval_seconds) if csv_path is not None else None
@@ -755,11 +966,18 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
         for f in cal.fits:
             print(f"  alpha {f.alpha}: z {f.z:.4f}, skew input {f.skew:+.4f} (vol units), skew_sens {f.skew_sens:g}, "
                   f"tail_cap {f.tail_cap:g}, regime_sens {f.regime_sens:g}, vol_ref {f.vol_ref:g} (annualized)")
+        if cal.tail is not None:
+            print(f"  published tail per side: {cal.tail.label()}")
+        if cal.gap_floor is not None:
+            g = cal.gap_floor
+            print(f"  gap floor: move {100 * g.move:.2f}% over {g.total_sec} s -> min_mmf {g.min_mmf:g}, min_imf "
+                  f"{g.min_imf:g} (max leverage {1 / g.min_imf:.1f}x)" + ("; tested: max(varMove, gap move)" if gap_floor
+                                                                         else "; not in the tested margin (--gap-floor)"))
     else:
         print(f"Parameters: shipped configuration {config_path or 'config/markets.toml'} with z = norm.ppf(alpha)")
     rows: list[dict[str, Any]] = []
     for d in _datasets(specs, csv_history, skip_gaps, periods):
-        rs = backtest(d, alphas, config_path, calibration=cal)
+        rs = backtest(d, alphas, config_path, calibration=cal, gap_floor=gap_floor)
         r0 = rs[0]
         print(f"\n{d.spec}: {r0['bars']} bars, {r0['first_bar_utc'][:16]} to {r0['last_bar_utc'][:16]}; horizon "
               f"{r0['horizon_bars']} bar(s) = {r0['horizon_sec']} s; {r0['periods_per_year']:g} bars per year; "
@@ -778,7 +996,11 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
         doc: Any = rows
         if cal is not None:
             doc = {"params": params_path, "train": [t.spec for t in cal.train], "method": cal.method,
-                   "skew_mode": cal.skew_mode, "fits": [vars(f) for f in cal.fits], "rows": rows}
+                   "skew_mode": cal.skew_mode, "fits": [vars(f) for f in cal.fits],
+                   "tail": None if cal.tail is None else {**vars(cal.tail), "label": cal.tail.label()},
+                   "tail_training_backtest": list(cal.tail_training),
+                   "gap_floor": None if cal.gap_floor is None else {**vars(cal.gap_floor), "total_sec": cal.gap_floor.total_sec},
+                   "gap_floor_tested": gap_floor, "rows": rows}
         Path(json_out).write_text(json.dumps(doc, indent=1))
         print(f"written: {json_out}")
     return 0
@@ -787,7 +1009,7 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
 def calibrate_cli(train: str | None, out: str, alphas: list[float], config_path: str | None, *,
                   csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool | None = None,
                   periods: float | None = None, method: TailMethod = "fhs", skew_mode: SkewMode = "fit",
-                  command: str = "") -> int:
+                  command: str = "", tail: TailSpec | None = None, gap_floor: dict[str, Any] | None = None) -> int:
     """``ballast calibrate``: fit the tail on the named training data only and write ``out``."""
     csv_history = _load_csv_noted(csv_path, interval_seconds) if csv_path is not None else None
     specs = [s for s in (train or "").split(",") if s]
@@ -796,13 +1018,27 @@ def calibrate_cli(train: str | None, out: str, alphas: list[float], config_path:
     if not specs:
         raise ValidationError("--train", train, "comma-separated data sets (NAME[@START..END]) and/or --csv FILE")
     data = _datasets(",".join(specs), csv_history, skip_gaps, periods)
-    cal = fit_tail(data, alphas, method=method, skew_mode=skew_mode, config_path=config_path)
+    floor = fit_gap_floor(data, config_path=config_path, **gap_floor) if gap_floor is not None else None
+    cal = fit_tail(data, alphas, method=method, skew_mode=skew_mode, config_path=config_path, tail=tail,
+                   gap_floor=floor)
     write_calibration(cal, out, command=command)
     for t in cal.train:
         print(f"train: {t.spec}: {t.bars} bars, {_iso(t.first_ts)} to {_iso(t.last_ts)}")
     for f in cal.fits:
         print(f"alpha {f.alpha}: quantile of the standardized adverse move long {f.quantile_long:.3f}, short "
               f"{f.quantile_short:.3f} ({f.windows} windows per side) -> z {f.z:.4f}, skew input {f.skew:+.4f} "
-              f"(vol units), tail_cap {f.tail_cap:g}, regime_sens {f.regime_sens:g}")
+              f"(vol units), tail_cap {f.tail_cap:g}, regime_sens {f.regime_sens:g}"
+              + (f"; tail feed prior long {f.prior_long:g}, short {f.prior_short:g}" if tail is not None else ""))
+    if tail is not None:
+        print(f"published tail: {tail.label()}; causal backtest on each training set alone (intrabar):")
+        for e in cal.tail_training:
+            print(f"  {e['dataset']:24} alpha {e['alpha']:<6} {e['side']:5} {e['breaches']:>3}/{e['windows']:<5} breaches, "
+                  f"Kupiec p {e['kupiec_p']:.3g}, indep. p {e['christoffersen_ind_p']:.3g}, /FHS "
+                  f"{e['margin_ratio_vs_fhs']:.2f}x: {'pass' if e['pass'] else 'FAIL'}")
+    if floor is not None:
+        print(f"gap floor: {floor.quantile} quantile of the adverse move over horizon {floor.horizon_sec} s + oracle lag "
+              f"{floor.oracle_lag_sec} s + settlement {floor.settlement_delay_sec} s + liquidator {floor.liquidator_latency_sec} s "
+              f"= {floor.total_sec} s: " + ", ".join(f"{n} ({b} bars) {100 * m:.2f}%" for n, b, m in floor.datasets)
+              + f" -> min_mmf {floor.min_mmf:g}, min_imf {floor.min_imf:g}: max leverage {1 / floor.min_imf:.1f}x")
     print(f"written: {out}")
     return 0

@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated confidence levels (default 0.95,0.99,0.995, or the --params file's)")
     b.add_argument("--params", default=None, metavar="FILE.toml",
                    help="calibrated parameters from `ballast calibrate` (rows marked in-/out-of-sample)")
+    b.add_argument("--gap-floor", action="store_true",
+                   help="test max(varMove, the --params file's gap move) (the margin with its min_mmf floor)")
     b.add_argument("--json", dest="json_out", default=None, help="also write the table as JSON to this file")
     b.add_argument("--config", default=None)
     c = sub.add_parser("calibrate", help="fit the tail (quantile of standardized adverse moves) on named "
@@ -160,6 +162,25 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--skew", choices=["fit", "zero"], default="fit",
                    help="fit: one z for the thinner side, a published skew input for the fatter (default); "
                         "zero: one symmetric z")
+    c.add_argument("--tail", choices=["none", "fhs"], default="none",
+                   help="fhs: the keeper publishes a per-side tail feed, the FHS quantile of past standardized "
+                        "adverse moves over z (ballast.tail); none (default): fitted z and skew only")
+    c.add_argument("--tail-window", type=int, default=None, metavar="N",
+                   help="past windows in the feed's quantile (default: all, expanding)")
+    c.add_argument("--tail-fast-lambda", type=float, default=None, metavar="L",
+                   help="filter max(keeper EWMA, a faster EWMA with this decay) (default: the keeper's EWMA)")
+    c.add_argument("--tail-combine-expanding", action="store_true",
+                   help="with --tail-window: the larger of the rolling and the expanding quantile")
+    c.add_argument("--tail-cap", type=float, default=5.0, help="largest published tail, = tailCap (1..5, default 5)")
+    c.add_argument("--gap-floor", action="store_true",
+                   help="fit the gap-risk floor (min_mmf, min_imf) on the training data")
+    c.add_argument("--gap-quantile", type=float, default=0.999, help="quantile of the gap move (default 0.999)")
+    c.add_argument("--oracle-lag-sec", type=int, default=None,
+                   help="oracle lag, s (default 900: one keeper round, ballast keeper --interval)")
+    c.add_argument("--settlement-delay-sec", type=int, default=None,
+                   help="settlement delay, s (default: the engine's order_min_delay_sec)")
+    c.add_argument("--liquidator-latency-sec", type=int, default=None,
+                   help="liquidator latency, s (default 300: the lab's 1 block of 300 s)")
     c.add_argument("--out", required=True, metavar="FILE.toml", help="calibration file to write")
     c.add_argument("--config", default=None, help="base market configuration (default config/markets.toml)")
     args = sys.argv[1:] if argv is None else argv
@@ -205,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValidationError("--interval", a.interval, "only with --csv")
             return backtest_cli(a.dataset, alphas, a.json_out, a.config, csv_path=a.csv,
                                 interval_seconds=a.interval, skip_gaps=None if a.gaps is None else a.gaps == "skip",
-                                periods=a.periods_per_year, params_path=a.params)
+                                periods=a.periods_per_year, params_path=a.params, gap_floor=a.gap_floor)
         if a.cmd == "calibrate":
             from ballast.calibration import calibrate_cli
 
@@ -213,10 +234,24 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValidationError("--interval", a.interval, "only with --csv")
             alphas = _alphas(a.alphas)
             assert alphas is not None
+            from ballast.tail import TailSpec
+
+            tail = None
+            if a.tail == "fhs":
+                tail = TailSpec(window=a.tail_window, fast_lambda=a.tail_fast_lambda,
+                                combine_expanding=a.tail_combine_expanding, cap=a.tail_cap)
+            elif a.tail_window is not None or a.tail_fast_lambda is not None or a.tail_combine_expanding:
+                raise ValidationError("--tail", a.tail, "fhs when --tail-window/--tail-fast-lambda/--tail-combine-expanding is given")
+            gap = None
+            if a.gap_floor:
+                gap = {"quantile": a.gap_quantile}
+                for k in ("oracle_lag_sec", "settlement_delay_sec", "liquidator_latency_sec"):
+                    if getattr(a, k) is not None:
+                        gap[k] = getattr(a, k)
             return calibrate_cli(a.train, a.out, alphas, a.config, csv_path=a.csv, interval_seconds=a.interval,
                                  skip_gaps=None if a.gaps is None else a.gaps == "skip",
                                  periods=a.periods_per_year, method=a.method, skew_mode=a.skew,
-                                 command="ballast " + " ".join(args))
+                                 command="ballast " + " ".join(args), tail=tail, gap_floor=gap)
     except BallastError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
