@@ -889,6 +889,44 @@ def backtest(dataset: str | PriceHistory | Dataset, alphas: list[float], config_
     return rows
 
 
+TAIL_GRID: tuple[TailSpec, ...] = tuple(
+    TailSpec(window=w, fast_lambda=f, combine_expanding=c, cap=5.0)
+    for f in (None, 0.7, 0.8, 0.9)
+    for w, c in ((None, False), (500, False), (1000, False), (2000, False), (500, True), (1000, True)))
+"""The settings ``ballast backtest --tail-grid`` compares: window all/500/1,000/2,000 or the larger of
+a rolling and the expanding quantile, filter the keeper's EWMA or max with an EWMA of decay
+0.7/0.8/0.9."""
+
+
+def tail_sensitivity(cal: Calibration, datasets: list[Dataset], alphas: list[float], config_path: str | None = None,
+                     specs: tuple[TailSpec, ...] = TAIL_GRID) -> list[dict[str, Any]]:
+    """Refit ``cal``'s training sets with each tail setting and backtest it on ``datasets``.
+
+    Shows how much the result depends on the estimator's hyperparameters: per setting, the
+    intrabar rows passing on the training sets (each read alone) and on ``datasets``.
+
+    Raises
+    ------
+    ValidationError
+        If a training set of ``cal`` is not a built-in data set (a CSV cannot be reloaded).
+    """
+    for t in cal.train:
+        if t.base not in DATASETS:
+            raise ValidationError("train", t.spec, f"a built-in data set {sorted(DATASETS)} to refit (--tail-grid)")
+    train = _datasets(",".join(t.spec for t in cal.train), None, None, None)
+    out = []
+    for spec in specs:
+        refit = fit_tail(train, alphas, method=cal.method, skew_mode=cal.skew_mode, measure=cal.measure,
+                         lam=cal.ewma_lambda, config_path=config_path, tail=spec, gap_floor=cal.gap_floor)
+        rows = [r for d in datasets for r in backtest(d, alphas, config_path, calibration=refit)]
+        out.append({"tail": spec.label(), "window": spec.window, "fast_lambda": spec.fast_lambda,
+                    "combine_expanding": spec.combine_expanding,
+                    "train_pass": sum(bool(e["pass"]) for e in refit.tail_training), "train_rows": len(refit.tail_training),
+                    "test_pass": sum(bool(r["intrabar"]["pass"]) for r in rows), "test_rows": len(rows),
+                    "test_max_ratio_vs_fhs": max(r["intrabar"]["margin_ratio_vs_fhs"] for r in rows)})
+    return out
+
+
 def standardized_moves(history: PriceHistory, steps: int, lam: float = 0.94, *,
                        periods: float | None = None, skip_gaps: bool = True) -> dict[str, np.ndarray]:
     """Worst adverse move over the next ``steps`` bars (intrabar), divided by the EWMA volatility
@@ -952,12 +990,15 @@ def _datasets(specs: str, csv_history: PriceHistory | None, skip_gaps: bool | No
 
 def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None, config_path: str | None, *,
                  csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool | None = None,
-                 periods: float | None = None, params_path: str | None = None, gap_floor: bool = False) -> int:
+                 periods: float | None = None, params_path: str | None = None, gap_floor: bool = False,
+                 tail_grid: bool = False) -> int:
     """``ballast backtest``: bundled data sets (comma-separated specs), or the user's own OHLC(V) CSV
     (``csv_path``), with the shipped parameters or a calibration file (``params_path``)."""
     csv_history = _load_csv_noted(csv_path, interval_seconds) if csv_path is not None else None
     specs = csv_history.name if csv_history is not None else dataset
     cal = load_calibration(params_path) if params_path else None
+    if tail_grid and (cal is None or cal.tail is None):
+        raise ValidationError("--tail-grid", True, "with --params of a file written by calibrate --tail fhs")
     if alphas is None:
         alphas = [f.alpha for f in cal.fits] if cal else [0.95, 0.99, 0.995]
     if cal:
@@ -991,6 +1032,14 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
     print(format_table(rows))
     n_pass = sum(r[m]["pass"] for r in rows for m in MEASURES)
     print(f"\n{n_pass} of {2 * len(rows)} rows pass")
+    grid: list[dict[str, Any]] = []
+    if tail_grid:
+        assert cal is not None
+        print("\nSensitivity to the tail estimator's settings (intrabar rows passing; training sets read alone):")
+        grid = tail_sensitivity(cal, _datasets(specs, csv_history, skip_gaps, periods), alphas, config_path)
+        for row in grid:
+            print(f"  {row['tail']:78} train {row['train_pass']:>2}/{row['train_rows']}  test {row['test_pass']:>2}/"
+                  f"{row['test_rows']}  max /FHS {row['test_max_ratio_vs_fhs']:.2f}")
     if json_out:
         Path(json_out).parent.mkdir(parents=True, exist_ok=True)
         doc: Any = rows
@@ -1001,6 +1050,8 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
                    "tail_training_backtest": list(cal.tail_training),
                    "gap_floor": None if cal.gap_floor is None else {**vars(cal.gap_floor), "total_sec": cal.gap_floor.total_sec},
                    "gap_floor_tested": gap_floor, "rows": rows}
+            if tail_grid:
+                doc["tail_grid"] = grid
         Path(json_out).write_text(json.dumps(doc, indent=1))
         print(f"written: {json_out}")
     return 0

@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="calibrated parameters from `ballast calibrate` (rows marked in-/out-of-sample)")
     b.add_argument("--gap-floor", action="store_true",
                    help="test max(varMove, the --params file's gap move) (the margin with its min_mmf floor)")
+    b.add_argument("--tail-grid", action="store_true",
+                   help="also refit the --params file's training sets with each tail setting of a small grid and "
+                        "report training and test passes (sensitivity to the estimator's hyperparameters)")
     b.add_argument("--json", dest="json_out", default=None, help="also write the table as JSON to this file")
     b.add_argument("--config", default=None)
     c = sub.add_parser("calibrate", help="fit the tail (quantile of standardized adverse moves) on named "
@@ -226,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValidationError("--interval", a.interval, "only with --csv")
             return backtest_cli(a.dataset, alphas, a.json_out, a.config, csv_path=a.csv,
                                 interval_seconds=a.interval, skip_gaps=None if a.gaps is None else a.gaps == "skip",
-                                periods=a.periods_per_year, params_path=a.params, gap_floor=a.gap_floor)
+                                periods=a.periods_per_year, params_path=a.params, gap_floor=a.gap_floor,
+                                tail_grid=a.tail_grid)
         if a.cmd == "calibrate":
             from ballast.calibration import calibrate_cli
 

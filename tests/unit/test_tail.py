@@ -163,3 +163,22 @@ def test_gap_floor_options_validated() -> None:
         fit_gap_floor([d], oracle_lag_sec=-1)
     longer = fit_gap_floor([d], oracle_lag_sec=3_600)  # the heartbeat instead of one keeper round
     assert longer.move >= fit_gap_floor([d]).move
+
+
+def test_tail_sensitivity_refits_on_training_only(capsys: pytest.CaptureFixture[str]) -> None:
+    from ballast.calibration import fit_tail, load_dataset, tail_sensitivity
+    from ballast.cli import main
+
+    train = [load_dataset("btc_15min@..2021-10-08")]
+    cal = fit_tail(train, [0.99], tail=TailSpec(window=500))
+    test = [load_dataset("btc_15min@2021-10-08..2021-10-20")]
+    specs = (TailSpec(), TailSpec(window=500, fast_lambda=0.8))
+    grid = tail_sensitivity(cal, test, [0.99], specs=specs)
+    assert [g["window"] for g in grid] == [None, 500]
+    for g in grid:
+        assert g["train_rows"] == 2 and g["test_rows"] == 2  # one alpha, two sides
+        assert 0 <= g["train_pass"] <= 2 and 0 <= g["test_pass"] <= 2 and g["test_max_ratio_vs_fhs"] > 0
+    # the refit of the first setting is the plain expanding feed: its training backtest is the fit's own
+    assert grid[0]["train_pass"] == sum(e["pass"] for e in fit_tail(train, [0.99], tail=TailSpec()).tail_training)
+    assert main(["backtest", "--dataset", "btc_daily", "--tail-grid"]) == 2
+    assert "--tail-grid" in capsys.readouterr().err
