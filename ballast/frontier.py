@@ -4,14 +4,25 @@ x: calm-period mean max leverage of a controller (mean over its runs); y: the pr
 debt (mean, 95th and 99th percentile, expected shortfall at 95%) and P(bad debt > insurance fund)
 (the share of runs with socialized bad debt: debt the fund could not cover); on its own axis the
 traders' harm: liquidation penalties paid, liquidated notional and peak liquidations per block.
-Static caps are a curve, the dynamic model and the stress baselines are points. Means carry 95%
-bootstrap intervals. Scenarios the shipped parameters were tuned on (``ballast.sweep.TUNED``) are
-shown apart from the rest.
+Static caps are a curve, the dynamic model and the stress baselines are points (a keeper mode other
+than ``trailing`` is a separate point, ``dynamic@predictive``). Means carry 95% bootstrap intervals.
+Scenarios the shipped parameters were tuned on (``ballast.sweep.TUNED``) are shown apart from the
+rest. Per family, a paired comparison on the same paths: the ratio of mean bad debt dynamic /
+static_calm with a paired bootstrap interval and the share of paths where the dynamic run lost less
+(a zero denominator is written out, never ``nan``). Rows with status ``no_trading`` (no order
+settled: an error) are left out and counted; ``no_stress`` paths (a calm draw) stay in.
+
+``python -m ballast.frontier SWEEP.sqlite [SWEEP.sqlite ...] --out DIR`` merges sweeps (a row of the
+same scenario, seed, accounts and controller counted once) and writes ``frontier.html``,
+``frontier.png`` and ``frontier.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import html
+import json
+import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,15 +76,70 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
+    """The rows of one or more sweep files, a controller run under a keeper mode other than
+    ``trailing`` labelled ``NAME@MODE``, duplicates (scenario, seed, accounts, controller) once."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for db in dbs:
+        if not Path(db).is_file():
+            raise FileNotFoundError(f"sweep file {db} not found")
+        con = sqlite3.connect(str(db))
+        modes = {t: json.loads(sp).get("keeper_mode", "trailing") for t, sp in con.execute("SELECT task_id, spec FROM tasks")}
+        cur = con.execute("SELECT * FROM runs")
+        names = [d[0] for d in cur.description]
+        for rec in cur:
+            r = dict(zip(names, rec))
+            r.setdefault("status", "ok")
+            r.setdefault("family", r["scenario"])
+            mode = modes.get(r["task_id"], "trailing")
+            if mode != "trailing":
+                r["controller"] = f"{r['controller']}@{mode}"
+            out.setdefault((r["scenario"], r["seed"], r["accounts"], r["controller"]), r)
+        con.close()
+    return list(out.values())
+
+
+def paired(rows: Sequence[dict[str, Any]], a: str = "dynamic", b: str = "static_calm", n: int = 1000,
+           seed: int = 0) -> dict[str, Any]:
+    """Controller ``a`` against ``b`` on the same (scenario, seed) paths: ratio of mean bad debt with
+    a paired 95% bootstrap interval, share of paths where ``a`` lost less / more, the paths."""
+    by: dict[tuple[Any, Any], dict[str, float]] = {}
+    for r in rows:
+        if r["controller"] in (a, b) and r["bad_debt_usd"] is not None:
+            by.setdefault((r["scenario"], r["seed"]), {})[r["controller"]] = float(r["bad_debt_usd"])
+    both = [v for v in by.values() if a in v and b in v]
+    if not both:
+        return {"paths": 0, "text": f"n/a: no path with both {a} and {b}"}
+    x = np.array([v[a] for v in both])
+    y = np.array([v[b] for v in both])
+    res: dict[str, Any] = {"paths": len(both), "a_less": float(np.mean(x < y)), "a_more": float(np.mean(x > y)),
+                           "mean_a": float(x.mean()), "mean_b": float(y.mean())}
+    if y.sum() <= 0:
+        res.update(ratio=None, ci=None, text=f"n/a: {b} had no bad debt on these {len(both)} paths "
+                                             f"({a} mean {x.mean():,.0f} USD)")
+        return res
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(both), size=(n, len(both)))
+    sb = y[idx].sum(axis=1)
+    ratios = x[idx].sum(axis=1) / np.where(sb > 0, sb, np.nan)
+    lo, hi = np.nanpercentile(ratios, [2.5, 97.5])
+    res.update(ratio=float(x.sum() / y.sum()), ci=(float(lo), float(hi)),
+               text=f"{x.sum() / y.sum():.2f} [{lo:.2f}, {hi:.2f}]")
+    return res
+
+
 def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> None:
     caps = sorted((s for s in summ if s["controller"].startswith("static_") and s["controller"].endswith("x")),
                   key=lambda s: s["calm_lev"])
-    pts = [s for s in summ if s not in caps]
+    # points: the dynamic variants and the stress baselines (caps under another keeper mode: tables only)
+    pts = [s for s in summ if s not in caps and not (s["controller"].startswith("static_") and "x@" in s["controller"])]
     x = [s["calm_lev"] for s in caps]
     for key, style, label in (("bad_mean", "-o", "mean"), ("bad_p95", "--s", "p95"), ("bad_p99", ":^", "p99"),
                               ("bad_es95", "-.d", "ES 95%")):
         ax_bad.plot(x, [s[key] for s in caps], style, color="#7f7f7f", ms=4, label=f"static caps: {label}")
-    colors = {"dynamic": "#1f77b4", "static_calm": "#d62728", "static_conservative": "#2ca02c"}
+    colors = {"dynamic": "#1f77b4", "static_calm": "#d62728", "static_conservative": "#2ca02c",
+              "dynamic@predictive": "#17becf", "static_calm@predictive": "#e377c2",
+              "static_conservative@predictive": "#bcbd22"}
     for s in pts:
         col = colors.get(s["controller"], "#9467bd")
         ax_bad.errorbar([s["calm_lev"]], [s["bad_mean"]], yerr=[[s["bad_mean"] - s["bad_ci_lo"]],
@@ -81,7 +147,8 @@ def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> 
                         fmt="o", color=col, ms=8, capsize=3, label=f"{s['controller']}: mean (95% CI)")
         ax_bad.plot([s["calm_lev"]] * 3, [s["bad_p95"], s["bad_p99"], s["bad_es95"]], "x", color=col, ms=7)
     ax_bad.set_xlabel("calm-period mean max leverage (x)")
-    ax_bad.set_ylabel("bad debt per run (USD)")
+    ax_bad.set_yscale("symlog", linthresh=1_000.0)
+    ax_bad.set_ylabel("bad debt per run (USD; log above 1,000)")
     ax_bad.set_title(f"{title}: protocol harm")
     ax_bad.legend(fontsize=7)
     ax2 = ax_bad.twinx()
@@ -103,7 +170,8 @@ def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> 
         ax3.plot([s["calm_lev"]], [s["peak_liq"]], "^", color=colors.get(s["controller"], "#9467bd"), ms=8)
     ax3.set_ylabel("peak liquidations per block", color="#8c564b")
     ax_harm.set_xlabel("calm-period mean max leverage (x)")
-    ax_harm.set_ylabel("USD per run (mean)")
+    ax_harm.set_yscale("symlog", linthresh=1_000.0)
+    ax_harm.set_ylabel("USD per run (mean; log above 1,000)")
     ax_harm.set_title(f"{title}: traders' harm (points: dynamic, static_calm, static_conservative)")
     ax_harm.legend(fontsize=7, loc="upper left")
 
@@ -124,6 +192,11 @@ def write_frontier(rows: Sequence[dict[str, Any]], out: Path) -> Path:
     """``frontier.png`` (untuned and tuned scenarios apart) and ``frontier.html`` with the tables
     overall and per scenario family."""
     out.mkdir(parents=True, exist_ok=True)
+    bad_rows = [r for r in rows if r.get("status") == "no_trading"]
+    rows = [r for r in rows if r.get("status") != "no_trading"]
+    if not rows:
+        raise ValueError(f"no sweep row with trading ({len(bad_rows)} rows had no order settled)")
+    calm_paths = {(r["scenario"], r["seed"]) for r in rows if r.get("status") == "no_stress"}
     groups = [("untuned scenarios", [r for r in rows if not r["tuned"]]),
               ("tuned-on scenarios", [r for r in rows if r["tuned"]])]
     groups = [(t, g) for t, g in groups if g]
@@ -134,9 +207,18 @@ def write_frontier(rows: Sequence[dict[str, Any]], out: Path) -> Path:
     fig.savefig(out / "frontier.png", dpi=100)
     plt.close(fig)
     fams = sorted({r["scenario"] for r in rows})
-    per = "".join(f"<h3>{html.escape(f)}{' (tuned on)' if any(r['tuned'] for r in rows if r['scenario'] == f) else ''}"
-                  f"</h3>{_table(summarize([r for r in rows if r['scenario'] == f]))}" for f in fams)
-    sections = "".join(f"<h2>{html.escape(t)} ({len(g)} runs)</h2>{_table(summarize(g))}" for t, g in groups)
+    fam_rows = {f: [r for r in rows if r["scenario"] == f] for f in fams}
+    report: dict[str, Any] = {
+        "runs": len(rows), "paths": len({(r["scenario"], r["seed"]) for r in rows}),
+        "no_trading_rows": len(bad_rows), "no_stress_paths": len(calm_paths),
+        "groups": {t: {"summary": summarize(g), "paired": _paired_all(g)} for t, g in groups},
+        "families": {f: {"tuned": any(r["tuned"] for r in g), "summary": summarize(g), "paired": _paired_all(g)}
+                     for f, g in fam_rows.items()}}
+    (out / "frontier.json").write_text(json.dumps(_finite(report), indent=1, allow_nan=False))
+    per = "".join(f"<h3>{html.escape(f)}{' (tuned on)' if report['families'][f]['tuned'] else ''}</h3>"
+                  f"{_paired_html(report['families'][f]['paired'])}{_table(summarize(g))}" for f, g in fam_rows.items())
+    sections = "".join(f"<h2>{html.escape(t)} ({len(g)} runs)</h2>{_paired_html(report['groups'][t]['paired'])}"
+                       f"{_table(summarize(g))}" for t, g in groups)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Ballast frontier</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}
 td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}</style>
@@ -147,7 +229,53 @@ paths. x: calm-period mean max leverage (x); protocol harm: bad debt per run (US
 could not cover); traders' harm: liquidation penalties paid, liquidated notional (USD) and peak liquidations per block.
 Static caps 3x..50x (maintenance = half the initial margin) form the grey curve; the dynamic model, static_calm (the
 dynamic run's calm-period leverage) and static_conservative are points. Scenarios the shipped parameters were tuned on
-are shown apart.</p><img src="frontier.png" alt="frontier">{sections}<h2>Per scenario family</h2>{per}</body></html>"""
+are shown apart. Left out: {len(bad_rows)} rows with no order settled (an error, listed by status in the sweep file);
+kept: {len(calm_paths)} paths on which no stress controller liquidated anyone or had bad debt (calm draws).</p>
+<img src="frontier.png" alt="frontier">{sections}<h2>Per scenario family</h2>{per}</body></html>"""
     path = out / "frontier.html"
     path.write_text(page)
     return path
+
+
+def _paired_all(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    ctl = {r["controller"] for r in rows}
+    out = {"dynamic vs static_calm": paired(rows, "dynamic", "static_calm"),
+           "dynamic vs static_conservative": paired(rows, "dynamic", "static_conservative")}
+    for c in sorted(x for x in ctl if x.startswith("dynamic@")):
+        mode = c.split("@", 1)[1]
+        out[f"{c} vs static_calm@{mode}"] = paired(rows, c, f"static_calm@{mode}")
+        out[f"{c} vs dynamic"] = paired(rows, c, "dynamic")
+    return out
+
+
+def _paired_html(p: dict[str, Any]) -> str:
+    items = "".join(f"<li>{html.escape(k)}: bad debt ratio of means {html.escape(v['text'])}"
+                    + (f"; lower on {v['a_less']:.0%} and higher on {v['a_more']:.0%} of {v['paths']:,} paths"
+                       if v.get("paths") else "") + "</li>" for k, v in p.items())
+    return f"<ul>{items}</ul>"
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ballast.frontier", description="the leverage / harm frontier of "
+                                 "one or more sweeps (HTML, PNG, JSON)")
+    ap.add_argument("sweeps", nargs="+", help="sweep.sqlite files (merged; a duplicate row counted once)")
+    ap.add_argument("--out", default="out/frontier")
+    a = ap.parse_args(list(argv) if argv is not None else None)
+    rows = load_rows([Path(x) for x in a.sweeps])
+    page = write_frontier(rows, Path(a.out))
+    print(f"frontier of {len(rows):,} rows: {page}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

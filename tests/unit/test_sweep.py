@@ -111,3 +111,39 @@ def test_an_older_sweep_file_gets_the_new_columns(tmp_path: Path) -> None:
     db.close()
     have = {r[1] for r in Store(tmp_path / "sweep.sqlite").db.execute("PRAGMA table_info(runs)")}
     assert {"family", "params", "mmf", "status"} <= have
+
+
+def test_frontier_paired_ratio_names_a_zero_denominator() -> None:
+    from ballast.frontier import paired
+
+    def row(ctl: str, seed: int, bad: float) -> dict[str, object]:
+        return {"scenario": "s", "seed": seed, "controller": ctl, "bad_debt_usd": bad}
+
+    rows = [row("dynamic", 1, 10.0), row("static_calm", 1, 40.0), row("dynamic", 2, 30.0), row("static_calm", 2, 20.0)]
+    p = paired(rows)
+    assert p["paths"] == 2 and p["ratio"] == 40.0 / 60.0 and p["a_less"] == 0.5 and p["a_more"] == 0.5
+    z = paired([row("dynamic", 1, 5.0), row("static_calm", 1, 0.0)])
+    assert z["ratio"] is None and z["text"].startswith("n/a: static_calm had no bad debt")
+    assert "nan" not in z["text"]
+
+
+def test_frontier_merges_sweeps_and_labels_keeper_modes(tmp_path: Path) -> None:
+    import json as _json
+
+    from ballast.frontier import load_rows, main as frontier_main
+    from ballast.sweep import Task
+
+    t1 = Task("a", "flash_crash", (5,), 10, (5.0,), "trailing")
+    t2 = Task("b", "flash_crash", (5,), 10, (), "predictive")
+    s1, s2 = Store(tmp_path / "one.sqlite"), Store(tmp_path / "two.sqlite")
+    r1 = run_task(t1)
+    s1.save(t1, r1)
+    s1.save(Task("c", "flash_crash", (5,), 10, (5.0,), "trailing"), r1)  # the same rows again: counted once
+    s2.save(t2, run_task(t2))
+    rows = load_rows([tmp_path / "one.sqlite", tmp_path / "two.sqlite"])
+    assert sorted(r["controller"] for r in rows) == ["dynamic", "dynamic@predictive", "static_5x", "static_calm",
+                                                    "static_calm@predictive", "static_conservative",
+                                                    "static_conservative@predictive"]
+    assert frontier_main([str(tmp_path / "one.sqlite"), str(tmp_path / "two.sqlite"), "--out", str(tmp_path / "f")]) == 0
+    rep = _json.loads((tmp_path / "f" / "frontier.json").read_text())
+    assert rep["runs"] == 7 and "dynamic@predictive vs dynamic" in rep["families"]["flash_crash"]["paired"]
