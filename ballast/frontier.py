@@ -78,21 +78,25 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
     """The rows of one or more sweep files, a controller run under a keeper mode other than
-    ``trailing`` labelled ``NAME@MODE``, duplicates (scenario, seed, accounts, controller) once."""
+    ``trailing`` or with model parameters set (``ballast sweep --set``) labelled ``NAME@predictive``,
+    ``NAME@regime_sens=0`` or ``NAME@predictive+regime_sens=0``; duplicates (scenario, seed, accounts, controller) once."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for db in dbs:
         if not Path(db).is_file():
             raise FileNotFoundError(f"sweep file {db} not found")
         con = sqlite3.connect(str(db))
-        modes = {t: json.loads(sp).get("keeper_mode", "trailing") for t, sp in con.execute("SELECT task_id, spec FROM tasks")}
+        specs = {t: json.loads(sp) for t, sp in con.execute("SELECT task_id, spec FROM tasks")}
+        modes = {t: "+".join(x for x in (sp.get("keeper_mode", "trailing") if sp.get("keeper_mode", "trailing") != "trailing"
+                                          else "", ",".join(f"{k}={v:g}" for k, v in sp.get("model_set", ()))) if x)
+                 for t, sp in specs.items()}
         cur = con.execute("SELECT * FROM runs")
         names = [d[0] for d in cur.description]
         for rec in cur:
             r = dict(zip(names, rec))
             r.setdefault("status", "ok")
             r.setdefault("family", r["scenario"])
-            mode = modes.get(r["task_id"], "trailing")
-            if mode != "trailing":
+            mode = modes.get(r["task_id"], "")
+            if mode:
                 r["controller"] = f"{r['controller']}@{mode}"
             out.setdefault((r["scenario"], r["seed"], r["accounts"], r["controller"]), r)
         con.close()

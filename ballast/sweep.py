@@ -66,6 +66,9 @@ class SweepSpec:
     256): numpy's per-call overhead is shared by more runs, the arrays still fit the cache."""
     base_seed: int = 11
     keeper_mode: str = "trailing"
+    model_set: tuple[tuple[str, float], ...] = ()
+    """Model parameters set apart from ``config/markets.toml`` (``--set regime_sens=0``: a dynamic
+    variant, another parameter set); its rows are labelled ``NAME@regime_sens=0`` in the frontier."""
 
     def validate(self) -> SweepSpec:
         if not self.scenarios:
@@ -83,6 +86,8 @@ class SweepSpec:
                 raise ValidationError("--caps", c, "leverage in (1, 100]")
         if self.keeper_mode not in ("trailing", "predictive"):
             raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        if self.model_set:
+            config_with(self.model_set)  # raises, naming the key or value, if the set is not valid
         return self
 
 
@@ -100,6 +105,22 @@ class Task:
     accounts: int
     caps: tuple[float, ...] = field(default=())
     keeper_mode: str = "trailing"
+    model_set: tuple[tuple[str, float], ...] = ()
+
+
+def config_with(model_set: Sequence[tuple[str, float]]) -> Config:
+    """``config/markets.toml`` with ``[markets.model]`` keys set (every market), validated as the file is."""
+    import tomllib
+
+    from ballast.config import DEFAULT_CONFIG, parse_config
+
+    data = tomllib.loads(Path(DEFAULT_CONFIG).read_text())
+    for k, v in model_set:
+        for m in data["markets"]:
+            if k not in m["model"]:
+                raise ValidationError("--set", k, f"a key of [markets.model]: {sorted(m['model'])}")
+            m["model"][k] = float(v)
+    return parse_config(data)
 
 
 def tasks_of(spec: SweepSpec) -> list[Task]:
@@ -108,8 +129,11 @@ def tasks_of(spec: SweepSpec) -> list[Task]:
         seeds = [seed_of(spec.base_seed, s, i) for i in range(spec.seeds)]
         for k in range(0, len(seeds), spec.chunk):
             chunk = tuple(seeds[k:k + spec.chunk])
-            tid = hashlib.sha256(json.dumps([s, chunk, spec.accounts, spec.caps, spec.keeper_mode]).encode()).hexdigest()[:16]
-            out.append(Task(tid, s, chunk, spec.accounts, spec.caps, spec.keeper_mode))
+            key: list[Any] = [s, chunk, spec.accounts, spec.caps, spec.keeper_mode]
+            if spec.model_set:
+                key.append(spec.model_set)
+            tid = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+            out.append(Task(tid, s, chunk, spec.accounts, spec.caps, spec.keeper_mode, spec.model_set))
     return out
 
 
@@ -142,7 +166,7 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
     """Run one task in the simulator: rows (scenario, seed, controller, figures). Pure: the same
     task gives the same rows on any worker."""
     _tune_malloc()
-    cfg = config or load_config()
+    cfg = config or (config_with(task.model_set) if task.model_set else load_config())
     built = {sd: build_source(task.scenario, sd) for sd in task.seeds}
     paths = {sd: b[0] for sd, b in built.items()}
     pops = {sd: generate(task.accounts, paths[sd].blocks, seed=sd, long_bias=paths[sd].long_bias)
@@ -323,7 +347,7 @@ def stored_row(db: Path, rowid: int) -> tuple[dict[str, Any], Task]:
     r = dict(zip(names, found))
     spec = json.loads(next(iter(store.db.execute("SELECT spec FROM tasks WHERE task_id = ?", (r["task_id"],))))[0])
     task = Task(r["task_id"], r["scenario"], (int(r["seed"]),), int(r["accounts"]), tuple(spec["caps"]),
-                spec["keeper_mode"])
+                spec["keeper_mode"], tuple((str(k), float(v)) for k, v in spec.get("model_set", ())))
     return r, task
 
 
@@ -358,6 +382,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=SweepSpec.chunk, help="seeds per Dask task")
     ap.add_argument("--base-seed", type=int, default=SweepSpec.base_seed)
     ap.add_argument("--keeper", default="trailing", choices=["trailing", "predictive"])
+    ap.add_argument("--set", dest="model_set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a [markets.model] parameter other than config/markets.toml's (a dynamic variant; repeatable)")
     ap.add_argument("--out", default="out/sweep")
     ap.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786)")
     ap.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: every core)")
@@ -370,7 +396,17 @@ def main(argv: Iterable[str] | None = None) -> int:
     sources: list[str] = []
     for x in (x.strip() for x in a.scenarios.split(",")):
         sources.extend(CORPUS if x == "corpus" else [x] if x else [])
-    spec = SweepSpec(tuple(sources), a.seeds, a.accounts, _floats(a.caps), a.chunk, a.base_seed, a.keeper).validate()
+    sets: list[tuple[str, float]] = []
+    for kv in a.model_set:
+        k, eq, v = kv.partition("=")
+        try:
+            sets.append((k.strip(), float(v)))
+        except ValueError as e:
+            raise ValidationError("--set", kv, "KEY=NUMBER") from e
+        if not eq:
+            raise ValidationError("--set", kv, "KEY=NUMBER")
+    spec = SweepSpec(tuple(sources), a.seeds, a.accounts, _floats(a.caps), a.chunk, a.base_seed, a.keeper,
+                     tuple(sets)).validate()
     out = Path(a.out)
     timing = run_sweep(spec, out, scheduler=a.scheduler, workers=a.workers)
     print(f"{timing['runs']:,} runs in {timing['wall_sec']:,.1f} s: {timing['runs_per_sec']:,.1f} runs/s "

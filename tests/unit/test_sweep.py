@@ -147,3 +147,18 @@ def test_frontier_merges_sweeps_and_labels_keeper_modes(tmp_path: Path) -> None:
     assert frontier_main([str(tmp_path / "one.sqlite"), str(tmp_path / "two.sqlite"), "--out", str(tmp_path / "f")]) == 0
     rep = _json.loads((tmp_path / "f" / "frontier.json").read_text())
     assert rep["runs"] == 7 and "dynamic@predictive vs dynamic" in rep["families"]["flash_crash"]["paired"]
+
+
+def test_a_parameter_set_variant_is_its_own_point(tmp_path: Path) -> None:
+    from ballast.errors import ValidationError
+    from ballast.frontier import load_rows
+    from ballast.sweep import Task, config_with
+
+    assert config_with([("regime_sens", 0.0)]).market(0).params.regime_sens_wad == 0
+    with pytest.raises(ValidationError, match="markets.model"):
+        config_with([("no_such_key", 1.0)])
+    t = Task("v", "flash_crash", (5,), 10, (), "trailing", (("regime_sens", 0.0),))
+    s = Store(tmp_path / "v.sqlite")
+    s.save(t, run_task(t))
+    assert {r["controller"] for r in load_rows([tmp_path / "v.sqlite"])} == {
+        "dynamic@regime_sens=0", "static_calm@regime_sens=0", "static_conservative@regime_sens=0"}
