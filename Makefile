@@ -90,10 +90,18 @@ clean:
 	rm -rf build forge-out forge-cache out reports .pytest_cache .mypy_cache
 
 ## Issue 11: the vectorized simulator's validation panel against the Anvil lab (>= 30 cases, about
-## 10 minutes: writes tests/data/panel_lab.json, prints the comparison), and a sweep with its frontier
-## (out/sweep/frontier.html; resumable: run it again after an interruption).
+## 10 minutes: writes tests/data/panel_lab.json, prints the comparison), and the README's frontier
+## (about 20 minutes on 2 cores; each sweep resumes where it stopped when run again): the crash
+## corpus x 770 seeds x the three stress controllers (10,010 runs), the static caps 3x..50x and two
+## dynamic variants (predictive keeper; regime_sens = 0) on the first 200 seeds of each source, then
+## out/frontier/frontier.{html,png,json}.
 .PHONY: panel sweep
 panel: install
 	$(PY) -m ballast.panel --full --lab
 sweep: install
-	$(PY) -m ballast sweep --seeds 2500 --chunk 128 --out out/sweep
+	$(PY) -m ballast sweep --scenarios corpus --seeds 770 --caps '' --no-report --out out/sweep
+	$(PY) -m ballast sweep --scenarios corpus --seeds 200 --chunk 32 --no-report --out out/sweep_caps
+	$(PY) -m ballast sweep --scenarios corpus --seeds 200 --caps '' --chunk 100 --keeper predictive --no-report --out out/sweep_pred
+	$(PY) -m ballast sweep --scenarios corpus --seeds 200 --caps '' --chunk 100 --set regime_sens=0 --no-report --out out/sweep_regime0
+	$(PY) -m ballast.frontier out/sweep/sweep.sqlite out/sweep_caps/sweep.sqlite out/sweep_pred/sweep.sqlite \
+		out/sweep_regime0/sweep.sqlite --out out/frontier

@@ -76,6 +76,10 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+ERRORS = frozenset({"no_trading", "flat_vol_feed"})
+"""Row statuses the frontier leaves out (and counts): see ``ballast.sweep._status``."""
+
+
 def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
     """The rows of one or more sweep files, a controller run under a keeper mode other than
     ``trailing`` or with model parameters set (``ballast sweep --set``) labelled ``NAME@predictive``,
@@ -196,10 +200,10 @@ def write_frontier(rows: Sequence[dict[str, Any]], out: Path) -> Path:
     """``frontier.png`` (untuned and tuned scenarios apart) and ``frontier.html`` with the tables
     overall and per scenario family."""
     out.mkdir(parents=True, exist_ok=True)
-    bad_rows = [r for r in rows if r.get("status") == "no_trading"]
-    rows = [r for r in rows if r.get("status") != "no_trading"]
+    bad_rows = [r for r in rows if r.get("status") in ERRORS]
+    rows = [r for r in rows if r.get("status") not in ERRORS]
     if not rows:
-        raise ValueError(f"no sweep row with trading ({len(bad_rows)} rows had no order settled)")
+        raise ValueError(f"no usable sweep row ({len(bad_rows)} rows with status {sorted(ERRORS)})")
     calm_paths = {(r["scenario"], r["seed"]) for r in rows if r.get("status") == "no_stress"}
     groups = [("untuned scenarios", [r for r in rows if not r["tuned"]]),
               ("tuned-on scenarios", [r for r in rows if r["tuned"]])]
@@ -214,7 +218,10 @@ def write_frontier(rows: Sequence[dict[str, Any]], out: Path) -> Path:
     fam_rows = {f: [r for r in rows if r["scenario"] == f] for f in fams}
     report: dict[str, Any] = {
         "runs": len(rows), "paths": len({(r["scenario"], r["seed"]) for r in rows}),
-        "no_trading_rows": len(bad_rows), "no_stress_paths": len(calm_paths),
+        "excluded_rows": {st: sum(1 for r in bad_rows if r.get("status") == st) for st in sorted(ERRORS)},
+        "excluded_by_controller": {c: sum(1 for r in bad_rows if r["controller"] == c)
+                                   for c in sorted({r["controller"] for r in bad_rows})},
+        "no_stress_paths": len(calm_paths),
         "groups": {t: {"summary": summarize(g), "paired": _paired_all(g)} for t, g in groups},
         "families": {f: {"tuned": any(r["tuned"] for r in g), "summary": summarize(g), "paired": _paired_all(g)}
                      for f, g in fam_rows.items()}}
@@ -233,7 +240,8 @@ paths. x: calm-period mean max leverage (x); protocol harm: bad debt per run (US
 could not cover); traders' harm: liquidation penalties paid, liquidated notional (USD) and peak liquidations per block.
 Static caps 3x..50x (maintenance = half the initial margin) form the grey curve; the dynamic model, static_calm (the
 dynamic run's calm-period leverage) and static_conservative are points. Scenarios the shipped parameters were tuned on
-are shown apart. Left out: {len(bad_rows)} rows with no order settled (an error, listed by status in the sweep file);
+are shown apart. Left out: {len(bad_rows)} rows with an error status (no order settled, or a volatility feed that never
+moved: {html.escape(json.dumps(report["excluded_rows"]))}; by controller {html.escape(json.dumps(report["excluded_by_controller"]))});
 kept: {len(calm_paths)} paths on which no stress controller liquidated anyone or had bad debt (calm draws).</p>
 <img src="frontier.png" alt="frontier">{sections}<h2>Per scenario family</h2>{per}</body></html>"""
     path = out / "frontier.html"

@@ -1001,12 +1001,17 @@ class MarketSim:
 
     def calm_fractions(self, i: int) -> StaticFractions:
         """``ballast.lab.calm_fractions_from_run`` on run ``i``'s series: the static cap equal to
-        its calm-period leverage (blocks whose volatility feed is below the run's median)."""
+        its calm-period leverage (blocks whose volatility feed is below the run's median; every
+        block when the feed never moved, where the lab's function returns NaN fractions)."""
         s = self.series
         vol = s["vol"][i]
         lev = (s["lev_long"][i] + s["lev_short"][i]) / 2
         mmf = np.r_[s["mmf_long"][i], s["mmf_short"][i]]
         calm = vol < np.median(vol)
+        if not calm.any():
+            # A flat volatility feed (e.g. the predictive keeper where its GARCH fit has too little
+            # history) has no calm period to single out: every block, as ``metrics`` does.
+            calm = np.ones_like(calm)
         ok = np.isfinite(lev) & calm
         imf = round(1.0 / float(np.mean(lev[ok])), 6)
         calm2 = np.r_[calm, calm]

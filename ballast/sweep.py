@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from ballast.config import Config, StaticFractions, load_config
 from ballast.errors import ValidationError
 from ballast.marketsim import Controller, MarketSim, RunSpec
@@ -198,7 +200,8 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
         for j, sp in enumerate(specs[i * per:(i + 1) * per]):
             mine.append(base | {"controller": sp.controller.name(), "imf": sp.controller.imf, "mmf": sp.controller.mmf}
                         | _pick(sm[i * per + j]))
-        rows.extend(_status(mine))
+        vol = dyn.series["vol"][i]
+        rows.extend(_status(mine, flat_vol=bool(np.nanmax(vol) == np.nanmin(vol))))
     return rows
 
 
@@ -209,15 +212,19 @@ def family_of(source: str) -> str:
     return "csv" if low.endswith(".csv") else "toml" if low.endswith(".toml") else source
 
 
-def _status(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mark the rows of one (scenario, seed) path: ``no_trading`` on a run in which no order
-    settled (an error: the frontier leaves it out and counts it), ``no_stress`` on every run of a
-    path where none of the three stress controllers liquidated anyone or had bad debt (a calm draw:
-    kept, it is part of the distribution, and counted), else ``ok``."""
+def _status(rows: list[dict[str, Any]], *, flat_vol: bool = False) -> list[dict[str, Any]]:
+    """Mark the rows of one (scenario, seed) path: ``flat_vol_feed`` on every run of a path whose
+    dynamic run saw a volatility feed that never moved (the keeper published no volatility signal:
+    the dynamic model ran blind and static_calm has no calm period; an error, left out of the
+    frontier and counted), ``no_trading`` on a run in which no order settled (an error, likewise),
+    ``no_stress`` on every run of a path where none of the three stress controllers liquidated
+    anyone or had bad debt (a calm draw: kept, it is part of the distribution, and counted), else
+    ``ok``."""
     three = [r for r in rows if r["controller"] in ("dynamic", "static_calm", "static_conservative")]
     calm = all((r["liquidations"] or 0) == 0 and (r["bad_debt_usd"] or 0) == 0 for r in three)
     for r in rows:
-        r["status"] = "no_trading" if not r["orders_settled"] else "no_stress" if calm else "ok"
+        r["status"] = ("flat_vol_feed" if flat_vol else "no_trading" if not r["orders_settled"]
+                       else "no_stress" if calm else "ok")
     return rows
 
 

@@ -162,3 +162,15 @@ def test_a_parameter_set_variant_is_its_own_point(tmp_path: Path) -> None:
     s.save(t, run_task(t))
     assert {r["controller"] for r in load_rows([tmp_path / "v.sqlite"])} == {
         "dynamic@regime_sens=0", "static_calm@regime_sens=0", "static_conservative@regime_sens=0"}
+
+
+def test_a_flat_volatility_feed_is_an_error_status_not_nan_fractions() -> None:
+    # The predictive keeper's GARCH fit needs more history than btc_2020_03_12's 55 daily bars: its
+    # volatility feed never moves, so there is no calm period (the rows say so; the frontier leaves
+    # them out).
+    from ballast.sweep import Task
+
+    rows = run_task(Task("f", "btc_2020_03_12", (1,), 20, (), "predictive"))
+    assert {r["status"] for r in rows} == {"flat_vol_feed"}
+    calm = next(r for r in rows if r["controller"] == "static_calm")
+    assert calm["imf"] == calm["imf"] and 0 < calm["imf"] < 1  # finite fractions: every block counts
