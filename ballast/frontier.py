@@ -57,6 +57,39 @@ def boot_ci(x: FloatArray, n: int = 1000, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def _is_cap(name: str) -> bool:
+    return name.startswith("static_") and name.endswith("x") and name[7:-1].replace(".", "", 1).isdigit()
+
+
+def equivalent_caps(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each controller that is not a cap: the static cap with the same mean bad debt, on the
+    paths that carry the caps curve (``None`` if outside the curve's range), and the curve's bad
+    debt at the controller's own calm-period leverage; both by linear interpolation between
+    neighbouring caps. Compares a dynamic point with the curve on the same paths."""
+    paths = {(r["scenario"], r["seed"]) for r in rows if _is_cap(r["controller"])}
+    if not paths:
+        return {}
+    sub = [r for r in rows if (r["scenario"], r["seed"]) in paths]
+    summ = summarize(sub)
+    caps = sorted((s for s in summ if _is_cap(s["controller"])), key=lambda s: s["calm_lev"])
+    xs = np.array([s["calm_lev"] for s in caps])
+    ys = np.array([s["bad_mean"] for s in caps])
+    out: dict[str, dict[str, Any]] = {}
+    for s in summ:
+        if _is_cap(s["controller"]):
+            continue
+        eq = None
+        for k in range(len(caps) - 1):
+            if ys[k] <= s["bad_mean"] <= ys[k + 1] and ys[k + 1] > ys[k]:
+                eq = float(xs[k] + (s["bad_mean"] - ys[k]) / (ys[k + 1] - ys[k]) * (xs[k + 1] - xs[k]))
+                break
+        at = float(np.interp(s["calm_lev"], xs, ys)) if xs[0] <= s["calm_lev"] <= xs[-1] else None
+        out[s["controller"]] = {"paths": len({(r["scenario"], r["seed"]) for r in sub if r["controller"] == s["controller"]}),
+                                "calm_lev": s["calm_lev"], "bad_mean": s["bad_mean"], "equivalent_cap": eq,
+                                "cap_curve_bad_mean_at_calm_lev": at}
+    return out
+
+
 def summarize(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per controller: leverage, bad debt statistics, traders' harm."""
     out = []
@@ -137,8 +170,7 @@ def paired(rows: Sequence[dict[str, Any]], a: str = "dynamic", b: str = "static_
 
 
 def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> None:
-    caps = sorted((s for s in summ if s["controller"].startswith("static_") and s["controller"].endswith("x")),
-                  key=lambda s: s["calm_lev"])
+    caps = sorted((s for s in summ if _is_cap(s["controller"])), key=lambda s: s["calm_lev"])
     # points: the dynamic variants and the stress baselines (caps under another keeper mode: tables only)
     pts = [s for s in summ if s not in caps and not (s["controller"].startswith("static_") and "x@" in s["controller"])]
     x = [s["calm_lev"] for s in caps]
@@ -222,13 +254,15 @@ def write_frontier(rows: Sequence[dict[str, Any]], out: Path) -> Path:
         "excluded_by_controller": {c: sum(1 for r in bad_rows if r["controller"] == c)
                                    for c in sorted({r["controller"] for r in bad_rows})},
         "no_stress_paths": len(calm_paths),
-        "groups": {t: {"summary": summarize(g), "paired": _paired_all(g)} for t, g in groups},
+        "groups": {t: {"summary": summarize(g), "paired": _paired_all(g), "against_caps": equivalent_caps(g)}
+                   for t, g in groups},
         "families": {f: {"tuned": any(r["tuned"] for r in g), "summary": summarize(g), "paired": _paired_all(g)}
                      for f, g in fam_rows.items()}}
     (out / "frontier.json").write_text(json.dumps(_finite(report), indent=1, allow_nan=False))
     per = "".join(f"<h3>{html.escape(f)}{' (tuned on)' if report['families'][f]['tuned'] else ''}</h3>"
                   f"{_paired_html(report['families'][f]['paired'])}{_table(summarize(g))}" for f, g in fam_rows.items())
     sections = "".join(f"<h2>{html.escape(t)} ({len(g)} runs)</h2>{_paired_html(report['groups'][t]['paired'])}"
+                       f"{_caps_html(report['groups'][t]['against_caps'])}"
                        f"{_table(summarize(g))}" for t, g in groups)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Ballast frontier</title>
 <style>body{{font-family:sans-serif;max-width:1300px;margin:2em auto}}table{{border-collapse:collapse;margin-bottom:1em}}
@@ -258,6 +292,19 @@ def _paired_all(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         out[f"{c} vs static_calm@{mode}"] = paired(rows, c, f"static_calm@{mode}")
         out[f"{c} vs dynamic"] = paired(rows, c, "dynamic")
     return out
+
+
+def _caps_html(c: dict[str, Any]) -> str:
+    if not c:
+        return ""
+    items = "".join(
+        f"<li>{html.escape(k)} ({v['paths']:,} paths with the caps curve): mean bad debt {v['bad_mean']:,.0f} USD at "
+        f"{v['calm_lev']:.1f}x calm-period leverage; the caps curve there: "
+        + (f"{v['cap_curve_bad_mean_at_calm_lev']:,.0f} USD" if v["cap_curve_bad_mean_at_calm_lev"] is not None else "n/a")
+        + "; the static cap with the same mean bad debt: "
+        + (f"{v['equivalent_cap']:.1f}x" if v["equivalent_cap"] is not None else "n/a (outside the curve)") + "</li>"
+        for k, v in c.items())
+    return f"<ul>{items}</ul>"
 
 
 def _paired_html(p: dict[str, Any]) -> str:
