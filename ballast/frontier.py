@@ -172,22 +172,30 @@ def paired(rows: Sequence[dict[str, Any]], a: str = "dynamic", b: str = "static_
 def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> None:
     caps = sorted((s for s in summ if _is_cap(s["controller"])), key=lambda s: s["calm_lev"])
     # points: the dynamic variants and the stress baselines (caps under another keeper mode: tables only)
-    pts = [s for s in summ if s not in caps and not (s["controller"].startswith("static_") and "x@" in s["controller"])]
+    # (static_conservative under a variant is the same 10x cap as without: not drawn twice)
+    pts = [s for s in summ if s not in caps and not (s["controller"].startswith("static_") and "x@" in s["controller"])
+           and not s["controller"].startswith("static_conservative@")]
+    palette = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff9896"]
     x = [s["calm_lev"] for s in caps]
     for key, style, label in (("bad_mean", "-o", "mean"), ("bad_p95", "--s", "p95"), ("bad_p99", ":^", "p99"),
                               ("bad_es95", "-.d", "ES 95%")):
         ax_bad.plot(x, [s[key] for s in caps], style, color="#7f7f7f", ms=4, label=f"static caps: {label}")
-    colors = {"dynamic": "#1f77b4", "static_calm": "#d62728", "static_conservative": "#2ca02c",
-              "dynamic@predictive": "#17becf", "static_calm@predictive": "#e377c2",
-              "static_conservative@predictive": "#bcbd22"}
+    colors = {"dynamic": "#1f77b4", "static_calm": "#d62728", "static_conservative": "#2ca02c"}
+    for s in pts:  # variants: a colour per variant, the dynamic point and its static_calm alike
+        v = s["controller"].split("@", 1)[1] if "@" in s["controller"] else ""
+        if v and s["controller"] not in colors:
+            k = sorted({p["controller"].split("@", 1)[1] for p in pts if "@" in p["controller"]}).index(v)
+            colors[s["controller"]] = palette[k % len(palette)]
     for s in pts:
         col = colors.get(s["controller"], "#9467bd")
         ax_bad.errorbar([s["calm_lev"]], [s["bad_mean"]], yerr=[[s["bad_mean"] - s["bad_ci_lo"]],
                                                                   [s["bad_ci_hi"] - s["bad_mean"]]],
-                        fmt="o", color=col, ms=8, capsize=3, label=f"{s['controller']}: mean (95% CI)")
+                        fmt="D" if s["controller"].startswith("static") else "o", color=col, ms=8, capsize=3,
+                        label=f"{s['controller']}: mean (95% CI)")
         ax_bad.plot([s["calm_lev"]] * 3, [s["bad_p95"], s["bad_p99"], s["bad_es95"]], "x", color=col, ms=7)
     ax_bad.set_xlabel("calm-period mean max leverage (x)")
     ax_bad.set_yscale("symlog", linthresh=1_000.0)
+    ax_bad.set_ylim(bottom=0.0)
     ax_bad.set_ylabel("bad debt per run (USD; log above 1,000)")
     ax_bad.set_title(f"{title}: protocol harm")
     ax_bad.legend(fontsize=7)
@@ -211,6 +219,7 @@ def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> 
     ax3.set_ylabel("peak liquidations per block", color="#8c564b")
     ax_harm.set_xlabel("calm-period mean max leverage (x)")
     ax_harm.set_yscale("symlog", linthresh=1_000.0)
+    ax_harm.set_ylim(bottom=0.0)
     ax_harm.set_ylabel("USD per run (mean; log above 1,000)")
     ax_harm.set_title(f"{title}: traders' harm (points: dynamic, static_calm, static_conservative)")
     ax_harm.legend(fontsize=7, loc="upper left")
