@@ -172,9 +172,8 @@ def paired(rows: Sequence[dict[str, Any]], a: str = "dynamic", b: str = "static_
 def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> None:
     caps = sorted((s for s in summ if _is_cap(s["controller"])), key=lambda s: s["calm_lev"])
     # points: the dynamic variants and the stress baselines (caps under another keeper mode: tables only)
-    # (static_conservative under a variant is the same 10x cap as without: not drawn twice)
-    pts = [s for s in summ if s not in caps and not (s["controller"].startswith("static_") and "x@" in s["controller"])
-           and not s["controller"].startswith("static_conservative@")]
+    # (a static 10x run under another keeper mode differs: the depth feed follows the volatility feed)
+    pts = [s for s in summ if s not in caps and not (s["controller"].startswith("static_") and "x@" in s["controller"])]
     palette = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#ff9896"]
     x = [s["calm_lev"] for s in caps]
     for key, style, label in (("bad_mean", "-o", "mean"), ("bad_p95", "--s", "p95"), ("bad_p99", ":^", "p99"),
