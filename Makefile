@@ -91,7 +91,8 @@ clean:
 
 ## Issue 11: the vectorized simulator's validation panel against the Anvil lab (>= 30 cases, about
 ## 10 minutes: writes tests/data/panel_lab.json, prints the comparison), and the README's frontier
-## (about 20 minutes on 2 cores; each sweep resumes where it stopped when run again): the crash
+## (about 30 minutes on 2 cores, half of it the predictive keeper's GARCH fits; each sweep resumes
+## where it stopped when run again): the crash
 ## corpus x 770 seeds x the three stress controllers (10,010 runs), the static caps 3x..50x and two
 ## dynamic variants (predictive keeper; regime_sens = 0) on the first 200 seeds of each source, then
 ## out/frontier/frontier.{html,png,json}.
