@@ -63,7 +63,10 @@ ERROR_SOURCES: tuple[tuple[str, str], ...] = (
     ("MockUSD.sol", "MockUSD"),
     ("draft-IERC6093.sol", "IERC20Errors"),
     ("SafeERC20.sol", "SafeERC20"),
-    ("ReentrancyGuard.sol", "ReentrancyGuard"),
+    ("ReentrancyGuardTransient.sol", "ReentrancyGuardTransient"),
+    ("SafeCast.sol", "SafeCast"),
+    ("BlobLib.sol", "BlobLib"),
+    ("SSTORE2.sol", "SSTORE2"),
     ("IAccessControl.sol", "IAccessControl"),
     ("FixedPointMathLib.sol", "FixedPointMathLib"),
 )

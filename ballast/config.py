@@ -232,7 +232,7 @@ def _static(d: dict[str, Any], where: str) -> StaticFractions:
 
 def _market(d: dict[str, Any], i: int) -> MarketConfig:
     w = f"markets[{i}]"
-    mid = int(_in(f"{w}.id", _get(d, "id", w, int), 0, 255))
+    mid = int(_in(f"{w}.id", _get(d, "id", w, int), 0, 63))
     symbol = _get(d, "symbol", w, str)
     dec = int(_in(f"{w}.feed_decimals", _get(d, "feed_decimals", w, int), 0, 18))
     hb = int(_in(f"{w}.heartbeat_sec", _get(d, "heartbeat_sec", w, int), 1, 2**32 - 1))
@@ -261,8 +261,8 @@ def parse_config(data: dict[str, Any]) -> Config:
     """Validate a parsed TOML document."""
     engine = _engine(_get(data, "engine", "", dict))
     mlist = _get(data, "markets", "", list)
-    if not 1 <= len(mlist) <= 256:
-        raise ValidationError("markets", len(mlist), "1..256 markets")
+    if not 1 <= len(mlist) <= 64:
+        raise ValidationError("markets", len(mlist), "1..64 markets")
     markets: list[MarketConfig] = []
     for i, t in enumerate(mlist):
         if not isinstance(t, dict):

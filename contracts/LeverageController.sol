@@ -10,6 +10,7 @@ import {Fractions, MarginMath, RiskInputs} from "./libraries/MarginMath.sol";
 import {ParamsLib} from "./libraries/ParamsLib.sol";
 import {Ramp, RampLib} from "./libraries/RampLib.sol";
 import {RiskOracleBase} from "./RiskOracleBase.sol";
+import {BlobLib, FeedSlot} from "./libraries/BlobLib.sol";
 
 /// @title LeverageController
 /// @notice Ballast's dynamic leverage model: initial and maintenance margin fractions from the live
@@ -96,6 +97,7 @@ contract LeverageController is RiskOracleBase {
         uint64 eta = uint64(block.timestamp + paramDelaySec);
         _pendingParams[marketId] = Pending(keccak256(abi.encode(params)), eta);
         _imfParams[marketId] = ParamsLib.tighter(cur, params);
+        _syncBlob(marketId);
         emit EventsLib.ParamsProposed(marketId, params, eta);
     }
 
@@ -110,6 +112,7 @@ contract LeverageController is RiskOracleBase {
         if (_pendingParams[marketId].etaSec == 0) revert ErrorsLib.NoPendingChange(marketId);
         delete _pendingParams[marketId];
         _imfParams[marketId] = _active[marketId];
+        _syncBlob(marketId);
         emit EventsLib.ParamsCancelled(marketId);
     }
 
@@ -117,11 +120,11 @@ contract LeverageController is RiskOracleBase {
 
     /// @inheritdoc ILeverageController
     function poke(uint256 marketId) external {
-        _requireListed(marketId);
-        (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
-        (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
+        bytes memory b = _blob(marketId);
+        RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS);
+        (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
+        (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
         if (!okV || !okS) revert ErrorsLib.RiskFeedInvalid(marketId);
-        RiskParams memory p = _active[marketId];
         _commit(marketId, true, p, uint256(sigma), skew);
         _commit(marketId, false, p, uint256(sigma), skew);
     }
@@ -133,10 +136,11 @@ contract LeverageController is RiskOracleBase {
 
     /// @notice The live maintenance target of a side (what `poke` would commit), WAD.
     function maintenanceTarget(uint256 marketId, bool isLong) external view returns (bool ok, uint256 targetWad) {
-        (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
-        (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
+        bytes memory b = _blob(marketId);
+        RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS);
+        (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
+        (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
         if (!okV || !okS) return (false, 0);
-        RiskParams memory p = _active[marketId];
         return (true, MarginMath.maintenanceBase(p, MarginMath.varMove(p, uint256(sigma), skew, isLong)));
     }
 
@@ -148,14 +152,15 @@ contract LeverageController is RiskOracleBase {
         view
         returns (MarketQuote memory q)
     {
-        _quoteBase(marketId, q);
-        RiskParams memory p = _imfParams[marketId];
+        bytes memory b = _blob(marketId);
+        RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS + BlobLib.PARAM_WORDS);
+        _quoteBase(q, b);
         RiskInputs memory x;
         x.isLong = isLong;
         x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
         x.priceWad = q.priceWad;
         bool riskOk;
-        (riskOk, x) = _inputs(marketId, x);
+        (riskOk, x) = _inputs(b, x, q.fundingOk);
         q.riskFeedsOk = riskOk;
         x.fundingRateWad = q.fundingRateWad;
         (x.oiSideWad, x.oiOtherWad) = _openInterest(marketId, isLong);
@@ -164,9 +169,9 @@ contract LeverageController is RiskOracleBase {
         q.slipWad = f.slipWad;
         q.impactCoefWad = p.impactWad;
         q.depthUsdWad = x.depthUsdWad;
-        RiskParams storage a = _active[marketId];
-        q.liqFeeWad = a.liqFeeWad;
-        q.maxMmfWad = a.maxMmfWad;
+        // The active liquidation fee and maintenance cap (word 1 and word 3 of the active params).
+        q.liqFeeWad = uint64(BlobLib.word(b, BlobLib.FEED_WORDS + 1) >> 64);
+        q.maxMmfWad = uint64(BlobLib.word(b, BlobLib.FEED_WORDS + 3) >> 192);
         q.maxImfWad = p.maxImfWad;
         q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
         uint256 imfLive = riskOk ? f.imfWad : p.maxImfWad;
@@ -219,6 +224,18 @@ contract LeverageController is RiskOracleBase {
 
     // ---------------------------------------------------------------- internals
 
+    /// @dev The blob words after the feeds: the active parameters, then those pricing new risk.
+    function _packParams(RiskParams memory active, RiskParams memory imf) internal pure returns (bytes memory) {
+        return abi.encodePacked(BlobLib.packParams(active), BlobLib.packParams(imf));
+    }
+
+    /// @dev Rewrites a market's blob after its active or pricing parameters changed.
+    function _syncBlob(uint256 marketId) internal {
+        _writeBlob(
+            marketId, BlobLib.feeds(_blob(marketId)), _packParams(_active[marketId], _imfParams[marketId])
+        );
+    }
+
     function _consume(Pending storage p, uint256 marketId, bytes32 payloadHash) internal {
         if (p.etaSec == 0 || p.payloadHash != payloadHash) revert ErrorsLib.NoPendingChange(marketId);
         if (block.timestamp < p.etaSec) revert ErrorsLib.ChangeNotReady(marketId, p.etaSec, block.timestamp);
@@ -230,16 +247,15 @@ contract LeverageController is RiskOracleBase {
         if (marketId >= ConstantsLib.MAX_MARKETS) {
             revert ErrorsLib.MarketIdOutOfRange(marketId, ConstantsLib.MAX_MARKETS);
         }
-        if (_listed[marketId]) revert ErrorsLib.MarketAlreadyListed(marketId);
+        if (_blobOf[marketId] != address(0)) revert ErrorsLib.MarketAlreadyListed(marketId);
     }
 
     function _list(uint256 marketId, FeedConfig[5] memory feeds, RiskParams memory params) internal {
         _checkNewMarket(marketId);
         ParamsLib.validate(params);
-        _setFeeds(marketId, feeds);
-        _listed[marketId] = true;
         _active[marketId] = params;
         _imfParams[marketId] = params;
+        _writeBlob(marketId, _checkFeeds(marketId, feeds), _packParams(params, params));
         // Until the first poke, maintenance sits at its cap: conservative, and reachable only by
         // loosening (which applies at once).
         Ramp memory r = Ramp({
@@ -256,20 +272,21 @@ contract LeverageController is RiskOracleBase {
     function _activate(uint256 marketId, RiskParams memory params) internal {
         _active[marketId] = params;
         _imfParams[marketId] = params;
+        _syncBlob(marketId);
         emit EventsLib.ParamsExecuted(marketId, params);
     }
 
     /// @dev Volatility, skew and depth inputs (funding comes with the quote's base). Bad risk
     /// feeds fall back to the most conservative bound (the caller then prices new risk at maxImf).
-    function _inputs(uint256 marketId, RiskInputs memory x) internal view returns (bool riskOk, RiskInputs memory) {
-        (bool okV, int256 sigma) = _read(marketId, FeedKind.Volatility);
-        (bool okS, int256 skew) = _read(marketId, FeedKind.Skew);
-        (bool okD, int256 depth) = _read(marketId, FeedKind.Depth);
-        (bool okF,) = _read(marketId, FeedKind.Funding);
-        FeedSlot[5] storage fs = _feeds[marketId];
-        x.sigmaWad = okV ? uint256(sigma) : uint256(int256(fs[uint256(FeedKind.Volatility)].maxWad));
+    function _inputs(bytes memory b, RiskInputs memory x, bool okF) internal view returns (bool riskOk, RiskInputs memory) {
+        FeedSlot memory fv = BlobLib.feed(b, uint256(FeedKind.Volatility));
+        FeedSlot memory fd = BlobLib.feed(b, uint256(FeedKind.Depth));
+        (bool okV, int256 sigma) = _read(fv);
+        (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
+        (bool okD, int256 depth) = _read(fd);
+        x.sigmaWad = okV ? uint256(sigma) : uint256(int256(fv.maxWad));
         x.skewWad = okS ? skew : int256(0);
-        x.depthUsdWad = okD ? uint256(depth) : uint256(int256(fs[uint256(FeedKind.Depth)].minWad));
+        x.depthUsdWad = okD ? uint256(depth) : uint256(int256(fd.minWad));
         return (okV && okS && okD && okF, x);
     }
 

@@ -5,7 +5,8 @@ import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Metadata} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Metadata.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {LibBit} from "solady/utils/LibBit.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
@@ -28,10 +29,12 @@ import {SignedMath} from "./libraries/SignedMath.sol";
 ///   token.balanceOf(this) == sum(collateral) + vaultBalance + insuranceFund + protocolFees
 ///                            + orderEscrow + impactPools.
 /// Every flow moves an amount from one of these buckets to another, or in/out with a transfer.
-contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
+contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using FixedPointMathLib for uint256;
     using SignedMath for int256;
+    using SafeCast for uint256;
+    using SafeCast for int256;
 
     /// @notice May withdraw vault liquidity and protocol fees.
     bytes32 public constant TREASURY_ROLE = keccak256("TREASURY_ROLE");
@@ -120,33 +123,45 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     uint256 public immutable withdrawPriceMaxAgeSec;
     uint256 public immutable oiDepthMultWad;
 
-    /// @notice Counterparty vault balance, token units (negative only if traders out-won it).
-    int256 public vaultBalance;
-    /// @notice Insurance fund, token units.
-    uint256 public insuranceFund;
-    /// @notice Protocol fees, token units.
-    uint256 public protocolFees;
-    /// @notice Settlement fees escrowed by pending orders, token units.
-    uint256 public orderEscrow;
-    /// @notice Impact charged and not yet rebated, over every market, token units.
-    uint256 public impactPools;
+    /// @dev The engine's token buckets, packed in three slots (see the views of the same names).
+    struct Book {
+        int128 vaultBalance;
+        uint128 insuranceFund;
+        uint128 protocolFees;
+        uint128 impactPools;
+        uint128 orderEscrow;
+        uint128 netDeposits;
+    }
+
+    /// @dev An account's collateral (token units), the bitmap of its open markets (bit i: market i,
+    /// i < MAX_MARKETS = 64) and when it was flagged for liquidation (0: not flagged): one slot.
+    struct Account {
+        int128 collateral;
+        uint64 openMarkets;
+        uint64 flaggedAt;
+    }
+
+    /// @dev A pending order in one slot (its fee is the immutable `settlementFeeTokens`).
+    struct OrderSlot {
+        int96 sizeDeltaWad;
+        uint96 acceptablePriceWad;
+        uint40 commitSec;
+        bool closeAll;
+    }
+
+    Book internal _book;
     /// @notice Bad debt ever realized, token units, and how it was absorbed.
     uint256 public badDebtTotal;
     uint256 public badDebtCovered;
     uint256 public badDebtSocialized;
-    /// @notice Sum of deposits minus withdrawals over every bucket, token units (conservation check).
-    uint256 public netDeposits;
     /// @notice Hard cap on each side's gross open interest of a market, USD, WAD (0: only the
     /// depth-relative cap applies).
     mapping(uint256 marketId => uint256) public oiHardCapUsdWad;
 
     mapping(uint256 marketId => MarketState) internal _markets;
-    mapping(address account => int256) internal _collateral;
-    mapping(address account => uint256) internal _openMarkets;
+    mapping(address account => Account) internal _accounts;
     mapping(address account => mapping(uint256 marketId => Position)) internal _positions;
-    mapping(address account => mapping(uint256 marketId => Order)) internal _orders;
-    /// @dev When an account was flagged for liquidation (0: not flagged).
-    mapping(address account => uint256) internal _flaggedAt;
+    mapping(address account => mapping(uint256 marketId => OrderSlot)) internal _orders;
 
     constructor(address admin, IERC20 token, ILeverageController controller_, EngineConfig memory cfg) {
         if (admin == address(0) || address(token) == address(0) || address(controller_) == address(0)) {
@@ -226,11 +241,12 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @inheritdoc IMarginEngine
     function withdraw(uint256 amount) external nonReentrant {
         if (amount == 0) revert ErrorsLib.ZeroAmount();
-        int256 c = _collateral[msg.sender];
+        Account storage acc = _accounts[msg.sender];
+        int256 c = acc.collateral;
         if (c < 0 || uint256(c) < amount) revert ErrorsLib.InsufficientCollateral(c, amount);
-        _collateral[msg.sender] = c - int256(amount);
-        netDeposits -= amount;
-        if (_openMarkets[msg.sender] != 0) {
+        acc.collateral = int128(c - int256(amount));
+        _book.netDeposits -= uint128(amount);
+        if (acc.openMarkets != 0) {
             MarketQuote memory none;
             (Health memory h, HealthScan memory scan) = _health(msg.sender, type(uint256).max, none, HealthMode.Withdrawal);
             if (!scan.seqUp) revert ErrorsLib.SequencerDown();
@@ -247,7 +263,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @inheritdoc IMarginEngine
     function commitOrder(uint256 marketId, int256 sizeDeltaWad, uint256 acceptablePriceWad) external nonReentrant {
         if (sizeDeltaWad == 0) revert ErrorsLib.ZeroSize();
-        if (sizeDeltaWad > type(int128).max || sizeDeltaWad < type(int128).min) revert ErrorsLib.SizeOverflow(sizeDeltaWad);
+        if (sizeDeltaWad > type(int96).max || sizeDeltaWad < type(int96).min) revert ErrorsLib.SizeOverflow(sizeDeltaWad);
         _commit(marketId, sizeDeltaWad, acceptablePriceWad, false);
     }
 
@@ -259,20 +275,20 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     function _commit(uint256 marketId, int256 delta, uint256 acceptablePriceWad, bool closeAll) internal {
         if (!controller.isListed(marketId)) revert ErrorsLib.MarketNotListed(marketId);
-        if (acceptablePriceWad > type(uint128).max) revert ErrorsLib.SizeOverflow(int256(acceptablePriceWad));
+        if (acceptablePriceWad > type(uint96).max) revert ErrorsLib.SizeOverflow(int256(acceptablePriceWad));
         if (_orders[msg.sender][marketId].commitSec != 0) revert ErrorsLib.OrderPending(msg.sender, marketId);
         uint256 fee = settlementFeeTokens;
-        int256 c = _collateral[msg.sender];
+        Account storage acc = _accounts[msg.sender];
+        int256 c = acc.collateral;
         // A close is never refused for want of realized collateral (its position may carry the
         // account): its fee may take collateral below zero, settled by the close itself.
         if (c < int256(fee) && !closeAll) revert ErrorsLib.InsufficientCollateral(c, fee);
-        _collateral[msg.sender] = c - int256(fee);
-        orderEscrow += fee;
-        _orders[msg.sender][marketId] = Order({
-            sizeDeltaWad: int128(delta),
-            acceptablePriceWad: uint128(acceptablePriceWad),
-            commitSec: uint64(block.timestamp),
-            feeTokens: uint64(fee),
+        acc.collateral = (c - int256(fee)).toInt128();
+        _book.orderEscrow += uint128(fee);
+        _orders[msg.sender][marketId] = OrderSlot({
+            sizeDeltaWad: int96(delta),
+            acceptablePriceWad: uint96(acceptablePriceWad),
+            commitSec: uint40(block.timestamp),
             closeAll: closeAll
         });
         uint256 from = block.timestamp + orderMinDelaySec;
@@ -283,15 +299,16 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     /// @inheritdoc IMarginEngine
     function settleOrder(address account, uint256 marketId, uint80 priceRoundId) external nonReentrant {
-        Order memory o = _orders[account][marketId];
+        OrderSlot memory o = _orders[account][marketId];
         if (o.commitSec == 0) revert ErrorsLib.NoOrder(account, marketId);
         uint256 from = uint256(o.commitSec) + orderMinDelaySec;
         uint256 expiry = from + orderWindowSec;
         if (block.timestamp > expiry) revert ErrorsLib.OrderExpired(account, marketId, expiry);
         uint256 fill = _settlementPrice(marketId, priceRoundId, from, expiry);
         delete _orders[account][marketId];
-        orderEscrow -= o.feeTokens;
-        netDeposits -= o.feeTokens;
+        uint256 fee = settlementFeeTokens;
+        _book.orderEscrow -= uint128(fee);
+        _book.netDeposits -= uint128(fee);
 
         int256 delta = o.sizeDeltaWad;
         if (o.closeAll) {
@@ -299,20 +316,21 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             if (delta == 0) revert ErrorsLib.NoPosition(account, marketId);
         }
         _execute(account, marketId, delta, fill, o.acceptablePriceWad);
-        emit EventsLib.OrderSettled(account, marketId, msg.sender, priceRoundId, fill, o.feeTokens);
-        if (o.feeTokens != 0) collateralToken.safeTransfer(msg.sender, o.feeTokens);
+        emit EventsLib.OrderSettled(account, marketId, msg.sender, priceRoundId, fill, fee);
+        if (fee != 0) collateralToken.safeTransfer(msg.sender, fee);
     }
 
     /// @inheritdoc IMarginEngine
     function cancelExpiredOrder(address account, uint256 marketId) external nonReentrant {
-        Order memory o = _orders[account][marketId];
+        OrderSlot memory o = _orders[account][marketId];
         if (o.commitSec == 0) revert ErrorsLib.NoOrder(account, marketId);
         uint256 expiry = uint256(o.commitSec) + orderMinDelaySec + orderWindowSec;
         if (block.timestamp <= expiry) revert ErrorsLib.OrderNotExpired(account, marketId, expiry);
         delete _orders[account][marketId];
-        orderEscrow -= o.feeTokens;
-        _collateral[account] += int256(uint256(o.feeTokens));
-        emit EventsLib.OrderCancelled(account, marketId, o.feeTokens);
+        uint256 fee = settlementFeeTokens;
+        _book.orderEscrow -= uint128(fee);
+        _addCollateral(account, int256(fee));
+        emit EventsLib.OrderCancelled(account, marketId, fee);
     }
 
     /// @dev The answer of round `roundId` of the market's price feed, WAD, after checking that it
@@ -372,7 +390,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
                 revert ErrorsLib.InitialMarginViolated(h.equityUsdWad, h.initialUsdWad);
             }
         }
-        if (_openMarkets[account] == 0 && _collateral[account] < 0) _realizeBadDebt(account);
+        _realizeIfBankrupt(account);
     }
 
     /// @dev The effective price (fill, plus fee and impact per unit for a buy, minus for a sell,
@@ -428,14 +446,14 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
             }
             uint256 charge = chargeUsd.divUp(tokenScale);
             m.impactPoolTokens += uint128(charge);
-            impactPools += charge;
+            _book.impactPools += uint128(charge);
             return int256(charge);
         }
         uint256 rebate = rebateUsd / tokenScale;
         uint256 pool = m.impactPoolTokens;
         if (rebate > pool) rebate = pool;
         m.impactPoolTokens = uint128(pool - rebate);
-        impactPools -= rebate;
+        _book.impactPools -= uint128(rebate);
         return -int256(rebate);
     }
 
@@ -446,11 +464,12 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         _checkFillLimit(x.delta, x.fill, feeTokens, x.impactTokens, x.limit);
         int256 realizedTokens = _writePosition(x.account, x.marketId, pos, x.delta, x.fill, q.slipWad, x.increasing);
 
-        _collateral[x.account] += realizedTokens - int256(feeTokens) - x.impactTokens;
-        vaultBalance -= realizedTokens;
+        _addCollateral(x.account, realizedTokens - int256(feeTokens) - x.impactTokens);
         uint256 feeToInsurance = feeTokens.mulWad(feeInsuranceShareWad);
-        insuranceFund += feeToInsurance;
-        protocolFees += feeTokens - feeToInsurance;
+        Book storage b = _book;
+        b.vaultBalance = (b.vaultBalance - realizedTokens).toInt128();
+        b.insuranceFund = (b.insuranceFund + feeToInsurance).toUint128();
+        b.protocolFees = (b.protocolFees + feeTokens - feeToInsurance).toUint128();
         emit EventsLib.PositionModified(
             x.account, x.marketId, x.delta, x.oldSize + x.delta, x.fill, realizedTokens, feeTokens, x.impactTokens
         );
@@ -460,8 +479,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     /// @inheritdoc IMarginEngine
     function flagLiquidation(address account) external nonReentrant {
-        if (_openMarkets[account] == 0) revert ErrorsLib.NoPosition(account, type(uint256).max);
-        uint256 f = _flaggedAt[account];
+        if (_accounts[account].openMarkets == 0) revert ErrorsLib.NoPosition(account, type(uint256).max);
+        uint256 f = _accounts[account].flaggedAt;
         if (f != 0 && block.timestamp <= f + orderMinDelaySec) revert ErrorsLib.AlreadyFlagged(account, f);
         MarketQuote memory none;
         (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, HealthMode.Margin);
@@ -469,7 +488,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         if (!scan.found || h.equityUsdWad >= int256(h.maintenanceUsdWad)) {
             revert ErrorsLib.AccountHealthy(h.equityUsdWad, h.maintenanceUsdWad);
         }
-        _flaggedAt[account] = block.timestamp;
+        _accounts[account].flaggedAt = uint64(block.timestamp);
         emit EventsLib.LiquidationFlagged(account, msg.sender, block.timestamp + orderMinDelaySec);
     }
 
@@ -494,7 +513,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
         uint256 closeSize = _liquidationSize(marketId, h, pos, q, absSize);
         int256 delta = size > 0 ? -int256(closeSize) : int256(closeSize);
-        delete _flaggedAt[account];
+        _accounts[account].flaggedAt = 0;
         _liquidateClose(account, marketId, pos, q, delta);
     }
 
@@ -502,7 +521,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// price must be the first round of the market's feed at or after flag + orderMinDelaySec
     /// (so neither the flagger nor the account's owner knew it when the flag was set).
     function _checkFlag(address account, uint256 marketId, MarketQuote memory q) internal view {
-        uint256 f = _flaggedAt[account];
+        uint256 f = _accounts[account].flaggedAt;
         if (f == 0) revert ErrorsLib.NotFlagged(account);
         uint256 from = f + orderMinDelaySec;
         FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
@@ -539,13 +558,14 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         uint256 penaltyTokens = PositionMath.notional(delta, q.priceWad).mulWadUp(q.liqFeeWad).divUp(tokenScale);
         uint256 rewardTokens = penaltyTokens.mulWad(liquidatorShareWad);
         int256 realizedTokens = _writePosition(account, marketId, pos, delta, q.priceWad, q.slipWad, false);
-        _collateral[account] += realizedTokens - int256(penaltyTokens) - impactTokens;
-        vaultBalance -= realizedTokens;
-        insuranceFund += penaltyTokens - rewardTokens;
+        _addCollateral(account, realizedTokens - int256(penaltyTokens) - impactTokens);
+        Book storage b = _book;
+        b.vaultBalance = (b.vaultBalance - realizedTokens).toInt128();
+        b.insuranceFund = (b.insuranceFund + penaltyTokens - rewardTokens).toUint128();
         _emitLiquidated(account, marketId, delta, q.priceWad, penaltyTokens, rewardTokens, realizedTokens, impactTokens);
 
-        if (_openMarkets[account] == 0 && _collateral[account] < 0) _realizeBadDebt(account);
-        netDeposits -= rewardTokens;
+        _realizeIfBankrupt(account);
+        _book.netDeposits -= uint128(rewardTokens);
         if (rewardTokens != 0) collateralToken.safeTransfer(msg.sender, rewardTokens);
     }
 
@@ -650,8 +670,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @inheritdoc IMarginEngine
     function fundVault(uint256 amount) external nonReentrant {
         if (amount == 0) revert ErrorsLib.ZeroAmount();
-        vaultBalance += int256(amount);
-        netDeposits += amount;
+        Book storage b = _book;
+        b.vaultBalance = (b.vaultBalance + amount.toInt256()).toInt128();
+        b.netDeposits = (b.netDeposits + amount).toUint128();
         emit EventsLib.VaultFunded(msg.sender, amount);
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -660,9 +681,10 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     function withdrawVault(address to, uint256 amount) external nonReentrant onlyRole(TREASURY_ROLE) {
         if (to == address(0)) revert ErrorsLib.ZeroAddress();
         if (amount == 0) revert ErrorsLib.ZeroAmount();
-        if (vaultBalance < int256(amount)) revert ErrorsLib.VaultWithdrawTooLarge(amount, vaultBalance);
-        vaultBalance -= int256(amount);
-        netDeposits -= amount;
+        Book storage b = _book;
+        if (b.vaultBalance < amount.toInt256()) revert ErrorsLib.VaultWithdrawTooLarge(amount, b.vaultBalance);
+        b.vaultBalance -= int128(int256(amount));
+        b.netDeposits -= uint128(amount);
         emit EventsLib.VaultWithdrawn(to, amount);
         collateralToken.safeTransfer(to, amount);
     }
@@ -670,8 +692,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @inheritdoc IMarginEngine
     function fundInsurance(uint256 amount) external nonReentrant {
         if (amount == 0) revert ErrorsLib.ZeroAmount();
-        insuranceFund += amount;
-        netDeposits += amount;
+        Book storage b = _book;
+        b.insuranceFund = (b.insuranceFund + amount).toUint128();
+        b.netDeposits = (b.netDeposits + amount).toUint128();
         emit EventsLib.InsuranceFunded(msg.sender, amount);
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -679,10 +702,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
     /// @notice Withdraws protocol fees (treasury role).
     function withdrawFees(address to) external nonReentrant onlyRole(TREASURY_ROLE) {
         if (to == address(0)) revert ErrorsLib.ZeroAddress();
-        uint256 amount = protocolFees;
+        Book storage b = _book;
+        uint256 amount = b.protocolFees;
         if (amount == 0) revert ErrorsLib.ZeroAmount();
-        protocolFees = 0;
-        netDeposits -= amount;
+        b.protocolFees = 0;
+        b.netDeposits -= uint128(amount);
         emit EventsLib.FeesWithdrawn(to, amount);
         collateralToken.safeTransfer(to, amount);
     }
@@ -697,7 +721,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     /// @inheritdoc IMarginEngine
     function isLiquidatable(address account) external view returns (bool) {
-        if (_openMarkets[account] == 0) return false;
+        if (_accounts[account].openMarkets == 0) return false;
         MarketQuote memory none;
         (Health memory h, HealthScan memory scan) = _health(account, type(uint256).max, none, HealthMode.Margin);
         return scan.found && h.equityUsdWad < int256(h.maintenanceUsdWad);
@@ -715,12 +739,49 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     /// @notice When `account` was flagged for liquidation (0: not flagged), unix seconds.
     function flaggedAt(address account) external view returns (uint256) {
-        return _flaggedAt[account];
+        return _accounts[account].flaggedAt;
     }
 
     /// @inheritdoc IMarginEngine
     function order(address account, uint256 marketId) external view returns (Order memory) {
-        return _orders[account][marketId];
+        OrderSlot memory o = _orders[account][marketId];
+        return Order({
+            sizeDeltaWad: o.sizeDeltaWad,
+            acceptablePriceWad: o.acceptablePriceWad,
+            commitSec: o.commitSec,
+            feeTokens: o.commitSec == 0 ? 0 : uint64(settlementFeeTokens),
+            closeAll: o.closeAll
+        });
+    }
+
+    /// @notice Counterparty vault balance, token units (negative only if traders out-won it).
+    function vaultBalance() external view returns (int256) {
+        return _book.vaultBalance;
+    }
+
+    /// @notice Insurance fund, token units.
+    function insuranceFund() external view returns (uint256) {
+        return _book.insuranceFund;
+    }
+
+    /// @notice Protocol fees, token units.
+    function protocolFees() external view returns (uint256) {
+        return _book.protocolFees;
+    }
+
+    /// @notice Impact charged and not yet rebated, over every market, token units.
+    function impactPools() external view returns (uint256) {
+        return _book.impactPools;
+    }
+
+    /// @notice Settlement fees escrowed by pending orders, token units.
+    function orderEscrow() external view returns (uint256) {
+        return _book.orderEscrow;
+    }
+
+    /// @notice Sum of deposits minus withdrawals over every bucket, token units (conservation check).
+    function netDeposits() external view returns (uint256) {
+        return _book.netDeposits;
     }
 
     /// @inheritdoc IMarginEngine
@@ -736,12 +797,12 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     /// @inheritdoc IMarginEngine
     function collateralOf(address account) external view returns (int256) {
-        return _collateral[account];
+        return _accounts[account].collateral;
     }
 
     /// @notice Bitmap of the markets where an account has a position (bit i: market i).
     function openMarkets(address account) external view returns (uint256) {
-        return _openMarkets[account];
+        return _accounts[account].openMarkets;
     }
 
     /// @notice Funding state of a market: index (USD per base unit, WAD), the hourly rate of the
@@ -771,8 +832,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     function _deposit(address account, uint256 amount) internal {
         if (amount == 0) revert ErrorsLib.ZeroAmount();
-        _collateral[account] += int256(amount);
-        netDeposits += amount;
+        _addCollateral(account, amount.toInt256());
+        _book.netDeposits = (_book.netDeposits + amount).toUint128();
         emit EventsLib.Deposited(account, msg.sender, amount);
         collateralToken.safeTransferFrom(msg.sender, address(this), amount);
     }
@@ -830,8 +891,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         if (pos.sizeWad != 0) {
             int256 owedTokens = PositionMath.fundingOwed(pos.sizeWad, index, pos.fundingIndexWad).divCeil(int256(tokenScale));
             if (owedTokens != 0) {
-                _collateral[account] -= owedTokens;
-                vaultBalance += owedTokens;
+                _addCollateral(account, -owedTokens);
+                _book.vaultBalance = (_book.vaultBalance + owedTokens).toInt128();
                 emit EventsLib.FundingSettled(account, marketId, owedTokens);
             }
         }
@@ -840,7 +901,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
 
     function _setOpen(address account, uint256 marketId, bool wasOpen, bool isOpen) internal {
         if (wasOpen == isOpen) return;
-        uint256 bits = _openMarkets[account];
+        Account storage acc = _accounts[account];
+        uint256 bits = acc.openMarkets;
         if (isOpen) {
             bits |= (uint256(1) << marketId);
             if (LibBit.popCount(bits) > ConstantsLib.MAX_POSITIONS) {
@@ -849,7 +911,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         } else {
             bits &= ~(uint256(1) << marketId);
         }
-        _openMarkets[account] = bits;
+        acc.openMarkets = uint64(bits);
     }
 
     /// @dev Cross-margin health over at most MAX_POSITIONS positions. `cachedMarket`'s quote is
@@ -866,8 +928,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         returns (Health memory h, HealthScan memory scan)
     {
         scan.seqUp = true;
-        h.equityUsdWad = _collateral[account] * int256(tokenScale);
-        uint256 bits = _openMarkets[account];
+        Account memory acc = _accounts[account];
+        h.equityUsdWad = int256(acc.collateral) * int256(tokenScale);
+        uint256 bits = acc.openMarkets;
         while (bits != 0) {
             uint256 marketId = LibBit.ffs(bits);
             bits &= bits - 1;
@@ -924,13 +987,27 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuard {
         h.initialUsdWad += n.mulWadUp(imf);
     }
 
-    function _realizeBadDebt(address account) internal {
-        uint256 debt = uint256(-_collateral[account]);
-        uint256 covered = debt < insuranceFund ? debt : insuranceFund;
+    /// @dev Adds `delta` token units to an account's collateral (reverts past int128).
+    function _addCollateral(address account, int256 delta) internal {
+        Account storage acc = _accounts[account];
+        acc.collateral = (acc.collateral + delta).toInt128();
+    }
+
+    /// @dev Realizes the bad debt of an account left with no position and negative collateral.
+    function _realizeIfBankrupt(address account) internal {
+        Account storage acc = _accounts[account];
+        if (acc.openMarkets == 0 && acc.collateral < 0) _realizeBadDebt(account, acc);
+    }
+
+    function _realizeBadDebt(address account, Account storage acc) internal {
+        uint256 debt = uint256(-int256(acc.collateral));
+        Book storage b = _book;
+        uint256 fund = b.insuranceFund;
+        uint256 covered = debt < fund ? debt : fund;
         uint256 socialized = debt - covered;
-        _collateral[account] = 0;
-        insuranceFund -= covered;
-        vaultBalance -= int256(socialized);
+        acc.collateral = 0;
+        b.insuranceFund = uint128(fund - covered);
+        b.vaultBalance = (b.vaultBalance - int256(socialized)).toInt128();
         badDebtTotal += debt;
         badDebtCovered += covered;
         badDebtSocialized += socialized;

@@ -8,6 +8,7 @@ import {ErrorsLib, ParamField} from "./libraries/ErrorsLib.sol";
 import {EventsLib} from "./libraries/EventsLib.sol";
 import {MarginMath} from "./libraries/MarginMath.sol";
 import {RiskOracleBase} from "./RiskOracleBase.sol";
+import {BlobLib, FeedSlot} from "./libraries/BlobLib.sol";
 
 /// @title StaticLeverageController
 /// @notice The baseline: fixed initial and maintenance fractions per market, as most perpetuals
@@ -40,7 +41,7 @@ contract StaticLeverageController is RiskOracleBase {
         if (marketId >= ConstantsLib.MAX_MARKETS) {
             revert ErrorsLib.MarketIdOutOfRange(marketId, ConstantsLib.MAX_MARKETS);
         }
-        if (_listed[marketId]) revert ErrorsLib.MarketAlreadyListed(marketId);
+        if (_blobOf[marketId] != address(0)) revert ErrorsLib.MarketAlreadyListed(marketId);
         if (params.imfWad > ConstantsLib.IMF_MAX || params.imfWad < ConstantsLib.MIN_IMF_MIN) {
             revert ErrorsLib.ParamOutOfBounds(ParamField.MinImf, params.imfWad, ConstantsLib.MIN_IMF_MIN, ConstantsLib.IMF_MAX);
         }
@@ -55,9 +56,15 @@ contract StaticLeverageController is RiskOracleBase {
                 ParamField.LiqFee, params.liqFeeWad, ConstantsLib.LIQ_FEE_MIN, ConstantsLib.LIQ_FEE_MAX
             );
         }
-        _setFeeds(marketId, feeds);
-        _listed[marketId] = true;
         _params[marketId] = params;
+        _writeBlob(
+            marketId,
+            _checkFeeds(marketId, feeds),
+            abi.encodePacked(
+                uint256(params.imfWad) | (uint256(params.mmfWad) << 64) | (uint256(params.impactWad) << 128)
+                    | (uint256(params.liqFeeWad) << 192)
+            )
+        );
         emit EventsLib.StaticFractionsSet(marketId, params.imfWad, params.mmfWad);
     }
 
@@ -68,10 +75,13 @@ contract StaticLeverageController is RiskOracleBase {
 
     /// @inheritdoc ILeverageController
     function quote(uint256 marketId, bool, uint256 positionSizeWad) public view returns (MarketQuote memory q) {
-        _quoteBase(marketId, q);
-        StaticParams memory p = _params[marketId];
-        (bool okD, int256 depth) = _read(marketId, FeedKind.Depth);
-        uint256 depthWad = okD ? uint256(depth) : uint256(int256(_feeds[marketId][uint256(FeedKind.Depth)].minWad));
+        bytes memory b = _blob(marketId);
+        uint256 w = BlobLib.word(b, BlobLib.FEED_WORDS);
+        StaticParams memory p = StaticParams(uint64(w), uint64(w >> 64), uint64(w >> 128), uint64(w >> 192));
+        _quoteBase(q, b);
+        FeedSlot memory d = BlobLib.feed(b, uint256(FeedKind.Depth));
+        (bool okD, int256 depth) = _read(d);
+        uint256 depthWad = okD ? uint256(depth) : uint256(int256(d.minWad));
         q.riskFeedsOk = true;
         q.imfWad = p.imfWad;
         q.mmfBaseWad = p.mmfWad;

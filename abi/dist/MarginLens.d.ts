@@ -915,12 +915,71 @@ export declare const marginLensAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "SafeCastOverflowedIntDowncast";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "bits";
+        readonly "type": "uint8";
+        readonly "internalType": "uint8";
+      },
+      {
+        readonly "name": "value";
+        readonly "type": "int256";
+        readonly "internalType": "int256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "SafeCastOverflowedUintDowncast";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "bits";
+        readonly "type": "uint8";
+        readonly "internalType": "uint8";
+      },
+      {
+        readonly "name": "value";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "SafeCastOverflowedUintToInt";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "value";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "SafeERC20FailedOperation";
     readonly "inputs": readonly [
       {
         readonly "name": "token";
         readonly "type": "address";
         readonly "internalType": "address";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "BlobTooShort";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "word";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "lengthBytes";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
       }
     ];
   },
@@ -1084,6 +1143,22 @@ export declare const marginLensAbi: readonly [
         readonly "internalType": "uint256";
       }
     ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "SafeCastOverflowedIntToUint";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "value";
+        readonly "type": "int256";
+        readonly "internalType": "int256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "DeploymentFailed";
+    readonly "inputs": readonly [];
   },
   {
     readonly "type": "error";

@@ -852,6 +852,22 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "BlobTooShort";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "word";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "lengthBytes";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "BootstrapSealed";
     readonly "inputs": readonly [];
   },
@@ -1492,6 +1508,49 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "SafeCastOverflowedIntDowncast";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "bits";
+        readonly "type": "uint8";
+        readonly "internalType": "uint8";
+      },
+      {
+        readonly "name": "value";
+        readonly "type": "int256";
+        readonly "internalType": "int256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "SafeCastOverflowedUintDowncast";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "bits";
+        readonly "type": "uint8";
+        readonly "internalType": "uint8";
+      },
+      {
+        readonly "name": "value";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "SafeCastOverflowedUintToInt";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "value";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "SafeERC20FailedOperation";
     readonly "inputs": readonly [
       {
@@ -1661,6 +1720,22 @@ export declare const staticLeverageControllerAbi: readonly [
         readonly "internalType": "uint256";
       }
     ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "SafeCastOverflowedIntToUint";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "value";
+        readonly "type": "int256";
+        readonly "internalType": "int256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "DeploymentFailed";
+    readonly "inputs": readonly [];
   },
   {
     readonly "type": "error";

@@ -11,8 +11,8 @@ library ConstantsLib {
     /// @dev Funding feed rates are per hour.
     uint256 internal constant FUNDING_PERIOD_SEC = 1 hours;
 
-    /// @dev Markets are ids 0..255 (an account keeps its open markets in a bitmap).
-    uint256 internal constant MAX_MARKETS = 256;
+    /// @dev Markets are ids 0..63 (an account keeps its open markets in a 64-bit bitmap).
+    uint256 internal constant MAX_MARKETS = 64;
     /// @dev Open positions per account: bounds every loop over an account.
     uint256 internal constant MAX_POSITIONS = 8;
 

@@ -22,15 +22,22 @@ contract MockAggregator is AggregatorV3Interface {
     address public immutable owner;
     string internal _description;
 
-    int256 internal _answer;
+    /// @dev One slot per round: the answer (when it fits in 192 bits) and its timestamp.
+    struct Round {
+        int192 answer;
+        uint64 time;
+    }
+
+    /// @dev Marks a round whose answer did not fit in 192 bits (kept in `_wideAnswers`).
+    int192 internal constant WIDE = type(int192).min;
+
     uint80 internal _roundId;
-    uint64 internal _updatedAt;
-    uint64 internal _startedAt;
     bool public reverting;
     mapping(address => bool) public isTransmitter;
-    /// @dev Answer and timestamp of every round (round 0 never exists).
-    mapping(uint80 => int256) internal _answers;
-    mapping(uint80 => uint64) internal _times;
+    /// @dev Every round (round 0 never exists); the latest is `_rounds[_roundId]`.
+    mapping(uint80 => Round) internal _rounds;
+    /// @dev Answers outside int192 (tests of out-of-range answers).
+    mapping(uint80 => int256) internal _wideAnswers;
 
     constructor(uint8 decimals_, string memory description_, int256 initialAnswer) {
         decimals = decimals_;
@@ -80,23 +87,32 @@ contract MockAggregator is AggregatorV3Interface {
     {
         if (reverting) revert FeedReverting();
         if (roundId == 0 || roundId > _roundId) revert RoundNotAvailable(roundId);
-        uint64 t = _times[roundId];
-        return (roundId, _answers[roundId], t, t, roundId);
+        (int256 a, uint256 t) = _round(roundId);
+        return (roundId, a, t, t, roundId);
     }
 
     function latestRoundData() external view returns (uint80, int256, uint256, uint256, uint80) {
         if (reverting) revert FeedReverting();
-        return (_roundId, _answer, _startedAt, _updatedAt, _roundId);
+        uint80 r = _roundId;
+        (int256 a, uint256 t) = _round(r);
+        return (r, a, t, t, r);
+    }
+
+    function _round(uint80 r) internal view returns (int256 answer, uint256 time) {
+        Round memory rd = _rounds[r];
+        answer = rd.answer == WIDE ? _wideAnswers[r] : int256(rd.answer);
+        time = rd.time;
     }
 
     function _push(int256 answer, uint256 updatedAt) internal {
         uint80 r = _roundId + 1;
-        _answer = answer;
         _roundId = r;
-        _updatedAt = uint64(updatedAt);
-        _startedAt = uint64(updatedAt);
-        _answers[r] = answer;
-        _times[r] = uint64(updatedAt);
+        if (answer > type(int192).max || answer <= WIDE) {
+            _rounds[r] = Round(WIDE, uint64(updatedAt));
+            _wideAnswers[r] = answer;
+        } else {
+            _rounds[r] = Round(int192(answer), uint64(updatedAt));
+        }
         emit AnswerUpdated(answer, r, updatedAt);
     }
 }

@@ -480,7 +480,7 @@ contract ParamsTest is OrderHelpers {
         vm.startPrank(admin);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketAlreadyListed.selector, BTC));
         controller.proposeMarket(BTC, feedConfigs(feeds), defaultParams());
-        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketIdOutOfRange.selector, 256, 256));
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketIdOutOfRange.selector, 256, 64));
         controller.proposeMarket(256, feedConfigs(feeds), defaultParams());
         RiskParams memory bad = defaultParams();
         bad.zWad = 7e18;

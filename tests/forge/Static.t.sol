@@ -263,7 +263,7 @@ contract StaticTest is BaseTest {
         vm.startPrank(admin);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketAlreadyListed.selector, BTC));
         sc.listMarket(BTC, feedConfigs(feeds), staticParams());
-        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketIdOutOfRange.selector, 300, 256));
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketIdOutOfRange.selector, 300, 64));
         sc.listMarket(300, feedConfigs(feeds), staticParams());
         sc.sealBootstrap();
         vm.expectRevert(ErrorsLib.BootstrapSealed.selector);

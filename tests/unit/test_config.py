@@ -193,7 +193,7 @@ MALFORMED: list[tuple[str, Mutation, str]] = [
     ("oi depth mult 0.05", _set("engine.oi_depth_mult", 0.05), "engine.oi_depth_mult"),
     ("oi depth mult 101", _set("engine.oi_depth_mult", 101.0), "engine.oi_depth_mult"),
     ("float window", _set("engine.order_window_sec", 3600.0), "engine.order_window_sec"),
-    ("id 256", _set("markets[0].id", 256), "markets[0].id"),
+    ("id 64", _set("markets[0].id", 64), "markets[0].id"),
     ("19 decimals", _set("markets[1].feed_decimals", 19), "markets[1].feed_decimals"),
     ("zero heartbeat", _set("markets[0].heartbeat_sec", 0), "markets[0].heartbeat_sec"),
     ("alpha 0.5", _set("markets[0].model.alpha", 0.5), "markets[0].model.alpha"),
@@ -263,7 +263,7 @@ ENGINE_FIELDS: dict[str, tuple[str, float, float]] = {
     "oi_depth_mult": (NUM, 0.1, 100.0),
 }
 MARKET_FIELDS: dict[str, tuple[str, float, float]] = {
-    "id": (INT, 0, 255), "symbol": (STR, 0, 0), "feed_decimals": (INT, 0, 18), "heartbeat_sec": (INT, 1, 2**32 - 1),
+    "id": (INT, 0, 63), "symbol": (STR, 0, 0), "feed_decimals": (INT, 0, 18), "heartbeat_sec": (INT, 1, 2**32 - 1),
     "initial": (TABLE, 0, 0), "bounds": (TABLE, 0, 0), "model": (TABLE, 0, 0), "static_calm": (TABLE, 0, 0),
     "static_conservative": (TABLE, 0, 0),
 }

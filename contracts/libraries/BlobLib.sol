@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.20;
+
+import {RiskParams} from "../../interfaces/ILeverageController.sol";
+
+/// @notice Storage form of a feed configuration, with the feed's decimals read at listing.
+struct FeedSlot {
+    address feed;
+    uint32 heartbeatSec;
+    uint8 decimals;
+    int128 minWad;
+    int128 maxWad;
+}
+
+/// @title BlobLib
+/// @notice Packing of a market's configuration into the words of an SSTORE2 blob (read by a quote
+/// with one EXTCODECOPY) and cheap unpacking (shifts and masks, no ABI decoder).
+/// @dev Layout, in 32-byte words: feed k (k = 0..4) in words 2k and 2k+1
+///   (word 2k: feed | heartbeat << 160 | decimals << 192; word 2k+1: uint128(min) | uint128(max) << 128),
+/// then the controller's words from word 10 on (`RiskParams`: 5 words each, see `packParams`).
+library BlobLib {
+    /// @notice Words of the five feeds at the start of every blob.
+    uint256 internal constant FEED_WORDS = 10;
+    /// @notice Words of one packed `RiskParams`.
+    uint256 internal constant PARAM_WORDS = 5;
+
+    error BlobTooShort(uint256 word, uint256 lengthBytes);
+
+    /// @notice Word `i` of `b`.
+    function word(bytes memory b, uint256 i) internal pure returns (uint256 w) {
+        if ((i + 1) * 32 > b.length) revert BlobTooShort(i, b.length);
+        assembly ("memory-safe") {
+            w := mload(add(add(b, 32), mul(i, 32)))
+        }
+    }
+
+    function packFeeds(FeedSlot[5] memory fs) internal pure returns (uint256[10] memory w) {
+        for (uint256 k; k < 5; ++k) {
+            FeedSlot memory s = fs[k];
+            w[2 * k] = uint256(uint160(s.feed)) | (uint256(s.heartbeatSec) << 160) | (uint256(s.decimals) << 192);
+            w[2 * k + 1] = uint256(uint128(s.minWad)) | (uint256(uint128(s.maxWad)) << 128);
+        }
+    }
+
+    /// @notice Feed `k` of a blob.
+    function feed(bytes memory b, uint256 k) internal pure returns (FeedSlot memory s) {
+        uint256 w0 = word(b, 2 * k);
+        uint256 w1 = word(b, 2 * k + 1);
+        s.feed = address(uint160(w0));
+        s.heartbeatSec = uint32(w0 >> 160);
+        s.decimals = uint8(w0 >> 192);
+        s.minWad = int128(uint128(w1));
+        s.maxWad = int128(uint128(w1 >> 128));
+    }
+
+    function feeds(bytes memory b) internal pure returns (FeedSlot[5] memory fs) {
+        for (uint256 k; k < 5; ++k) {
+            fs[k] = feed(b, k);
+        }
+    }
+
+    /// @notice `RiskParams` in five words: (z, skewSens, tailCap, bufferMult), (minBuffer, liqFee,
+    /// impact, crowd), (fundingSens (96 bits), fundingThreshold, horizon (32), rampJitter (32)),
+    /// (minImf, maxImf, minMmf, maxMmf), (mmfRamp, volRef, regimeSens); 64 bits each unless noted.
+    function packParams(RiskParams memory p) internal pure returns (uint256[5] memory w) {
+        w[0] = _four(p.zWad, p.skewSensWad, p.tailCapWad, p.bufferMultWad);
+        w[1] = _four(p.minBufferWad, p.liqFeeWad, p.impactWad, p.crowdWad);
+        w[2] = uint256(p.fundingSensWad) | (uint256(p.fundingThresholdWad) << 96) | (uint256(p.horizonSec) << 160)
+            | (uint256(p.rampJitterSec) << 192);
+        w[3] = _four(p.minImfWad, p.maxImfWad, p.minMmfWad, p.maxMmfWad);
+        w[4] = _four(p.mmfRampWadPerSec, p.volRefWad, p.regimeSensWad, 0);
+    }
+
+    /// @notice The `RiskParams` packed at word `at` of a blob.
+    function params(bytes memory b, uint256 at) internal pure returns (RiskParams memory p) {
+        uint256 w = word(b, at);
+        (p.zWad, p.skewSensWad, p.tailCapWad, p.bufferMultWad) = _unfour(w);
+        w = word(b, at + 1);
+        (p.minBufferWad, p.liqFeeWad, p.impactWad, p.crowdWad) = _unfour(w);
+        w = word(b, at + 2);
+        p.fundingSensWad = uint96(w);
+        p.fundingThresholdWad = uint64(w >> 96);
+        p.horizonSec = uint32(w >> 160);
+        p.rampJitterSec = uint32(w >> 192);
+        w = word(b, at + 3);
+        (p.minImfWad, p.maxImfWad, p.minMmfWad, p.maxMmfWad) = _unfour(w);
+        w = word(b, at + 4);
+        (p.mmfRampWadPerSec, p.volRefWad, p.regimeSensWad,) = _unfour(w);
+    }
+
+    function _four(uint64 a, uint64 b, uint64 c, uint64 d) private pure returns (uint256) {
+        return uint256(a) | (uint256(b) << 64) | (uint256(c) << 128) | (uint256(d) << 192);
+    }
+
+    function _unfour(uint256 w) private pure returns (uint64, uint64, uint64, uint64) {
+        return (uint64(w), uint64(w >> 64), uint64(w >> 128), uint64(w >> 192));
+    }
+}
