@@ -204,7 +204,7 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
     from ballast.marketsim import Controller, MarketSim, RunSpec
     from ballast.panel import TOLERANCE
     from ballast.scenarios import build_source
-    from ballast.sweep import rerun
+    from ballast.sweep import config_with, rerun
 
     if not 1 <= draws <= 64:
         raise ValidationError("draws", draws, "[1, 64]")
@@ -214,7 +214,8 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
                                 f"{again['stored']}, re-run {again['rerun']}")
     name, seed, n = str(again["controller"]), int(again["seed"]), int(again["accounts"])
     mode: VolMode = again["keeper_mode"]
-    cfg = load_config()
+    sets = [(str(k), float(v)) for k, v in again["model_set"]]
+    cfg = config_with(sets) if sets else load_config()  # a parameter-set variant's row runs with its parameters
     sc, _ = build_source(str(again["scenario"]), seed)
     traders = generate(n, sc.blocks, seed=seed, long_bias=sc.long_bias)
     check_scenario(sc, cfg)
@@ -222,7 +223,7 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
     static = None if name == "dynamic" else StaticFractions(float(again["imf"]), float(again["mmf"]))
     print(f"sweep row {rowid} of {db}: {sc.name} seed {seed}, {n} accounts, {name}"
           f"{'' if static is None else f' (IMF {static.imf:.6f}, MMF {static.mmf:.6f})'}, keeper {mode}; "
-          f"drawn parameters {again['params'] or 'none'}", file=sys.stderr)
+          f"drawn parameters {again['params'] or 'none'}; model parameters set {sets or 'none'}", file=sys.stderr)
     t0 = time.monotonic()
     lab = run_one("dynamic" if static is None else "static_calm", sc, traders, cfg, static=static, keeper_mode=mode,
                   liquidators=liq, fork_url=fork_url, progress=Progress(name))
@@ -241,7 +242,7 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
         ok = None if tol is None else bool(lo - tol <= lv <= hi + tol)
         rows.append({"metric": m, "lab": lv, "sim_row": vs[0], "sim_lo": lo, "sim_hi": hi, "tol": tol, "ok": ok})
     result = {"file": str(db), "rowid": int(rowid), "scenario": sc.name, "seed": seed, "accounts": n,
-              "controller": name, "keeper_mode": mode, "params": again["params"],
+              "controller": name, "keeper_mode": mode, "params": again["params"], "model_set": sets,
               "static_fractions": None if static is None else asdict(static), "sim_draws": len(sim),
               "rows": rows, "lab_wall_sec": wall,
               "verification": {"checks": lab.checks, "violations": len(lab.violations)},

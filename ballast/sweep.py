@@ -366,7 +366,8 @@ def rerun(db: Path, rowid: int) -> dict[str, Any]:
     return {"stored": {k: r[k] for k in COLUMNS}, "rerun": {k: new[k] for k in COLUMNS},
             "identical": all(r[k] == new[k] for k in COLUMNS),
             "scenario": r["scenario"], "seed": r["seed"], "accounts": r["accounts"], "controller": r["controller"],
-            "keeper_mode": task.keeper_mode, "imf": new["imf"], "mmf": new["mmf"], "params": new["params"],
+            "keeper_mode": task.keeper_mode, "model_set": [list(kv) for kv in task.model_set], "imf": new["imf"],
+            "mmf": new["mmf"], "params": new["params"],
             "anvil": f"ballast stress --from-sweep {db} {rowid}"}
 
 

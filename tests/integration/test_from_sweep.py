@@ -41,3 +41,15 @@ def test_a_static_and_a_dynamic_row_rerun_on_anvil(tmp_path: Path) -> None:
     assert by["calm_mean_max_leverage"]["ok"], by["calm_mean_max_leverage"]
     with pytest.raises(ValidationError, match="ROWID"):
         from_sweep(db, 999, out=tmp_path / "x")
+
+
+def test_a_parameter_set_variant_row_runs_with_its_parameters(tmp_path: Path) -> None:
+    src = tmp_path / "small_crash.toml"
+    src.write_text('name = "small_crash"\nbase = "flash_crash"\n[params]\nblocks = 60\ncrash_pct = 0.3\n'
+                   'crash_blocks = 2\ncrash_at = 0.5\n')
+    task = Task("v1", str(src), (4,), 25, (), "trailing", (("regime_sens", 0.0),))
+    Store(tmp_path / "sweep.sqlite").save(task, run_task(task))
+    row = next(r for r in Store(tmp_path / "sweep.sqlite").rows() if r["controller"] == "static_calm")
+    res = from_sweep(tmp_path / "sweep.sqlite", int(row["rowid"]), out=tmp_path / "o")
+    assert res["model_set"] == [("regime_sens", 0.0)] and res["verification"]["violations"] == 0
+    assert all(r["ok"] for r in res["rows"] if r["ok"] is not None), res["rows"]
