@@ -92,6 +92,10 @@ def deploy(
                           config.engine.engine_config_tuple(TOKEN_DECIMALS), sender=admin)
     chain.transact(controller.functions.bindEngine(engine.address), admin)
     pusher = chain.deploy("RiskPusher", admin, controller.address, engine.address, sender=admin)
+    if kind == "dynamic":
+        # The keeper publishes calibrated tails through the pusher too (pushWithTails).
+        chain.transact(controller.functions.grantRole(controller.functions.REPORTER_ROLE().call(), pusher.address),
+                       admin)
     lens = chain.deploy("MarginLens", engine.address, sender=admin)
     dep = Deployment(chain, config, kind, admin, usd, controller, engine, pusher, lens)
     for m in config.markets:

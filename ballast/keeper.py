@@ -329,7 +329,7 @@ class ChainKeeper:
                  market_id: int = 0, mode: VolMode = "trailing", rules: PushRules | None = None,
                  interval_sec: int = 900, base_depth_usd: float = 50_000_000.0, lam: float = 0.94,
                  push_gas: int = 1_500_000, signer: "Signer | None" = None, gas: GasStrategy | None = None,
-                 receipt_timeout_sec: float = 120.0) -> None:
+                 receipt_timeout_sec: float = 120.0, tail: TailPublishing | None = None) -> None:
         from ballast.deployments import UnlockedSigner
 
         if mode not in ("trailing", "predictive"):
@@ -358,6 +358,10 @@ class ChainKeeper:
         self.push_gas = push_gas
         self.prices: list[float] = []
         self.decimals = {k: int(f.functions.decimals().call()) for k, f in feeds.items()}
+        self.tail = tail
+        """Calibrated tails published with the push (``RiskPusher.pushWithTails``); None: none."""
+        self.controller = (chain.at("LeverageController", pusher.functions.controller().call())
+                           if tail is not None else None)
 
     def observe(self, price: float) -> None:
         """Record one price sample (one per ``interval_sec``)."""
@@ -398,6 +402,23 @@ class ChainKeeper:
 
     WARMUP = 3
     """Observations before the keeper's own volatility estimate replaces the on-chain answer."""
+
+    def tail_due(self, now: int) -> tuple[int, int] | None:
+        """The calibrated tails to publish this round (``TailPublishing``), or None: none configured,
+        none estimable yet (0), or the on-chain tails are within ``tail.deviation`` of the estimate
+        and younger than ``rules.refresh_sec``."""
+        if self.tail is None or self.controller is None or len(self.prices) < 3:
+            return None
+        ts = np.arange(len(self.prices), dtype=np.int64) * self.interval_sec
+        tl, tsh = self.tail.estimate(ts, np.asarray(self.prices), self.lam)
+        if tl == 0 or tsh == 0:
+            return None
+        _, on_l, at = self.controller.functions.tailFeed(self.market_id, True).call()
+        _, on_s, _ = self.controller.functions.tailFeed(self.market_id, False).call()
+        if at and now - int(at) < self.rules.refresh_sec and on_l and on_s \
+                and abs(tl / on_l - 1) <= self.tail.deviation and abs(tsh / on_s - 1) <= self.tail.deviation:
+            return None
+        return tl, tsh
 
     def onchain_feed(self, kind: str) -> tuple[int, int, int]:
         rid, ans, _, upd, _ = self.feeds[kind].functions.latestRoundData().call()
@@ -441,7 +462,8 @@ class ChainKeeper:
         w3 = self.chain.w3
         now = now if now is not None else self.chain.latest_timestamp()
         due = self.due(targets, now)
-        if not due:
+        tails = self.tail_due(now)
+        if not due and tails is None:
             return StepReport({}, {}, False, block=int(w3.eth.block_number))
         # Restart safety on the nonce: the node's pending count. A transaction of ours still pending
         # would land later with (nearly) the same answers: send nothing on top of it.
@@ -456,8 +478,14 @@ class ChainKeeper:
         except FeeCapExceeded as e:
             return StepReport({}, {}, False, block=int(w3.eth.block_number), due=due, skipped=str(e))
         kinds = list(due)
-        fn = self.pusher.functions.push([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
-                                        [self.market_id])
+        if tails is None:
+            fn = self.pusher.functions.push([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
+                                            [self.market_id])
+        else:
+            fn = self.pusher.functions.pushWithTails([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
+                                                     [self.market_id], [tails[0]], [tails[1]])
+            due = {**due, "tail_long": tails[0], "tail_short": tails[1]}
+            kinds = list(due)
         tx: dict[str, Any] = {"from": self.sender, "to": self.pusher.address, "data": fn._encode_transaction_data(),
                               "gas": self.push_gas, "nonce": pending, "chainId": self.chain.chain_id, **fees}
         t0 = time.monotonic()
@@ -490,6 +518,48 @@ class ChainKeeper:
                 failed["accrue"] = "0x" + bytes(lg["data"]).hex()
         return StepReport(due, failed, "poke" not in failed, "accrue" not in failed, tx_hash, block=blockno,
                           gas_used=gas_used, fee_wei=fee, latency_sec=latency, due=due)
+
+
+@dataclass(frozen=True)
+class TailPublishing:
+    """What the keeper needs to publish the calibrated tail (issue 12, ``ballast.tail``): the
+    estimator and its level from a calibration file (``ballast calibrate --tail fhs``), and the
+    relative deviation that makes a new publication due (else every ``PushRules.refresh_sec``)."""
+
+    alpha: float
+    horizon_sec: int
+    spec: Any
+    """``ballast.tail.TailSpec``."""
+    z: float
+    prior: dict[str, float]
+    deviation: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.deviation < 1.0:
+            raise ValidationError("deviation", self.deviation, "a relative deviation in (0, 1)")
+
+    @classmethod
+    def from_calibration(cls, path: str, horizon_sec: int, alpha: float | None = None,
+                         deviation: float = 0.02) -> TailPublishing:
+        """The fit at ``alpha`` (default: the file's first) of a calibration file with a tail."""
+        from ballast.calibration import load_calibration
+
+        cal = load_calibration(path)
+        if cal.tail is None:
+            raise ValidationError("tail calibration", path, "a file written by `ballast calibrate --tail fhs`")
+        fits = [f for f in cal.fits if alpha is None or abs(f.alpha - alpha) < 1e-12]
+        if not fits:
+            raise ValidationError("alpha", alpha, f"one of {[f.alpha for f in cal.fits]}")
+        f = fits[0]
+        return cls(f.alpha, horizon_sec, cal.tail, f.z, {"long": f.prior_long, "short": f.prior_short}, deviation)
+
+    def estimate(self, timestamps: np.ndarray, close: np.ndarray, lam: float) -> tuple[int, int]:
+        """(tailLongWad, tailShortWad) at the latest observation (0: none yet)."""
+        from ballast.tail import publish_tail
+
+        prior = {k: v for k, v in self.prior.items() if v > 0} or None
+        return publish_tail(timestamps, close, alpha=self.alpha, horizon_sec=self.horizon_sec, spec=self.spec,
+                            z=self.z, lam=lam, prior=prior)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ operator endpoint
@@ -649,6 +719,10 @@ def keeper_cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--prices", default=None, help="replay this OHLC CSV, one bar per round (else read the price feed)")
     ap.add_argument("--interval", type=int, default=900, help="seconds between price samples")
     ap.add_argument("--mode", choices=["trailing", "predictive"], default="trailing")
+    ap.add_argument("--tail-calibration", default=None, metavar="FILE",
+                    help="publish the calibrated tail each round (a `ballast calibrate --tail fhs` file; "
+                         "RiskPusher.pushWithTails, the pusher needs the controller's REPORTER_ROLE)")
+    ap.add_argument("--tail-alpha", type=float, default=None, help="the file's fit to use (default: its first)")
     ap.add_argument("--rounds", type=int, default=0, help="stop after N rounds (0: run until Ctrl-C)")
     ap.add_argument("--sleep", type=float, default=None, help="wall seconds between rounds (default: interval)")
     g = ap.add_argument_group("gas (EIP-1559: maxFeePerGas = min(cap, base fee x multiplier + priority fee))")
@@ -689,8 +763,13 @@ def keeper_cli(argv: list[str] | None = None) -> int:
     if not pusher.functions.hasRole(role, signer.address).call():
         raise ValidationError("keeper", signer.address, f"an account with KEEPER_ROLE on the RiskPusher {pusher.address} "
                               "(grantRole(KEEPER_ROLE, keeper) from the admin)")
+    tail = None
+    if a.tail_calibration:
+        ctl = chain.at("LeverageController", pusher.functions.controller().call())
+        horizon = int(ctl.functions.activeParams(a.market).call()[10])
+        tail = TailPublishing.from_calibration(a.tail_calibration, horizon, a.tail_alpha)
     k = ChainKeeper(chain, feeds, pusher=pusher, market_id=a.market, mode=a.mode, interval_sec=a.interval,
-                    signer=signer, gas=gas, push_gas=a.push_gas, receipt_timeout_sec=a.receipt_timeout)
+                    signer=signer, gas=gas, push_gas=a.push_gas, receipt_timeout_sec=a.receipt_timeout, tail=tail)
     replay = load_csv(a.prices, a.interval, "replay").close.tolist() if a.prices else None
     pause = a.interval if a.sleep is None else a.sleep
     metrics = KeeperMetrics(k.sender, a.market, stale_after_sec=max(60.0, 3 * pause + a.receipt_timeout))

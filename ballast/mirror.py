@@ -190,6 +190,23 @@ class MarketMirror:
     """Last valid price seen at an accrual (``marketBook().lastPriceWad``)."""
     oi_hard_cap_usd_wad: int = 0
     """``oiHardCapUsdWad(market)``: 0 = only the depth-relative cap."""
+    tail_long_wad: int = 0
+    tail_short_wad: int = 0
+    tail_published_at: int = 0
+    """The controller's published calibrated tails (``publishTail``) and when (0: never published)."""
+
+    def publish_tail(self, long_wad: int, short_wad: int, now: int) -> None:
+        """``LeverageController.publishTail`` (bounds checked on chain: [1e18, 5e18])."""
+        self.tail_long_wad, self.tail_short_wad, self.tail_published_at = long_wad, short_wad, now
+
+    def tail_feed(self, is_long: bool, now: int) -> tuple[bool, int]:
+        """``LeverageController._tailOf``: (True, 0) when none was published, (False, 0) when older
+        than the volatility feed's heartbeat, else (True, the side's tail)."""
+        if self.tail_published_at == 0:
+            return True, 0
+        if now - self.tail_published_at > self.feeds["volatility"].heartbeat_sec:
+            return False, 0
+        return True, self.tail_long_wad if is_long else self.tail_short_wad
 
     @property
     def skew(self) -> int:
@@ -239,8 +256,9 @@ class MarketMirror:
             price_wad=price,
             is_long=is_long,
         )
-        f = compute(p, x)
-        risk_ok = ok_v and ok_s and ok_d and ok_f
+        ok_t, tail = self.tail_feed(is_long, now)
+        f = compute(p, x, tail_feed_wad=tail)
+        risk_ok = ok_v and ok_s and ok_d and ok_f and ok_t
         mmf_base = self.ramps[0 if is_long else 1].value_at(now)
         imf_live = f.imf_wad if risk_ok else p.max_imf_wad
         imf = required_initial(imf_live, position_maintenance(mmf_base, f.slip_wad, p.max_mmf_wad),

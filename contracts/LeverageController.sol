@@ -41,6 +41,11 @@ contract LeverageController is RiskOracleBase {
     /// @dev Index 0: long, 1: short.
     mapping(uint256 marketId => Ramp[2]) internal _ramps;
     uint256 internal _rampNonce;
+    /// @notice Publishes each market's calibrated tail multipliers (`publishTail`).
+    bytes32 public constant REPORTER_ROLE = keccak256("REPORTER_ROLE");
+    /// @dev A market's published tail, one slot: long (64 bits) | short << 64 | publishedAt << 128
+    /// (0: never published, the model without it).
+    mapping(uint256 marketId => uint256) internal _tails;
 
     constructor(address admin, uint256 paramDelaySec_) RiskOracleBase(admin) {
         if (paramDelaySec_ < ConstantsLib.MIN_PARAM_DELAY_SEC || paramDelaySec_ > ConstantsLib.MAX_PARAM_DELAY_SEC) {
@@ -49,6 +54,48 @@ contract LeverageController is RiskOracleBase {
             );
         }
         paramDelaySec = paramDelaySec_;
+        _grantRole(REPORTER_ROLE, admin);
+    }
+
+    // ---------------------------------------------------------------- published tail
+
+    /// @notice Publishes a market's calibrated tail multipliers (WAD, 1e18 = 1.0): the quantile of
+    /// standardized adverse moves over z, estimated off chain (`ballast.tail`), long side from down
+    /// moves, short side from up moves. The model uses min(tailCap, max(tail, live tail)). Each must
+    /// lie in [1e18, TAIL_CAP_MAX]. A published tail goes stale after the volatility feed's
+    /// heartbeat: new risk then fails closed and `poke` reverts, as for a stale risk feed.
+    function publishTail(uint256 marketId, uint256 tailLongWad, uint256 tailShortWad)
+        external
+        onlyRole(REPORTER_ROLE)
+    {
+        _requireListed(marketId);
+        _checkTail(marketId, tailLongWad);
+        _checkTail(marketId, tailShortWad);
+        _tails[marketId] = tailLongWad | (tailShortWad << 64) | (block.timestamp << 128);
+        emit EventsLib.TailPublished(marketId, tailLongWad, tailShortWad, block.timestamp);
+    }
+
+    /// @notice A market's published tail for a side: `ok` false when it is stale; `tailWad` 0 when
+    /// none was ever published (or stale); `publishedAtSec` 0 when none.
+    function tailFeed(uint256 marketId, bool isLong) external view returns (bool ok, uint256 tailWad, uint256 publishedAtSec) {
+        (ok, tailWad) = _tailOf(_blob(marketId), marketId, isLong);
+        publishedAtSec = _tails[marketId] >> 128;
+    }
+
+    function _checkTail(uint256 marketId, uint256 t) internal pure {
+        if (t < ConstantsLib.WAD || t > ConstantsLib.TAIL_CAP_MAX) {
+            revert ErrorsLib.TailOutOfBounds(marketId, t, ConstantsLib.WAD, ConstantsLib.TAIL_CAP_MAX);
+        }
+    }
+
+    /// @dev (true, 0) when none was published; (false, 0) when stale (older than the volatility
+    /// feed's heartbeat); else (true, the side's tail).
+    function _tailOf(bytes memory b, uint256 marketId, bool isLong) internal view returns (bool, uint256) {
+        uint256 w = _tails[marketId];
+        if (w == 0) return (true, 0);
+        uint256 at = w >> 128;
+        if (block.timestamp - at > BlobLib.feed(b, uint256(FeedKind.Volatility)).heartbeatSec) return (false, 0);
+        return (true, isLong ? uint64(w) : uint64(w >> 64));
     }
 
     // ---------------------------------------------------------------- listing and parameters
@@ -124,9 +171,11 @@ contract LeverageController is RiskOracleBase {
         RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS);
         (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
         (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
-        if (!okV || !okS) revert ErrorsLib.RiskFeedInvalid(marketId);
-        _commit(marketId, true, p, uint256(sigma), skew);
-        _commit(marketId, false, p, uint256(sigma), skew);
+        (bool okT, uint256 tailL) = _tailOf(b, marketId, true);
+        (, uint256 tailS) = _tailOf(b, marketId, false);
+        if (!okV || !okS || !okT) revert ErrorsLib.RiskFeedInvalid(marketId);
+        _commit(marketId, true, p, uint256(sigma), skew, tailL);
+        _commit(marketId, false, p, uint256(sigma), skew, tailS);
     }
 
     /// @notice The maintenance ramp of a side.
@@ -137,11 +186,20 @@ contract LeverageController is RiskOracleBase {
     /// @notice The live maintenance target of a side (what `poke` would commit), WAD.
     function maintenanceTarget(uint256 marketId, bool isLong) external view returns (bool ok, uint256 targetWad) {
         bytes memory b = _blob(marketId);
-        RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS);
         (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
         (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
-        if (!okV || !okS) return (false, 0);
-        return (true, MarginMath.maintenanceBase(p, MarginMath.varMove(p, uint256(sigma), skew, isLong)));
+        (bool okT, uint256 tail) = _tailOf(b, marketId, isLong);
+        if (!okV || !okS || !okT) return (false, 0);
+        return (true, _target(BlobLib.params(b, BlobLib.FEED_WORDS), uint256(sigma), skew, isLong, tail));
+    }
+
+    /// @dev The maintenance target of a side: maintenanceBase(varMove(...)).
+    function _target(RiskParams memory p, uint256 sigma, int256 skew, bool isLong, uint256 tail)
+        internal
+        pure
+        returns (uint256)
+    {
+        return MarginMath.maintenanceBase(p, MarginMath.varMove(p, sigma, skew, isLong, tail));
     }
 
     // ---------------------------------------------------------------- quotes
@@ -161,11 +219,13 @@ contract LeverageController is RiskOracleBase {
         x.priceWad = q.priceWad;
         bool riskOk;
         (riskOk, x) = _inputs(b, x, q.fundingOk);
+        (bool okT, uint256 tail) = _tailOf(b, marketId, isLong);
+        riskOk = riskOk && okT;
         q.riskFeedsOk = riskOk;
         x.fundingRateWad = q.fundingRateWad;
         (x.oiSideWad, x.oiOtherWad) = _openInterest(marketId, isLong);
 
-        Fractions memory f = MarginMath.compute(p, x);
+        Fractions memory f = MarginMath.compute(p, x, tail);
         q.slipWad = f.slipWad;
         q.impactCoefWad = p.impactWad;
         q.depthUsdWad = x.depthUsdWad;
@@ -292,8 +352,10 @@ contract LeverageController is RiskOracleBase {
 
     /// @dev Moves one side's ramp toward the live target: loosen at once, tighten after a random
     /// delay at the bounded rate, or raise/lower the target of a ramp already under way.
-    function _commit(uint256 marketId, bool isLong, RiskParams memory p, uint256 sigma, int256 skew) internal {
-        uint256 target = MarginMath.maintenanceBase(p, MarginMath.varMove(p, sigma, skew, isLong));
+    function _commit(uint256 marketId, bool isLong, RiskParams memory p, uint256 sigma, int256 skew, uint256 tail)
+        internal
+    {
+        uint256 target = _target(p, sigma, skew, isLong, tail);
         Ramp storage rs = _ramps[marketId][isLong ? 0 : 1];
         Ramp memory r = rs;
         uint256 cur = r.valueAt(block.timestamp);

@@ -19,6 +19,7 @@ import {MarginEngine} from "./MarginEngine.sol";
 interface IDynamicControllerViews {
     function imfParams(uint256 marketId) external view returns (RiskParams memory);
     function readFeed(uint256 marketId, FeedKind kind) external view returns (bool ok, int256 valueWad);
+    function tailFeed(uint256 marketId, bool isLong) external view returns (bool ok, uint256 tailWad, uint256 publishedAtSec);
 }
 
 /// @title MarginLens
@@ -61,6 +62,8 @@ contract MarginLens is IMarginLens {
         RiskParams p;
         int256 sigma;
         int256 skew;
+        uint256 tailLong;
+        uint256 tailShort;
         MarketQuote qLong;
         MarketQuote qShort;
     }
@@ -214,6 +217,8 @@ contract MarginLens is IMarginLens {
             c.p = p;
             (, c.sigma) = IDynamicControllerViews(address(controller)).readFeed(marketId, FeedKind.Volatility);
             (, c.skew) = IDynamicControllerViews(address(controller)).readFeed(marketId, FeedKind.Skew);
+            (, c.tailLong,) = IDynamicControllerViews(address(controller)).tailFeed(marketId, true);
+            (, c.tailShort,) = IDynamicControllerViews(address(controller)).tailFeed(marketId, false);
         } catch {}
     }
 
@@ -313,7 +318,7 @@ contract MarginLens is IMarginLens {
                 priceWad: q.priceWad,
                 isLong: isLong
             });
-            imfLive = MarginMath.compute(p, x).imfWad;
+            imfLive = MarginMath.compute(p, x, isLong ? c.tailLong : c.tailShort).imfWad;
         }
         q.imfWad = MarginMath.requiredInitial(
             imfLive, MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad), p.minBufferWad, p.maxImfWad

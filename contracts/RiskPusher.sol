@@ -10,6 +10,11 @@ interface ITransmitFeed {
     function transmit(int256 answer) external;
 }
 
+/// @notice The dynamic controller's published-tail entry point.
+interface ITailReporter {
+    function publishTail(uint256 marketId, uint256 tailLongWad, uint256 tailShortWad) external;
+}
+
 /// @title RiskPusher
 /// @notice One keeper transaction that publishes feed answers, then commits each market's
 /// maintenance target (`poke`) and accrues its funding: nothing can run between a risk push and
@@ -24,6 +29,7 @@ contract RiskPusher is AccessControl {
     IMarginEngine public immutable engine;
 
     error LengthMismatch(uint256 feeds, uint256 answers);
+    error TailLengthMismatch(uint256 markets, uint256 tailsLong, uint256 tailsShort);
 
     event Pushed(uint256 feeds, uint256 markets);
     event PokeFailed(uint256 indexed marketId, bytes reason);
@@ -42,10 +48,40 @@ contract RiskPusher is AccessControl {
         external
         onlyRole(KEEPER_ROLE)
     {
+        _transmit(feeds, answers);
+        _pokeAndAccrue(markets);
+        emit Pushed(feeds.length, markets.length);
+    }
+
+    /// @notice `push`, with each market's calibrated tails (`tailsLong[i]`, `tailsShort[i]` for
+    /// `markets[i]`, WAD) published to the controller after the feeds and before its poke. The
+    /// pusher needs the controller's REPORTER_ROLE; a tail out of bounds reverts the whole push.
+    function pushWithTails(
+        address[] calldata feeds,
+        int256[] calldata answers,
+        uint256[] calldata markets,
+        uint256[] calldata tailsLong,
+        uint256[] calldata tailsShort
+    ) external onlyRole(KEEPER_ROLE) {
+        if (tailsLong.length != markets.length || tailsShort.length != markets.length) {
+            revert TailLengthMismatch(markets.length, tailsLong.length, tailsShort.length);
+        }
+        _transmit(feeds, answers);
+        for (uint256 i; i < markets.length; ++i) {
+            ITailReporter(address(controller)).publishTail(markets[i], tailsLong[i], tailsShort[i]);
+        }
+        _pokeAndAccrue(markets);
+        emit Pushed(feeds.length, markets.length);
+    }
+
+    function _transmit(address[] calldata feeds, int256[] calldata answers) internal {
         if (feeds.length != answers.length) revert LengthMismatch(feeds.length, answers.length);
         for (uint256 i; i < feeds.length; ++i) {
             ITransmitFeed(feeds[i]).transmit(answers[i]);
         }
+    }
+
+    function _pokeAndAccrue(uint256[] calldata markets) internal {
         for (uint256 i; i < markets.length; ++i) {
             try controller.poke(markets[i]) {}
             catch (bytes memory reason) {
@@ -56,6 +92,5 @@ contract RiskPusher is AccessControl {
                 emit AccrueFailed(markets[i], reason);
             }
         }
-        emit Pushed(feeds.length, markets.length);
     }
 }

@@ -926,6 +926,37 @@ export declare const iLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "event";
+    readonly "name": "TailPublished";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "indexed": true;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailLongWad";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailShortWad";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "publishedAtSec";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "anonymous": false;
+  },
+  {
+    readonly "type": "event";
     readonly "name": "StaticFractionsSet";
     readonly "inputs": readonly [
       {
@@ -1539,6 +1570,32 @@ export declare const iLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "TailOutOfBounds";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "minWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "maxWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "TooManyPositions";
     readonly "inputs": readonly [
       {
@@ -1691,6 +1748,27 @@ export declare const iLeverageControllerAbi: readonly [
       },
       {
         readonly "name": "answers";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailLengthMismatch";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }

@@ -32,6 +32,19 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "REPORTER_ROLE";
+    readonly "inputs": readonly [];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "";
+        readonly "type": "bytes32";
+        readonly "internalType": "bytes32";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "RISK_ADMIN_ROLE";
     readonly "inputs": readonly [];
     readonly "outputs": readonly [
@@ -1291,6 +1304,29 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "publishTail";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailLongWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailShortWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "outputs": readonly [];
+    readonly "stateMutability": "nonpayable";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "quote";
     readonly "inputs": readonly [
       {
@@ -1590,6 +1626,40 @@ export declare const leverageControllerAbi: readonly [
         readonly "name": "";
         readonly "type": "bool";
         readonly "internalType": "bool";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
+    readonly "name": "tailFeed";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "isLong";
+        readonly "type": "bool";
+        readonly "internalType": "bool";
+      }
+    ];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "ok";
+        readonly "type": "bool";
+        readonly "internalType": "bool";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "publishedAtSec";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
       }
     ];
     readonly "stateMutability": "view";
@@ -2228,6 +2298,37 @@ export declare const leverageControllerAbi: readonly [
     readonly "anonymous": false;
   },
   {
+    readonly "type": "event";
+    readonly "name": "TailPublished";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "indexed": true;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailLongWad";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailShortWad";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "publishedAtSec";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "anonymous": false;
+  },
+  {
     readonly "type": "error";
     readonly "name": "AccessControlBadConfirmation";
     readonly "inputs": readonly [];
@@ -2519,6 +2620,32 @@ export declare const leverageControllerAbi: readonly [
     readonly "inputs": readonly [
       {
         readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailOutOfBounds";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "minWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "maxWad";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -2969,6 +3096,27 @@ export declare const leverageControllerAbi: readonly [
       },
       {
         readonly "name": "answers";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailLengthMismatch";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }

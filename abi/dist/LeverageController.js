@@ -32,6 +32,19 @@ export const leverageControllerAbi = [
   },
   {
     "type": "function",
+    "name": "REPORTER_ROLE",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
     "name": "RISK_ADMIN_ROLE",
     "inputs": [],
     "outputs": [
@@ -1291,6 +1304,29 @@ export const leverageControllerAbi = [
   },
   {
     "type": "function",
+    "name": "publishTail",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailLongWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailShortWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
     "name": "quote",
     "inputs": [
       {
@@ -1590,6 +1626,40 @@ export const leverageControllerAbi = [
         "name": "",
         "type": "bool",
         "internalType": "bool"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "tailFeed",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "isLong",
+        "type": "bool",
+        "internalType": "bool"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "ok",
+        "type": "bool",
+        "internalType": "bool"
+      },
+      {
+        "name": "tailWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "publishedAtSec",
+        "type": "uint256",
+        "internalType": "uint256"
       }
     ],
     "stateMutability": "view"
@@ -2228,6 +2298,37 @@ export const leverageControllerAbi = [
     "anonymous": false
   },
   {
+    "type": "event",
+    "name": "TailPublished",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "indexed": true,
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailLongWad",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailShortWad",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      },
+      {
+        "name": "publishedAtSec",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      }
+    ],
+    "anonymous": false
+  },
+  {
     "type": "error",
     "name": "AccessControlBadConfirmation",
     "inputs": []
@@ -2519,6 +2620,32 @@ export const leverageControllerAbi = [
     "inputs": [
       {
         "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "TailOutOfBounds",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "minWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "maxWad",
         "type": "uint256",
         "internalType": "uint256"
       }
@@ -2969,6 +3096,27 @@ export const leverageControllerAbi = [
       },
       {
         "name": "answers",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "TailLengthMismatch",
+    "inputs": [
+      {
+        "name": "markets",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsLong",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsShort",
         "type": "uint256",
         "internalType": "uint256"
       }

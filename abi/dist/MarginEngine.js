@@ -2389,6 +2389,32 @@ export const marginEngineAbi = [
   },
   {
     "type": "error",
+    "name": "TailOutOfBounds",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "minWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "maxWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "BlobTooShort",
     "inputs": [
       {
@@ -2414,6 +2440,27 @@ export const marginEngineAbi = [
       },
       {
         "name": "answers",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "TailLengthMismatch",
+    "inputs": [
+      {
+        "name": "markets",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsLong",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsShort",
         "type": "uint256",
         "internalType": "uint256"
       }

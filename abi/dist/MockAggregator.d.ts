@@ -925,6 +925,32 @@ export declare const mockAggregatorAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "TailOutOfBounds";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "minWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "maxWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "TooManyPositions";
     readonly "inputs": readonly [
       {
@@ -1077,6 +1103,27 @@ export declare const mockAggregatorAbi: readonly [
       },
       {
         readonly "name": "answers";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailLengthMismatch";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }

@@ -925,6 +925,32 @@ export const mockAggregatorAbi = [
   },
   {
     "type": "error",
+    "name": "TailOutOfBounds",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "minWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "maxWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "TooManyPositions",
     "inputs": [
       {
@@ -1077,6 +1103,27 @@ export const mockAggregatorAbi = [
       },
       {
         "name": "answers",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "TailLengthMismatch",
+    "inputs": [
+      {
+        "name": "markets",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsLong",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsShort",
         "type": "uint256",
         "internalType": "uint256"
       }

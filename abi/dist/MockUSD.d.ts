@@ -922,6 +922,32 @@ export declare const mockUSDAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "TailOutOfBounds";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "minWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "maxWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "TooManyPositions";
     readonly "inputs": readonly [
       {
@@ -1074,6 +1100,27 @@ export declare const mockUSDAbi: readonly [
       },
       {
         readonly "name": "answers";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailLengthMismatch";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }

@@ -922,6 +922,32 @@ export const mockUSDAbi = [
   },
   {
     "type": "error",
+    "name": "TailOutOfBounds",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "minWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "maxWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "TooManyPositions",
     "inputs": [
       {
@@ -1074,6 +1100,27 @@ export const mockUSDAbi = [
       },
       {
         "name": "answers",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "TailLengthMismatch",
+    "inputs": [
+      {
+        "name": "markets",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsLong",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsShort",
         "type": "uint256",
         "internalType": "uint256"
       }

@@ -160,6 +160,39 @@ export declare const riskPusherAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "pushWithTails";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "feeds";
+        readonly "type": "address[]";
+        readonly "internalType": "address[]";
+      },
+      {
+        readonly "name": "answers";
+        readonly "type": "int256[]";
+        readonly "internalType": "int256[]";
+      },
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256[]";
+        readonly "internalType": "uint256[]";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256[]";
+        readonly "internalType": "uint256[]";
+      },
+      {
+        readonly "name": "tailsShort";
+        readonly "type": "uint256[]";
+        readonly "internalType": "uint256[]";
+      }
+    ];
+    readonly "outputs": readonly [];
+    readonly "stateMutability": "nonpayable";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "renounceRole";
     readonly "inputs": readonly [
       {
@@ -377,6 +410,27 @@ export declare const riskPusherAbi: readonly [
       },
       {
         readonly "name": "answers";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailLengthMismatch";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -967,6 +1021,32 @@ export declare const riskPusherAbi: readonly [
         readonly "name": "sizeWad";
         readonly "type": "int256";
         readonly "internalType": "int256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailOutOfBounds";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "minWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "maxWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
       }
     ];
   },

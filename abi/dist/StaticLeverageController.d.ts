@@ -1461,6 +1461,32 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "TailOutOfBounds";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "minWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "maxWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "TooManyPositions";
     readonly "inputs": readonly [
       {
@@ -1571,6 +1597,27 @@ export declare const staticLeverageControllerAbi: readonly [
       },
       {
         readonly "name": "answers";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "TailLengthMismatch";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "markets";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsLong";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }

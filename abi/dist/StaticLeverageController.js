@@ -1461,6 +1461,32 @@ export const staticLeverageControllerAbi = [
   },
   {
     "type": "error",
+    "name": "TailOutOfBounds",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "minWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "maxWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "TooManyPositions",
     "inputs": [
       {
@@ -1571,6 +1597,27 @@ export const staticLeverageControllerAbi = [
       },
       {
         "name": "answers",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "TailLengthMismatch",
+    "inputs": [
+      {
+        "name": "markets",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsLong",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "tailsShort",
         "type": "uint256",
         "internalType": "uint256"
       }

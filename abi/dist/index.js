@@ -15,5 +15,5 @@ export { iMarginLensAbi } from "./IMarginLens.js";
 export const MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11";
 /** Recorded deployments by chain id (deployments/<chainId>.json). */
 export const deployments = {};
-export const version = "0.4.0";
+export const version = "0.5.0";
 export * from "./feeds.js";

@@ -15,6 +15,14 @@ contract MathHarness {
         return MarginMath.compute(p, x);
     }
 
+    function computeWithTail(RiskParams memory p, RiskInputs memory x, uint256 tailFeedWad)
+        external
+        pure
+        returns (Fractions memory)
+    {
+        return MarginMath.compute(p, x, tailFeedWad);
+    }
+
     function sqrtHorizonWad(uint256 horizonSec) external pure returns (uint256) {
         return MarginMath.sqrtHorizonWad(horizonSec);
     }

@@ -39,6 +39,8 @@ library ErrorsLib {
     error FeedDecimalsInvalid(uint256 marketId, FeedKind kind, uint8 decimals);
     error PriceFeedInvalid(uint256 marketId);
     error RiskFeedInvalid(uint256 marketId);
+    /// @notice A published tail multiplier outside [minWad, maxWad].
+    error TailOutOfBounds(uint256 marketId, uint256 tailWad, uint256 minWad, uint256 maxWad);
     error SequencerDown();
     error ZeroAddress();
 

@@ -15,6 +15,7 @@ library EventsLib {
     event BootstrapSealedEvent(address indexed by);
     event EngineBound(address indexed engine);
     event SequencerFeedSet(address indexed feed, uint256 graceSec);
+    event TailPublished(uint256 indexed marketId, uint256 tailLongWad, uint256 tailShortWad, uint256 publishedAtSec);
     event MaintenanceLoosened(uint256 indexed marketId, bool isLong, uint256 fromWad, uint256 toWad);
     event MaintenanceTighteningScheduled(
         uint256 indexed marketId, bool isLong, uint256 fromWad, uint256 toWad, uint256 activationSec, uint256 rateWadPerSec

@@ -40,8 +40,10 @@ struct Fractions {
 /// @title MarginMath
 /// @notice Ballast's margin model. Pure; mirrored to the wei by `ballast.model` in Python.
 /// @dev Every term rounds up (against the trader). With h the liquidation horizon:
-///   tail     = min(tailCap, 1 + skewSens * adverseSkew           adverseSkew = max(0, -skew) long,
-///                             + regimeSens * max(0, sigma - volRef) / volRef)    max(0, skew) short
+///   live     = 1 + skewSens * adverseSkew                        adverseSkew = max(0, -skew) long,
+///              + regimeSens * max(0, sigma - volRef) / volRef               max(0, skew) short
+///   tail     = min(tailCap, max(tailFeed, live))     tailFeed: the side's published calibrated tail
+///                                                    (LeverageController.publishTail; 0: none)
 ///   varMove  = z * sigma * sqrt(h / YEAR) * tail                 the VaR move over h
 ///   mmfBase  = clamp(varMove + liqFee, minMmf, maxMmf)           maintenance, size independent
 ///   slip     = min(1, impact * notional / depth)                 cost of closing against depth
@@ -77,10 +79,21 @@ library MarginMath {
         pure
         returns (uint256)
     {
+        return tailMultiplier(p, sigmaWad, skewWad, isLong, 0);
+    }
+
+    /// @notice The tail multiplier with a published (calibrated) tail for the side:
+    /// min(tailCap, max(tailFeed, live tail)); `tailFeedWad` 0 means none published.
+    function tailMultiplier(RiskParams memory p, uint256 sigmaWad, int256 skewWad, bool isLong, uint256 tailFeedWad)
+        internal
+        pure
+        returns (uint256)
+    {
         uint256 t = WAD + uint256(p.skewSensWad).mulWadUp(adverseSkew(skewWad, isLong));
         if (sigmaWad > p.volRefWad) {
             t += uint256(p.regimeSensWad).mulWadUp((sigmaWad - p.volRefWad).divWadUp(p.volRefWad));
         }
+        if (tailFeedWad > t) t = tailFeedWad;
         return t < p.tailCapWad ? t : p.tailCapWad;
     }
 
@@ -90,8 +103,17 @@ library MarginMath {
         pure
         returns (uint256)
     {
+        return varMove(p, sigmaWad, skewWad, isLong, 0);
+    }
+
+    /// @notice `varMove` with the side's published tail (0: none).
+    function varMove(RiskParams memory p, uint256 sigmaWad, int256 skewWad, bool isLong, uint256 tailFeedWad)
+        internal
+        pure
+        returns (uint256)
+    {
         return uint256(p.zWad).mulWadUp(sigmaWad).mulWadUp(sqrtHorizonWad(p.horizonSec)).mulWadUp(
-            tailMultiplier(p, sigmaWad, skewWad, isLong)
+            tailMultiplier(p, sigmaWad, skewWad, isLong, tailFeedWad)
         );
     }
 
@@ -129,7 +151,16 @@ library MarginMath {
 
     /// @notice Every term of the model for one input set.
     function compute(RiskParams memory p, RiskInputs memory x) internal pure returns (Fractions memory f) {
-        f.varMoveWad = varMove(p, x.sigmaWad, x.skewWad, x.isLong);
+        return compute(p, x, 0);
+    }
+
+    /// @notice `compute` with the side's published tail (0: none).
+    function compute(RiskParams memory p, RiskInputs memory x, uint256 tailFeedWad)
+        internal
+        pure
+        returns (Fractions memory f)
+    {
+        f.varMoveWad = varMove(p, x.sigmaWad, x.skewWad, x.isLong, tailFeedWad);
         f.mmfBaseWad = maintenanceBase(p, f.varMoveWad);
         f.slipWad = slippage(p.impactWad, x.notionalUsdWad, x.depthUsdWad);
         f.crowdWad = crowding(p.crowdWad, x.oiSideWad, x.oiOtherWad, x.priceWad, x.depthUsdWad);

@@ -84,3 +84,29 @@ def test_keeper_rules_failure_and_restart(chain: Chain) -> None:
     keeper_role = dep.pusher.functions.KEEPER_ROLE().call()
     assert dep.pusher.functions.hasRole(keeper_role, admin).call()
     assert not dep.pusher.functions.hasRole(keeper_role, dep.engine.address).call()
+
+
+def test_keeper_publishes_the_calibrated_tail(chain: Chain) -> None:
+    """With a tail estimator (issue 12) the keeper's round publishes the tails through
+    ``RiskPusher.pushWithTails`` (before enough windows: the calibration's prior), the controller
+    then prices with them, and an unchanged estimate is not re-published within the refresh."""
+    from ballast.keeper import TailPublishing
+    from ballast.tail import TailSpec
+
+    dep = deploy(chain, load_config())
+    c = dep.controller
+    tail = TailPublishing(alpha=0.99, horizon_sec=3600, spec=TailSpec(), z=2.326,
+                          prior={"long": 1.7, "short": 1.2})
+    k = ChainKeeper(chain, dep.feeds[0], dep.admin, pusher=dep.pusher, interval_sec=900, tail=tail)
+    for i in range(60):  # enough bars for the EWMA, too few windows for the 99% quantile: the prior
+        k.observe(50_000.0 * (1.0 + 0.004 * ((i * 7) % 5 - 2)))
+    lev0 = c.functions.maxLeverageWad(0, True).call()
+    rep = k.step(k.targets())
+    assert not rep.failed and rep.poked, rep
+    ok, tl, at = c.functions.tailFeed(0, True).call()
+    _, ts, _ = c.functions.tailFeed(0, False).call()
+    assert ok and at > 0
+    assert (tl, ts) == (rep.pushed["tail_long"], rep.pushed["tail_short"]) == (1_700_000 * 10**12, 1_200_000 * 10**12)
+    assert c.functions.maxLeverageWad(0, True).call() < lev0, "the long tail above the live tail lowers leverage"
+    rep2 = k.step(k.targets(), now=chain.latest_timestamp() + 1)
+    assert "tail_long" not in rep2.pushed, "an unchanged tail is not re-published within the refresh"

@@ -121,6 +121,27 @@ def test_compute_parity(chain: Chain, harness: Contract) -> None:
     assert not mismatches, f"{len(mismatches)} of {N} differ; first: {mismatches[0]}"
 
 
+def test_compute_with_tail_parity(chain: Chain, harness: Contract) -> None:
+    """The published tail (issue 12): ``MarginMath.compute(p, x, tailFeed)`` against
+    ``model.compute(p, x, tail_feed_wad=...)``, tails 0 (none), in [1, 5] and around the live tail."""
+    cases = []
+    for _ in range(N):
+        r = rng.random()
+        tail = 0 if r < 0.15 else (WAD if r < 0.2 else _u(WAD, 5 * WAD))
+        cases.append((random_params(), random_inputs(), tail))
+    got = _batch(chain, harness, "computeWithTail", [[p.as_tuple(), x.as_tuple(), t] for p, x, t in cases],
+                 ["(uint256,uint256,uint256,uint256,uint256,uint256)"])
+    mismatches = []
+    for (p, x, t), (g,) in zip(cases, got):
+        f = compute(p, x, tail_feed_wad=t)
+        mine = (f.var_move_wad, f.mmf_base_wad, f.slip_wad, f.crowd_wad, f.funding_wad, f.imf_wad)
+        if tuple(g) != mine:
+            mismatches.append((p, x, t, g, mine))
+    assert not mismatches, f"{len(mismatches)} of {N} differ; first: {mismatches[0]}"
+    raised = sum(1 for (p, x, t) in cases if compute(p, x, tail_feed_wad=t).var_move_wad > compute(p, x).var_move_wad)
+    assert raised > N // 4, f"only {raised} of {N} cases had a tail above the live one: the test would not see it"
+
+
 def test_sqrt_horizon_and_required_initial_parity(chain: Chain, harness: Contract) -> None:
     hs = [60, 61, 3600, 86_400, 7 * 86_400] + [int(rng.integers(60, 7 * 86_400)) for _ in range(N)]
     got = _batch(chain, harness, "sqrtHorizonWad", [[h] for h in hs], ["uint256"])
@@ -443,3 +464,60 @@ def _engine_sequence(chain: Chain, seed: int) -> None:
     print("engine differential outcomes:", dict(sorted(o.items())))
     assert o.get("settle:ok", 0) >= 10 and o.get("commit:ok", 0) >= 10, o
     assert sum(v for k, v in o.items() if not k.endswith(":ok")) >= 5, o
+
+
+def test_dynamic_quote_with_published_tail_matches_the_mirror(chain: Chain) -> None:
+    """``LeverageController.quote`` against ``MarketMirror.quote`` to the wei, with no tail, with
+    published tails (above and below the live tail, per side, capped by tailCap) and with a stale
+    tail (older than the volatility heartbeat: fails closed)."""
+    from ballast.config import load_config
+    from ballast.deploy import deploy
+    from ballast.mirror import Feed, MarketMirror
+
+    cfg = load_config()
+    dep = deploy(chain, cfg, kind="dynamic")
+    m = cfg.markets[0]
+    c = dep.controller
+
+    def mirror() -> MarketMirror:
+        feeds = {}
+        for i, k in enumerate(FEED_KINDS_):
+            _, ans, _, upd, _ = dep.feeds[m.id][k].functions.latestRoundData().call()
+            fc = c.functions.feedConfig(m.id, i).call()
+            feeds[k] = Feed(ans, m.feed_decimals, upd, fc[1], fc[2], fc[3])
+        mm = MarketMirror(m.id, feeds, "dynamic", params=m.params)
+        mm.ramps = [Ramp(*c.functions.ramp(m.id, True).call()), Ramp(*c.functions.ramp(m.id, False).call())]
+        t = c.functions.tailFeed(m.id, True).call()
+        u = c.functions.tailFeed(m.id, False).call()
+        if t[2]:
+            mm.publish_tail(t[1], u[1], t[2])
+        return mm
+
+    def check(label: str) -> int:
+        now = chain.latest_timestamp()
+        mm = mirror()
+        n = 0
+        for is_long in (True, False):
+            for size in (0, 10**17, 3 * 10**18, 10**21):
+                got = c.functions.quote(m.id, is_long, size).call()
+                want = mm.quote(is_long, size, now)
+                assert tuple(got) == tuple(vars(want).values()), f"{label} {is_long} {size}: {got} != {want}"
+                n += 1
+        return n
+
+    admin = dep.admin
+    assert check("no tail") == 8
+    base = c.functions.quote(m.id, True, 10**18).call()[4]
+    chain.transact(c.functions.publishTail(m.id, 3 * 10**18, WAD), admin)
+    check("tail long 3, short 1")
+    assert c.functions.quote(m.id, True, 10**18).call()[4] > base, "the long tail raised the long IMF"
+    chain.transact(c.functions.publishTail(m.id, 5 * 10**18, 2 * 10**18 + 12_345), admin)
+    check("tails at and above the cap")
+    hb = c.functions.feedConfig(m.id, 1).call()[1]
+    chain.set_next_timestamp(chain.latest_timestamp() + hb + 1)
+    for k in FEED_KINDS_:
+        _, ans, _, _, _ = dep.feeds[m.id][k].functions.latestRoundData().call()
+        chain.transact(dep.feeds[m.id][k].functions.transmit(ans), admin)
+    assert not c.functions.tailFeed(m.id, True).call()[0], "stale after the heartbeat"
+    check("stale tail")
+    assert not c.functions.quote(m.id, True, 10**18).call()[13], "a stale tail fails closed (riskFeedsOk false)"
