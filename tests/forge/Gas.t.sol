@@ -126,6 +126,12 @@ contract GasTest is BaseTest {
         controller.poke(BTC);
     }
 
+    /// @dev The first calibrated tail publication of a market (issue 12): a fresh slot.
+    function test_gas_publishTail() public {
+        vm.prank(admin);
+        controller.publishTail(BTC, 1.6e18, 1.3e18);
+    }
+
     function test_gas_proposeParams() public {
         vm.prank(admin);
         controller.proposeParams(BTC, tighter);
