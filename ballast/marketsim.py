@@ -34,7 +34,8 @@ What it does not reproduce (each measured in docs/sweep.md): integer rounding (w
 random activation (the contract draws from block hashes, this draws from the run's seed: the same
 distribution, other values); within one block, sequential effects are computed from the cumulative
 sum in execution order assuming every earlier transaction of the block succeeded, then corrected
-once (a second pass without the failures); an impact rebate is capped by the pool as it stood
+once (a second pass without the failures), except the partial liquidations of a block, sized one
+after another from the skew the run's earlier ones left; an impact rebate is capped by the pool as it stood
 before the block plus the block's earlier charges; the insurance fund covers a block's bad debt
 after the block's penalties. Keeper faults and RPC drops are lab-only.
 """
@@ -802,22 +803,39 @@ class MarketSim:
         slip = np.minimum(p.impact * pos_n / dep, 1.0)
         exit_slip = np.where((xr["risk_ok"] > 0) | (snap >= slip), slip, snap)
         # MarginEngine._exitCost: the larger of the slippage and the average skew-impact charge of
-        # closing the whole position at the current skew (the skew at the start of this phase: an
-        # approximation of the within-block order), the capped slippage while a risk feed is bad.
+        # closing the whole position at the current skew (after the block's earlier liquidations
+        # of the run, as the lab executes them one after another), the capped slippage while a
+        # risk feed is bad. The size of each close depends on the skew the earlier ones left, so
+        # the events are sized one position-in-run at a time (vectorized across runs).
         skew0 = (self.oi_l - self.oi_s)[rows]
-        a0, b0 = np.abs(skew0 - size), np.abs(skew0)
-        whole = np.where(a0 > b0, p.impact * (a0 * a0 - b0 * b0) * price * price / (2 * dep), 0.0)
-        frac = whole / np.where(pos_n > 0, pos_n, 1.0)
-        exit_cost = np.where(xr["risk_ok"] > 0, np.maximum(frac, slip), exit_slip)
-        denom = mmf * p.target - (p.liq_fee + exit_cost)
         deficit = maint * p.target - eq
-        close_n = np.where(denom <= 0, pos_n,
-                           np.minimum(np.maximum(deficit, 0.0) / np.where(denom > 0, denom, 1.0), pos_n))
-        close = np.where(close_n >= pos_n, abs_size, np.minimum(close_n / price, abs_size))
-        close = np.where((abs_size - close) * price < MIN_REMAINING_USD, abs_size, close)
-        close = np.where(ok, close, 0.0)
-        d = -np.sign(size) * close
+        risk_ok = xr["risk_ok"] > 0
         segs = self._segments(rows)
+
+        def sized(k: IntArray, skew: FloatArray) -> FloatArray:
+            a0, b0 = np.abs(skew - size[k]), np.abs(skew)
+            whole = np.where(a0 > b0, p.impact * (a0 * a0 - b0 * b0) * price[k] * price[k] / (2 * dep[k]), 0.0)
+            frac = whole / np.where(pos_n[k] > 0, pos_n[k], 1.0)
+            exit_cost = np.where(risk_ok[k], np.maximum(frac, slip[k]), exit_slip[k])
+            denom = mmf[k] * p.target - (p.liq_fee + exit_cost)
+            close_n = np.where(denom <= 0, pos_n[k],
+                               np.minimum(np.maximum(deficit[k], 0.0) / np.where(denom > 0, denom, 1.0), pos_n[k]))
+            close = np.where(close_n >= pos_n[k], abs_size[k], np.minimum(close_n / price[k], abs_size[k]))
+            close = np.where((abs_size[k] - close) * price[k] < MIN_REMAINING_USD, abs_size[k], close)
+            close = np.where(ok[k], close, 0.0)
+            out: FloatArray = -np.sign(size[k]) * close
+            return out
+
+        if segs is None or segs[2][1] == 1:  # at most one liquidation per run in this block
+            d = sized(np.arange(rows.size), skew0)
+        else:
+            d = np.zeros(rows.size)
+            moved = np.zeros(self.R)  # the skew moved by the run's earlier liquidations of this block
+            for k_pos in range(segs[2][1]):
+                k = np.flatnonzero(segs[1] == k_pos)
+                d[k] = sized(k, skew0[k] + moved[rows[k]])
+                moved[rows[k]] += d[k]
+        close = np.abs(d)  # the closed size (``sized`` returns it with the closing sign)
         skew_after = (self.oi_l - self.oi_s)[rows] + self._segsum(rows, d, segs)
         skew_before = skew_after - d
         a, bb = np.abs(skew_after), np.abs(skew_before)
