@@ -101,7 +101,7 @@ class Anvil:
         self.url = f"http://127.0.0.1:{self.port}"
         self.multicall3 = multicall3
         self._args = [str(native_binary("anvil")), "--port", str(self.port), "--silent", "--accounts", str(accounts),
-                      "--balance", "1000000", "--disable-block-gas-limit", "--code-size-limit", "50000",
+                      "--balance", "1000000", "--disable-block-gas-limit",
                       "--hardfork", "cancun"]
         if timestamp is not None:
             self._args += ["--timestamp", str(timestamp)]

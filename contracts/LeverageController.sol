@@ -34,8 +34,8 @@ contract LeverageController is RiskOracleBase {
     /// @notice Timelock between proposing and executing a change once bootstrap is sealed, seconds.
     uint256 public immutable paramDelaySec;
 
-    mapping(uint256 marketId => RiskParams) internal _active;
-    mapping(uint256 marketId => RiskParams) internal _imfParams;
+    // A market's active parameters and those pricing new risk (the tighter of active and pending)
+    // live in its blob only (`BlobLib`, words 10-14 and 15-19): `activeParams`, `imfParams`.
     mapping(uint256 marketId => Pending) internal _pendingParams;
     mapping(uint256 marketId => Pending) internal _pendingListing;
     /// @dev Index 0: long, 1: short.
@@ -134,7 +134,7 @@ contract LeverageController is RiskOracleBase {
     /// (bootstrap: at once).
     function proposeParams(uint256 marketId, RiskParams calldata params) external onlyRole(RISK_ADMIN_ROLE) {
         _requireListed(marketId);
-        RiskParams memory cur = _active[marketId];
+        RiskParams memory cur = BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS);
         ParamsLib.validate(params);
         ParamsLib.validateStep(cur, params);
         if (!bootstrapSealed) {
@@ -143,8 +143,7 @@ contract LeverageController is RiskOracleBase {
         }
         uint64 eta = uint64(block.timestamp + paramDelaySec);
         _pendingParams[marketId] = Pending(keccak256(abi.encode(params)), eta);
-        _imfParams[marketId] = ParamsLib.tighter(cur, params);
-        _syncBlob(marketId);
+        _writeParams(marketId, cur, ParamsLib.tighter(cur, params));
         emit EventsLib.ParamsProposed(marketId, params, eta);
     }
 
@@ -158,8 +157,8 @@ contract LeverageController is RiskOracleBase {
     function cancelParams(uint256 marketId) external onlyRole(RISK_ADMIN_ROLE) {
         if (_pendingParams[marketId].etaSec == 0) revert ErrorsLib.NoPendingChange(marketId);
         delete _pendingParams[marketId];
-        _imfParams[marketId] = _active[marketId];
-        _syncBlob(marketId);
+        RiskParams memory a = BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS);
+        _writeParams(marketId, a, a);
         emit EventsLib.ParamsCancelled(marketId);
     }
 
@@ -268,12 +267,12 @@ contract LeverageController is RiskOracleBase {
 
     /// @notice Active parameters of a market.
     function activeParams(uint256 marketId) external view returns (RiskParams memory) {
-        return _active[marketId];
+        return BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS);
     }
 
     /// @notice Parameters that price new risk now (tighter of active and pending).
     function imfParams(uint256 marketId) external view returns (RiskParams memory) {
-        return _imfParams[marketId];
+        return BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS + BlobLib.PARAM_WORDS);
     }
 
     /// @notice Hash of a pending parameter change and its eta (0: none).
@@ -289,11 +288,9 @@ contract LeverageController is RiskOracleBase {
         return abi.encodePacked(BlobLib.packParams(active), BlobLib.packParams(imf));
     }
 
-    /// @dev Rewrites a market's blob after its active or pricing parameters changed.
-    function _syncBlob(uint256 marketId) internal {
-        _writeBlob(
-            marketId, BlobLib.feeds(_blob(marketId)), _packParams(_active[marketId], _imfParams[marketId])
-        );
+    /// @dev Rewrites a market's blob with new active and pricing parameters (same feeds).
+    function _writeParams(uint256 marketId, RiskParams memory active, RiskParams memory imf) internal {
+        _writeBlob(marketId, BlobLib.feeds(_blob(marketId)), _packParams(active, imf));
     }
 
     function _consume(Pending storage p, uint256 marketId, bytes32 payloadHash) internal {
@@ -313,8 +310,6 @@ contract LeverageController is RiskOracleBase {
     function _list(uint256 marketId, FeedConfig[5] memory feeds, RiskParams memory params) internal {
         _checkNewMarket(marketId);
         ParamsLib.validate(params);
-        _active[marketId] = params;
-        _imfParams[marketId] = params;
         _writeBlob(marketId, _checkFeeds(marketId, feeds), _packParams(params, params));
         // Until the first poke, maintenance sits at its cap: conservative, and reachable only by
         // loosening (which applies at once).
@@ -330,9 +325,7 @@ contract LeverageController is RiskOracleBase {
     }
 
     function _activate(uint256 marketId, RiskParams memory params) internal {
-        _active[marketId] = params;
-        _imfParams[marketId] = params;
-        _syncBlob(marketId);
+        _writeParams(marketId, params, params);
         emit EventsLib.ParamsExecuted(marketId, params);
     }
 

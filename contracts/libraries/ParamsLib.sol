@@ -67,7 +67,8 @@ library ParamsLib {
     /// @dev Larger is tighter for every field but `fundingThresholdWad` and `volRefWad`; the ramp fields do not
     /// price new risk and are taken from `a`.
     function tighter(RiskParams memory a, RiskParams memory b) internal pure returns (RiskParams memory t) {
-        t = a;
+        // A copy: assigning a memory struct would alias `a` and tighten the caller's copy too.
+        t = abi.decode(abi.encode(a), (RiskParams));
         if (b.zWad > t.zWad) t.zWad = b.zWad;
         if (b.skewSensWad > t.skewSensWad) t.skewSensWad = b.skewSensWad;
         if (b.tailCapWad > t.tailCapWad) t.tailCapWad = b.tailCapWad;
