@@ -136,6 +136,8 @@ class _Plan:
 class _Counters:
     liquidations: int = 0
     liquidated_notional: int = 0
+    penalties: int = 0
+    """Liquidation penalties paid by traders, token units (issue 12: the traders' harm)."""
     accounts_liquidated: set[str] = field(default_factory=set)
     flags: int = 0
     commits: int = 0
@@ -606,6 +608,7 @@ class LabRun:
             self._violate(b, "liquidated-healthy", p.account, "mirror finds the account healthy")
         self.n.block_liqs += 1
         self.n.block_liq_notional += res.notional_closed_usd_wad
+        self.n.penalties += res.penalty_tokens
         self.n.accounts_liquidated.add(p.account)
         want = {T_LIQUIDATED: [(res.size_closed_wad, res.penalty_tokens, res.reward_tokens)],
                 T_LIQ_SETTLED: [(res.realized_tokens, res.impact_tokens, res.remaining_size_wad)],
@@ -701,6 +704,7 @@ class LabRun:
             "liquidations": float(n.liquidations),
             "accounts_liquidated": float(len(n.accounts_liquidated)),
             "liquidated_notional_usd": n.liquidated_notional / WAD,
+            "liquidation_penalties_usd": n.penalties / TOKEN,
             "peak_liquidations_per_block": float(max(series["liquidations"]) if sc.blocks else 0),
             "insurance_drawdown_usd": self.ins_drawdown / TOKEN,
             "insurance_end_usd": mir.insurance / TOKEN,

@@ -96,6 +96,7 @@ def plot_all(metrics: dict[str, Any], out: Path) -> list[tuple[str, str]]:
     figs.append(("insurance_bad_debt.png", "Insurance fund and cumulative bad debt (thousand USD)."))
 
     keys = [("bad_debt_usd", "bad debt (USD)"), ("liquidated_notional_usd", "liquidated notional (USD)"),
+            ("liquidation_penalties_usd", "liquidation penalties paid (USD)"),
             ("peak_liquidations_per_block", "peak liquidations / block"), ("accounts_wiped_out", "accounts wiped out"),
             ("calm_mean_max_leverage", "calm-period max leverage (x)")]
     fig, axes = plt.subplots(1, len(keys), figsize=(14, 3.4))

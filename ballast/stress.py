@@ -21,8 +21,9 @@ from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, default_liquidator_
 from ballast.scenarios import ScenarioPath, build
 
 RUNS = ("dynamic", "static_calm", "static_conservative")
-METRIC_KEYS = ("bad_debt_usd", "liquidations", "liquidated_notional_usd", "peak_liquidations_per_block",
-               "insurance_drawdown_usd", "mean_max_leverage", "calm_mean_max_leverage", "accounts_wiped_out")
+METRIC_KEYS = ("bad_debt_usd", "liquidations", "liquidated_notional_usd", "liquidation_penalties_usd",
+               "peak_liquidations_per_block", "insurance_drawdown_usd", "mean_max_leverage", "calm_mean_max_leverage",
+               "accounts_wiped_out")
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,7 @@ def table(metrics: dict[str, Any]) -> str:
     rows = [("bad debt", "bad_debt_usd", "USD", "{:,.0f}"),
             ("liquidations", "liquidations", "calls", "{:,.0f}"),
             ("liquidated notional", "liquidated_notional_usd", "USD", "{:,.0f}"),
+            ("liquidation penalties paid", "liquidation_penalties_usd", "USD", "{:,.0f}"),
             ("peak liquidations / block", "peak_liquidations_per_block", "calls", "{:,.0f}"),
             ("insurance fund drawdown", "insurance_drawdown_usd", "USD", "{:,.0f}"),
             ("mean max leverage", "mean_max_leverage", "x", "{:.1f}"),

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ballast.chain import Anvil
+from ballast.config import load_config
 from ballast.stress import METRIC_KEYS, RUNS, StressOptions, stress
 
 pytestmark = pytest.mark.integration
@@ -41,6 +42,11 @@ def test_small_scenario_end_to_end(tmp_path: Path) -> None:
         assert s["bad_debt_usd"][-1] == pytest.approx(r["bad_debt_usd"])
         assert sum(s["liquidated_notional_usd"]) == pytest.approx(r["liquidated_notional_usd"])
         assert (r["liquidated_notional_usd"] > 0) == (r["liquidations"] > 0)
+        # Penalties paid by traders (issue 12): the liquidation fee on the notional closed, each
+        # liquidation's penalty rounded up to a token unit (1e-6 USD).
+        fee = load_config().markets[0].params.liq_fee_wad / 1e18
+        assert r["liquidation_penalties_usd"] == pytest.approx(fee * r["liquidated_notional_usd"],
+                                                                abs=1e-6 * r["liquidations"] + 1e-9)
         assert 0 <= r["accounts_wiped_out"] <= 25
     # The static baselines allow exactly their configured leverage all the time.
     cons = on_disk["static_fractions"]["static_conservative"]["imf"]
