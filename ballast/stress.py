@@ -189,7 +189,7 @@ def stress(opts: StressOptions) -> dict[str, Any]:
 
 
 FROM_SWEEP_METRICS = ("bad_debt_usd", "bad_debt_socialized_usd", "liquidations", "liquidated_notional_usd",
-                      "peak_liquidations_per_block", "accounts_wiped_out", "calm_mean_max_leverage",
+                      "liquidation_penalties_usd", "peak_liquidations_per_block", "accounts_wiped_out", "calm_mean_max_leverage",
                       "mean_max_leverage", "insurance_drawdown_usd", "orders_settled", "orders_expired")
 
 
@@ -234,7 +234,7 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
         specs = [RunSpec(sc, traders, Controller("dynamic", label="dynamic"), (seed + k) % 2**32) for k in range(1, draws)]
         sim += MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq).run().metrics()
     rows = []
-    for m in FROM_SWEEP_METRICS:
+    for m in (x for x in FROM_SWEEP_METRICS if x in lab.metrics):
         lv = float(lab.metrics[m])
         vs = [float(x[m]) for x in sim if x.get(m) is not None]
         a, r = TOLERANCE.get(m, (0.0, 0.0))
