@@ -35,6 +35,7 @@ from eth_abi.abi import decode as abi_decode
 from web3 import Web3
 
 from ballast._typing import WAD
+from ballast.calm import calm_fractions, calm_mask
 from ballast.chain import Anvil, Chain, Encoder, Rpc
 from ballast.config import FEED_KINDS, Config, StaticFractions, load_config, to_wad
 from ballast.deploy import ControllerKind, Deployment, deploy
@@ -825,22 +826,10 @@ class LabRun:
 
 
 def calm_fractions_from_run(series: dict[str, list[float]]) -> StaticFractions:
-    """The static cap equal to a dynamic run's calm-period leverage: over the blocks whose
-    volatility feed is below the run's median, IMF = 1 / mean max leverage (both sides) and MMF =
-    1 / mean(1 / maintenance fraction). A volatility feed that never moved (no block below its
-    median: e.g. the predictive keeper without a GARCH estimate) makes every block calm, as in the
-    simulator."""
-    vol = np.asarray(series["vol"], dtype=float)
-    lev = (np.asarray(series["max_lev_long"], dtype=float) + np.asarray(series["max_lev_short"], dtype=float)) / 2
-    mmf = np.r_[np.asarray(series["mmf_long"], dtype=float), np.asarray(series["mmf_short"], dtype=float)]
-    calm = vol < np.median(vol)
-    if not calm.any():
-        calm = np.ones_like(calm)
-    calm2 = np.r_[calm, calm]
-    ok = np.isfinite(lev) & calm
-    imf = round(1.0 / float(np.mean(lev[ok])), 6)
-    mmf_c = round(1.0 / float(np.mean(1.0 / mmf[calm2 & np.isfinite(mmf)])), 6)
-    return StaticFractions(imf, min(mmf_c, round(imf * 0.9, 6)))
+    """The static cap equal to a dynamic run's calm-period leverage (``ballast.calm.calm_fractions``
+    on the run's series)."""
+    return calm_fractions(series["vol"], series["max_lev_long"], series["max_lev_short"], series["mmf_long"],
+                          series["mmf_short"])
 
 
 def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: VolMode = "trailing") -> StaticFractions:
@@ -850,9 +839,7 @@ def calm_static_fractions(scenario: ScenarioPath, config: Config, keeper_mode: V
     m = config.market(MARKET)
     fm = FeedModel(scenario, keeper_mode, base_depth_usd=m.initial["depth"])
     vol = fm.vol
-    calm = np.flatnonzero(vol < np.median(vol))
-    if calm.size == 0:  # a flat volatility path: every block is calm (as in calm_fractions_from_run)
-        calm = np.arange(vol.size)
+    calm = np.flatnonzero(calm_mask(vol))
     imfs, mmfs = [], []
     for b in calm:
         tg = fm.targets(int(b), 0.0, 0.0)

@@ -50,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ballast._typing import WAD, FloatArray, IntArray
+from ballast.calm import calm_fractions
 from ballast.config import Config, StaticFractions
 from ballast.errors import ValidationError
 from ballast.keeper import FeedModel, PushRules, VolMode
@@ -1018,23 +1019,10 @@ class MarketSim:
         return out
 
     def calm_fractions(self, i: int) -> StaticFractions:
-        """``ballast.lab.calm_fractions_from_run`` on run ``i``'s series: the static cap equal to
-        its calm-period leverage (blocks whose volatility feed is below the run's median; every
-        block when the feed never moved, where the lab's function returns NaN fractions)."""
+        """The static cap equal to run ``i``'s calm-period leverage: ``ballast.calm.calm_fractions``
+        on its series, the function the lab's ``calm_fractions_from_run`` calls."""
         s = self.series
-        vol = s["vol"][i]
-        lev = (s["lev_long"][i] + s["lev_short"][i]) / 2
-        mmf = np.r_[s["mmf_long"][i], s["mmf_short"][i]]
-        calm = vol < np.median(vol)
-        if not calm.any():
-            # A flat volatility feed (e.g. the predictive keeper where its GARCH fit has too little
-            # history) has no calm period to single out: every block, as ``metrics`` does.
-            calm = np.ones_like(calm)
-        ok = np.isfinite(lev) & calm
-        imf = round(1.0 / float(np.mean(lev[ok])), 6)
-        calm2 = np.r_[calm, calm]
-        mmf_c = round(1.0 / float(np.mean(1.0 / mmf[calm2 & np.isfinite(mmf)])), 6)
-        return StaticFractions(imf, min(mmf_c, round(imf * 0.9, 6)))
+        return calm_fractions(s["vol"][i], s["lev_long"][i], s["lev_short"][i], s["mmf_long"][i], s["mmf_short"][i])
 
 
 def _nanmean(a: FloatArray) -> float:
