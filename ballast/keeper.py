@@ -251,9 +251,10 @@ class StepReport:
     """What one keeper round did."""
 
     pushed: dict[str, int]
-    """Feeds published this round: kind -> integer answer (feed decimals)."""
+    """Feeds published this round: kind -> integer answer (feed decimals); with calibrated tails,
+    ``tail_long`` / ``tail_short`` -> WAD."""
     failed: dict[str, str]
-    """What failed: every feed of a reverted push transaction (nothing of it landed), or ``poke`` /
+    """What failed: every feed (and tail) of a reverted push transaction (nothing of it landed), or ``poke`` /
     ``accrue`` when that step reverted inside a push that landed (reported by RiskPusher)."""
     poked: bool
     """The market was poked in the push transaction (and did not revert)."""
@@ -276,8 +277,8 @@ class StepReport:
     def status(self) -> str:
         if self.skipped:
             return "skipped"
-        if any(k in FEEDS for k in self.failed):
-            return "failed"
+        if any(k not in ("poke", "accrue") for k in self.failed):
+            return "failed"  # the push itself: every feed (and tail) it carried
         if self.failed:
             return "partial"  # the push landed; the poke or the accrual reverted inside it
         return "pushed" if self.pushed else "idle"

@@ -322,6 +322,8 @@ def test_round_log_is_one_json_line_with_the_operator_fields() -> None:
                    "poked": True, "accrued": True, "failed": {}, "skipped": None, "sender": "0xS"}
     assert json.loads(round_log(4, StepReport({}, {}, False, block=43)))["status"] == "idle"
     assert json.loads(round_log(5, StepReport({}, {"price": "x"}, False)))["status"] == "failed"
+    # A reverted push that carried only the calibrated tails failed too (it is not a poke failure).
+    assert StepReport({}, {"tail_long": "x", "tail_short": "x"}, False).status == "failed"
     assert json.loads(round_log(6, StepReport({"price": 1}, {"poke": "0x"}, False, True, "0x1")))["status"] == "partial"
     skipped = json.loads(round_log(7, StepReport({}, {}, False, skipped="1 transaction(s) pending")))
     assert skipped["status"] == "skipped" and skipped["tx"] is None and skipped["skipped"].startswith("1 transaction")
