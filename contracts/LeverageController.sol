@@ -228,9 +228,9 @@ contract LeverageController is RiskOracleBase {
         q.slipWad = f.slipWad;
         q.impactCoefWad = p.impactWad;
         q.depthUsdWad = x.depthUsdWad;
-        // The active liquidation fee and maintenance cap (word 1 and word 3 of the active params).
-        q.liqFeeWad = uint64(BlobLib.word(b, BlobLib.FEED_WORDS + 1) >> 64);
-        q.maxMmfWad = uint64(BlobLib.word(b, BlobLib.FEED_WORDS + 3) >> 192);
+        // The active parameters' liquidation fee and maintenance cap.
+        q.liqFeeWad = BlobLib.liqFeeWad(b, BlobLib.FEED_WORDS);
+        q.maxMmfWad = BlobLib.maxMmfWad(b, BlobLib.FEED_WORDS);
         q.maxImfWad = p.maxImfWad;
         q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
         uint256 imfLive = riskOk ? f.imfWad : p.maxImfWad;

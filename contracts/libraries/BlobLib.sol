@@ -88,6 +88,16 @@ library BlobLib {
         (p.mmfRampWadPerSec, p.volRefWad, p.regimeSensWad,) = _unfour(w);
     }
 
+    /// @notice The liquidation fee of the `RiskParams` packed at word `at` (word 1, bits 64-127).
+    function liqFeeWad(bytes memory b, uint256 at) internal pure returns (uint256) {
+        return uint64(word(b, at + 1) >> 64);
+    }
+
+    /// @notice The maintenance cap of the `RiskParams` packed at word `at` (word 3, bits 192-255).
+    function maxMmfWad(bytes memory b, uint256 at) internal pure returns (uint256) {
+        return uint64(word(b, at + 3) >> 192);
+    }
+
     function _four(uint64 a, uint64 b, uint64 c, uint64 d) private pure returns (uint256) {
         return uint256(a) | (uint256(b) << 64) | (uint256(c) << 128) | (uint256(d) << 192);
     }
