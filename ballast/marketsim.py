@@ -57,6 +57,7 @@ from ballast.keeper import FeedModel, PushRules, VolMode
 from ballast.model import FUNDING_PERIOD_SEC, MIN_REMAINING_NOTIONAL_USD_WAD, YEAR_SEC
 from ballast.population import LiquidatorSpec, Trader
 from ballast.scenarios import ScenarioPath
+from ballast.tail import TailSpec, publish_tail_path
 
 BoolArray = npt.NDArray[np.bool_]
 ControllerName = Literal["dynamic", "static"]
@@ -76,6 +77,14 @@ class Controller:
     mmf: float = 0.0
     label: str = ""
     """Name in results (``dynamic``, ``static_calm``, ``static_10x``...)."""
+    tail_feed: bool = False
+    """Dynamic only: the keeper publishes the calibrated tail (``MarketSim``'s ``tail``) and the
+    model reads ``min(tailCap, max(tailFeed, tailLive))`` per side, as ``LeverageController``."""
+
+    def __post_init__(self) -> None:
+        if self.tail_feed and self.kind != "dynamic":
+            raise ValidationError("controller.tail_feed", self.label or self.kind, "a dynamic controller (a static "
+                                  "cap reads no feed)")
 
     @staticmethod
     def static(f: StaticFractions, label: str = "") -> Controller:
@@ -153,20 +162,79 @@ def _nonzero(mask: BoolArray) -> tuple[IntArray, IntArray]:
     return r, c
 
 
-def var_move(p: _P, sigma: FloatArray, skew: FloatArray, is_long: bool | BoolArray) -> FloatArray:
-    """``MarginMath.varMove`` in floats (vectorized; ``is_long`` one side, or a side per entry)."""
+def tail_multiplier(p: _P, sigma: FloatArray, skew: FloatArray, is_long: bool | BoolArray,
+                    tail_feed: FloatArray | None = None) -> FloatArray:
+    """``MarginMath``'s tail in floats: ``min(tailCap, max(tailFeed, tailLive))`` with ``tailLive =
+    1 + skewSens * adverseSkew + regimeSens * max(0, sigma - volRef) / volRef`` (as
+    ``ballast.model.tail_multiplier``); ``tail_feed`` the side's published tail per entry (0: none
+    published), or None: no feed (the same bits as a feed of 0, since ``tailLive >= 1``)."""
     if isinstance(is_long, bool):
         adv = np.maximum(0.0, -skew) if is_long else np.maximum(0.0, skew)
     else:
         adv = np.where(is_long, np.maximum(0.0, -skew), np.maximum(0.0, skew))
     regime = p.regime_sens * np.maximum(0.0, sigma - p.vol_ref) / p.vol_ref
-    tail = np.minimum(1.0 + p.skew_sens * adv + regime, p.tail_cap)
-    out: FloatArray = p.z * sigma * p.sqrt_h * tail
+    live = 1.0 + p.skew_sens * adv + regime
+    if tail_feed is not None:
+        live = np.maximum(tail_feed, live)
+    out: FloatArray = np.minimum(live, p.tail_cap)
+    return out
+
+
+def var_move(p: _P, sigma: FloatArray, skew: FloatArray, is_long: bool | BoolArray,
+             tail_feed: FloatArray | None = None) -> FloatArray:
+    """``MarginMath.varMove`` in floats (vectorized; ``is_long`` one side, or a side per entry;
+    ``tail_feed`` as :func:`tail_multiplier`)."""
+    out: FloatArray = p.z * sigma * p.sqrt_h * tail_multiplier(p, sigma, skew, is_long, tail_feed)
     return out
 
 
 def maintenance_base(p: _P, vm: FloatArray) -> FloatArray:
     out: FloatArray = np.minimum(np.maximum(vm + p.liq_fee, p.min_mmf), p.max_mmf)  # np.clip, without its wrapper
+    return out
+
+
+@dataclass(frozen=True)
+class TailFeedSpec:
+    """The calibrated tail the keeper publishes (``LeverageController.publishTail``), per side, as
+    ``ballast.keeper.TailPublishing`` does: the estimator ``spec`` (``ballast.tail.TailSpec``) at
+    level ``alpha`` with the model's ``z``, the per-side ``prior`` published before enough windows
+    are known (None: nothing published until then), the keeper's EWMA decay ``lam``; a new
+    publication is due when either side's estimate moved by more than ``deviation`` (relative) or
+    the last one is ``PushRules.refresh_sec`` old (or stale, or none yet)."""
+
+    alpha: float
+    z: float
+    spec: TailSpec
+    prior: dict[str, float] | None = None
+    lam: float = 0.94
+    deviation: float = 0.02
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.alpha < 1.0:
+            raise ValidationError("tail.alpha", self.alpha, "(0.5, 1)")
+        if not 0.0 < self.deviation < 1.0:
+            raise ValidationError("tail.deviation", self.deviation, "a relative deviation in (0, 1)")
+        if self.prior is not None and set(self.prior) != {"long", "short"}:
+            raise ValidationError("tail.prior", self.prior, "None or {'long': x, 'short': y}")
+
+
+def tail_feed_targets(sc: ScenarioPath, tail: TailFeedSpec, horizon_sec: int) -> FloatArray:
+    """The keeper's tail estimate at each block of a scenario, ``(blocks, 2)`` (long, short; 0:
+    none estimable yet), causal: at block ``b`` it is ``ballast.tail.publish_tail`` on the
+    keeper's price grid up to the last sample completed by ``b``, the grid and the sample of
+    ``ballast.keeper.FeedModel``'s volatility (the scenario's pre-history at ``history_sec``
+    spacing, then the path sampled at that spacing). No price after block ``b`` is read."""
+    ratio = max(1, sc.history_sec // sc.block_sec)
+    grid = np.r_[sc.history, sc.price[ratio - 1::ratio]].astype(np.float64)
+    n_hist = len(sc.history)
+    blocks = np.arange(sc.blocks)
+    idx = np.minimum(n_hist - 1 + (blocks + 1) // ratio, grid.size - 1)
+    need = np.unique(idx)
+    feed = publish_tail_path(np.arange(grid.size, dtype=np.int64) * sc.history_sec, grid, alpha=tail.alpha,
+                             horizon_sec=horizon_sec, spec=tail.spec, bars=need, z=tail.z, lam=tail.lam,
+                             prior=tail.prior)  # type: ignore[arg-type]
+    pos = np.searchsorted(need, idx)
+    out: FloatArray = np.stack([feed["long"][pos], feed["short"][pos]], axis=1)
     return out
 
 
@@ -210,7 +278,8 @@ class MarketSim:
     def __init__(self, runs: Sequence[RunSpec], config: Config, *, keeper_mode: VolMode = "trailing",
                  liquidators: LiquidatorSpec | None = None, rules: PushRules | None = None,
                  models: Sequence[FeedModel] | None = None,
-                 target_cache: dict[bytes, tuple[FloatArray, ...]] | None = None) -> None:
+                 target_cache: dict[bytes, tuple[FloatArray, ...]] | None = None,
+                 tail: TailFeedSpec | None = None, tail_targets: Sequence[FloatArray] | None = None) -> None:
         if not runs:
             raise ValidationError("runs", 0, "at least one run")
         b0, s0 = runs[0].scenario.blocks, runs[0].scenario.block_sec
@@ -238,6 +307,7 @@ class MarketSim:
         self._mi_cache: tuple[int, dict[str, FloatArray]] | None = None
         self._mmf_cache: dict[tuple[int, int], FloatArray] = {}
         self._max_mmf_arr: FloatArray = np.where(self.is_dyn, self.p.max_mmf, self.s_mmf)
+        self._tail_setup(tail, tail_targets, m.params.horizon_sec)
 
     # ------------------------------------------------------------------ setup
     def _feed_targets(self, models: Sequence[FeedModel] | None, mode: VolMode, depth: float) -> None:
@@ -279,6 +349,42 @@ class MarketSim:
             # Block times are relative in the simulator: only differences matter.
             self.t0[:] = self.t0[0]
 
+    def _tail_setup(self, tail: TailFeedSpec | None, given: Sequence[FloatArray] | None, horizon_sec: int) -> None:
+        """Per run and block, the keeper's tail estimate ``(R, B, 2)`` for the runs whose controller
+        reads the published tail (``tail_targets``: given per run, e.g. by a test; else estimated
+        from each scenario by ``tail``); zeros for the others."""
+        self.tail_ans: FloatArray = np.zeros((self.R, 2))
+        """The published tail per run (long, short), as ``LeverageController._tails`` holds it."""
+        self.tail_upd: IntArray = np.zeros(self.R, dtype=np.int64)
+        """When it was published (0: never)."""
+        self.tail_stale_blocks: FloatArray = np.zeros(self.R)
+        self.use_tail = np.array([r.controller.tail_feed for r in self.runs])
+        self.any_tail = bool(self.use_tail.any())
+        self.tail_spec = tail
+        self.tail_tgt = np.zeros((self.R, self.B, 2))
+        if not self.any_tail:
+            return
+        if given is not None:
+            if len(given) != self.R:
+                raise ValidationError("tail_targets", len(given), f"one (blocks, 2) array per run ({self.R})")
+            for i, g in enumerate(given):
+                a = np.asarray(g, dtype=np.float64)
+                if a.shape != (self.B, 2) or not np.all(np.isfinite(a)) or np.any((a != 0) & (a < 1.0)):
+                    raise ValidationError("tail_targets", a.shape, f"({self.B}, 2) arrays, each 0 (none) or >= 1")
+                self.tail_tgt[i] = a if self.use_tail[i] else 0.0
+            return
+        if tail is None:
+            raise ValidationError("tail", None, "a TailFeedSpec (a run's controller reads the published tail)")
+        for i, r in enumerate(self.runs):
+            if not r.controller.tail_feed:
+                continue
+            sc = r.scenario
+            key = (b"tail" + repr(tail).encode() + str(horizon_sec).encode() + sc.price.tobytes()
+                   + sc.history.tobytes() + str((sc.history_sec, sc.block_sec)).encode())
+            if key not in self._cache:
+                self._cache[key] = (tail_feed_targets(sc, tail, horizon_sec),)
+            self.tail_tgt[i] = self._cache[key][0]
+
     def _population(self) -> None:
         """The populations as arrays, accounts in sorted-address order (the settlement order)."""
         R, N = self.R, self.N
@@ -318,7 +424,11 @@ class MarketSim:
         p = self.p
         depth, price = m["depth"], m["price"]
         slip = np.minimum(p.impact * notional / depth, 1.0)
-        vm = var_move(p, m["sigma"], m["skew"], is_long)
+        tail: FloatArray | None = None
+        if "tail_l" in m:
+            tail = (m["tail_l"] if is_long else m["tail_s"]) if isinstance(is_long, bool) else \
+                np.where(is_long, m["tail_l"], m["tail_s"])
+        vm = var_move(p, m["sigma"], m["skew"], is_long, tail)
         mb = maintenance_base(p, vm)
         net = np.maximum(oi_side - oi_other, 0.0) * price
         crowd = np.where(oi_side > oi_other, p.crowd * np.minimum(net / depth, 1.0), 0.0)
@@ -368,15 +478,49 @@ class MarketSim:
         f = self.feeds
         p = self.p
         ok_v, ok_s, ok_d, ok_f = (f.ok(k, now) for k in ("volatility", "skew", "depth", "funding"))
+        risk_ok = ok_v & ok_s & ok_d & ok_f
         out = {"sigma": np.where(ok_v, f.ans["volatility"], p.bounds["volatility"][1]),
                 "skew": np.where(ok_s, f.ans["skew"], 0.0),
                 "depth": np.where(ok_d, f.ans["depth"], p.bounds["depth"][0]),
                 "rate": np.where(ok_f, f.ans["funding"], 0.0),
-                "risk_ok": (ok_v & ok_s & ok_d & ok_f).astype(np.float64),
+                "risk_ok": risk_ok.astype(np.float64),
                 "price_ok": f.ok("price", now).astype(np.float64),
                 "price": f.ans["price"]}
+        if self.any_tail:
+            # ``LeverageController._tailOf``: none published -> (ok, 0); older than the volatility
+            # feed's heartbeat -> not ok (new risk fails closed, poke reverts); else the side's tail.
+            ok_t, tl, tsh = self._tail_of(now)
+            out["tail_l"], out["tail_s"] = tl, tsh
+            out["tail_ok"] = ok_t.astype(np.float64)
+            out["risk_ok"] = (risk_ok & ok_t).astype(np.float64)
         self._mi_cache = (now, out)
         return out
+
+    def _tail_of(self, now: int) -> tuple[BoolArray, FloatArray, FloatArray]:
+        """(ok, long tail, short tail) per run, as ``LeverageController._tailOf`` reads them."""
+        pub = self.tail_upd > 0
+        ok: BoolArray = ~pub | (now - self.tail_upd <= self.p.heartbeat)
+        live = pub & ok
+        return ok, np.where(live, self.tail_ans[:, 0], 0.0), np.where(live, self.tail_ans[:, 1], 0.0)
+
+    def _publish_tail(self, b: int, ts: int) -> BoolArray:
+        """The keeper's tail publication this round (``OracleKeeper.tail_due`` then ``publishTail``
+        in the push transaction): where the run reads the tail and an estimate exists, unless the
+        on-chain tails are fresh, younger than ``refresh_sec`` and within ``deviation`` of it."""
+        dev = self.tail_spec.deviation if self.tail_spec is not None else 0.02
+        est = self.tail_tgt[:, b]
+        have = self.use_tail & (est[:, 0] > 0) & (est[:, 1] > 0)
+        if not have.any():
+            return np.zeros(self.R, dtype=bool)
+        ok, tl, tsh = self._tail_of(ts)
+        on = np.stack([tl, tsh], axis=1)
+        on_pos = (on > 0).all(axis=1)
+        within = on_pos & (np.abs(est / np.where(on > 0, on, 1.0) - 1.0) <= dev).all(axis=1)
+        skip = (self.tail_upd > 0) & (ts - self.tail_upd < self.rules.refresh_sec) & within
+        pub: BoolArray = have & ~skip
+        self.tail_ans = np.where(pub[:, None], est, self.tail_ans)
+        self.tail_upd = np.where(pub, ts, self.tail_upd)
+        return pub
 
     def _side_imf0(self, x: dict[str, FloatArray], now: int) -> tuple[FloatArray, FloatArray]:
         """IMF of a fresh small position (size 0) per run, long and short."""
@@ -441,7 +585,12 @@ class MarketSim:
         self.liquidated_ever = np.zeros((R, N), dtype=bool)
         self.series = {k: np.full((R, self.B), np.nan) for k in ("vol", "lev_long", "lev_short", "liquidations",
                                                                  "bad_debt_usd", "insurance_usd", "oi_long",
-                                                                 "oi_short", "mmf_long", "mmf_short")}
+                                                                 "oi_short", "mmf_long", "mmf_short", "tail_long",
+                                                                 "tail_short")}
+        # The published tail (``LeverageController._tails``): per side, and when (0: never).
+        self.tail_ans = np.zeros((R, 2))
+        self.tail_upd = np.zeros(R, dtype=np.int64)
+        self.tail_stale_blocks = np.zeros(R)
 
     def _idx_now(self, now: int, price: FloatArray) -> FloatArray:
         """Funding index now (``MarketMirror.index_now``, with the rate recorded at the last accrual)."""
@@ -571,23 +720,31 @@ class MarketSim:
                 self.prev_round = np.where(m, f.upd["price"], self.prev_round)
             f.ans[k] = np.where(m, np.round(targets[k] * f.scale) / f.scale, f.ans[k])
             f.upd[k] = np.where(m, ts, f.upd[k])
+        if self.any_tail:  # the calibrated tails ride in the same push (``RiskPusher.pushWithTails``)
+            tx |= self._publish_tail(b, ts)
         self._mi_cache = None
         if b == 0:
             tx[:] = True
         x = self._market_inputs(ts)
         # poke (dynamic): the maintenance target of each side from the volatility and skew feeds
+        # (and the published tail: poke reverts while it is stale)
         poke = tx & self.is_dyn & f.ok("volatility", ts) & f.ok("skew", ts)
+        tails: tuple[FloatArray | None, FloatArray | None] = (None, None)
+        if self.any_tail:
+            poke &= x["tail_ok"] > 0
+            tails = (x["tail_l"], x["tail_s"])
         if poke.any():
             for side, is_long in ((0, True), (1, False)):
-                self._poke_side(side, is_long, poke, ts, f.ans["volatility"], f.ans["skew"])
+                self._poke_side(side, is_long, poke, ts, f.ans["volatility"], f.ans["skew"], tails[side])
         self._accrue(tx & (x["price_ok"] > 0), ts, x)
         return pushes["price"]
 
     def _poke_side(self, side: int, is_long: bool, mask: BoolArray, ts: int, sigma: FloatArray,
-                   skew: FloatArray) -> None:
-        """``LeverageController._commit`` for one side (per run where ``mask``)."""
+                   skew: FloatArray, tail: FloatArray | None = None) -> None:
+        """``LeverageController._commit`` for one side (per run where ``mask``; ``tail``: the
+        side's published tail, None without a tail feed)."""
         p = self.p
-        target = maintenance_base(p, var_move(p, sigma, skew, is_long))
+        target = maintenance_base(p, var_move(p, sigma, skew, is_long, tail))
         fr, to, act, rate = self.ramp[side]
         cur = self._ramp_value(side, ts)
         loosen = mask & (target < cur)
@@ -971,6 +1128,10 @@ class MarketSim:
         s["insurance_usd"][:, b] = self.insurance
         s["oi_long"][:, b] = self.oi_l
         s["oi_short"][:, b] = self.oi_s
+        if self.any_tail:
+            s["tail_long"][:, b] = np.where(self.use_tail, x["tail_l"], np.nan)
+            s["tail_short"][:, b] = np.where(self.use_tail, x["tail_s"], np.nan)
+            self.tail_stale_blocks += self.use_tail & (x["tail_ok"] <= 0)
         self.ins_peak = np.maximum(self.ins_peak, self.insurance)
         self.ins_dd = np.maximum(self.ins_dd, self.ins_peak - self.insurance)
 
@@ -1015,6 +1176,8 @@ class MarketSim:
                 "liquidation_flags": c["flags"],
                 "on_demand_price_pushes": c["on_demand"],
                 "impact_pool_usd": float(self.pool[i]),
+                "tail_feed_mean": _tail_mean(s["tail_long"][i], s["tail_short"][i]),
+                "tail_stale_blocks": float(self.tail_stale_blocks[i]),
             })
         return out
 
@@ -1023,6 +1186,13 @@ class MarketSim:
         on its series, the function the lab's ``calm_fractions_from_run`` calls."""
         s = self.series
         return calm_fractions(s["vol"][i], s["lev_long"][i], s["lev_short"][i], s["mmf_long"][i], s["mmf_short"][i])
+
+
+def _tail_mean(tl: FloatArray, tsh: FloatArray) -> float:
+    """Mean published tail over the blocks and sides where one was live (0: none, as on chain)."""
+    both = np.r_[tl, tsh]
+    both = both[np.isfinite(both) & (both > 0)]
+    return float(np.mean(both)) if both.size else 0.0
 
 
 def _nanmean(a: FloatArray) -> float:
@@ -1053,4 +1223,5 @@ def three_controllers(scenario: ScenarioPath, traders: Sequence[Trader], config:
             "static_conservative": st[1] | {"imf": cons.imf, "mmf": cons.mmf}}
 
 
-__all__ = ["Controller", "MarketSim", "RunSpec", "simulate", "three_controllers"]
+__all__ = ["Controller", "MarketSim", "RunSpec", "TailFeedSpec", "simulate", "tail_feed_targets", "tail_multiplier",
+           "three_controllers"]

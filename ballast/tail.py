@@ -241,6 +241,26 @@ def to_feed_wad(feed: float) -> int:
     return 0 if feed == 0 else math.ceil(round(feed * 1e6, 6)) * 10**12
 
 
+def _keeper_history(timestamps: np.ndarray, close: np.ndarray, high: np.ndarray | None,
+                    low: np.ndarray | None) -> PriceHistory:
+    """The keeper's bars as a ``PriceHistory`` (open = previous close; high/low at least the bar's
+    open and close; the closes alone when ``high``/``low`` are None), validated."""
+    ts = np.asarray(timestamps, dtype=np.int64)
+    c = np.asarray(close, dtype=np.float64)
+    hi = c if high is None else np.asarray(high, dtype=np.float64)
+    lo = c if low is None else np.asarray(low, dtype=np.float64)
+    if not (ts.shape == c.shape == hi.shape == lo.shape) or ts.ndim != 1:
+        raise ValidationError("prices", f"shapes {ts.shape} {c.shape} {hi.shape} {lo.shape}", "equal 1-D lengths")
+    if ts.size < 3 or np.any(np.diff(ts) <= 0):
+        raise ValidationError("timestamps", f"{ts.size} values", "at least 3, strictly ascending")
+    interval = int(np.median(np.diff(ts)))
+    op = np.concatenate([c[:1], c[:-1]])
+    try:
+        return PriceHistory(ts, op, np.fmax(hi, np.fmax(op, c)), np.fmin(lo, np.fmin(op, c)), c, interval, "keeper")
+    except (ValueError, DataError) as e:
+        raise ValidationError("prices", str(e), "positive finite prices") from e
+
+
 def publish_tail(timestamps: np.ndarray, close: np.ndarray, *, alpha: float, horizon_sec: int, spec: TailSpec,
                  high: np.ndarray | None = None, low: np.ndarray | None = None, z: float | None = None,
                  lam: float = 0.94, prior: dict[Side, float] | None = None, skip_gaps: bool = True) -> tuple[int, int]:
@@ -270,21 +290,8 @@ def publish_tail(timestamps: np.ndarray, close: np.ndarray, *, alpha: float, hor
     ValidationError
         On arrays of different lengths, unsorted or non-positive values, a bad alpha or spec.
     """
-    ts = np.asarray(timestamps, dtype=np.int64)
-    c = np.asarray(close, dtype=np.float64)
-    hi = c if high is None else np.asarray(high, dtype=np.float64)
-    lo = c if low is None else np.asarray(low, dtype=np.float64)
-    if not (ts.shape == c.shape == hi.shape == lo.shape) or ts.ndim != 1:
-        raise ValidationError("prices", f"shapes {ts.shape} {c.shape} {hi.shape} {lo.shape}", "equal 1-D lengths")
-    if ts.size < 3 or np.any(np.diff(ts) <= 0):
-        raise ValidationError("timestamps", f"{ts.size} values", "at least 3, strictly ascending")
-    interval = int(np.median(np.diff(ts)))
-    op = np.concatenate([c[:1], c[:-1]])
-    try:
-        h = PriceHistory(ts, op, np.fmax(hi, np.fmax(op, c)), np.fmin(lo, np.fmin(op, c)), c, interval, "keeper")
-    except (ValueError, DataError) as e:
-        raise ValidationError("prices", str(e), "positive finite prices") from e
-    steps = max(1, math.ceil(horizon_sec / interval))
+    h = _keeper_history(timestamps, close, high, low)
+    steps = max(1, math.ceil(horizon_sec / h.interval_seconds))
     if steps >= len(h):
         return 0, 0
     last = len(h) - 1  # the feed is for a position opened at the last close
@@ -304,3 +311,48 @@ def publish_tail(timestamps: np.ndarray, close: np.ndarray, *, alpha: float, hor
         else:
             out.append(0 if prior is None else to_feed_wad(prior[side]))
     return out[0], out[1]
+
+
+def publish_tail_path(timestamps: np.ndarray, close: np.ndarray, *, alpha: float, horizon_sec: int, spec: TailSpec,
+                      bars: np.ndarray | None = None, z: float | None = None, lam: float = 0.94,
+                      prior: dict[Side, float] | None = None, skip_gaps: bool = True) -> dict[Side, FloatArray]:
+    """What :func:`publish_tail` answers at each bar ``t`` of ``bars`` (default every bar) when
+    given the bars ``0 .. t`` only, as plain numbers (``WAD / 1e18``; 0: none published), in one
+    pass: the feed a keeper publishing after every close would have published. Used by the
+    vectorized simulator (``ballast.marketsim``) for the keeper's tail at each block.
+
+    The arguments are :func:`publish_tail`'s; ``timestamps`` must be evenly spaced (the horizon in
+    bars is ``ceil(horizon_sec / spacing)`` for every prefix). Causal: the value at ``t`` reads
+    closes ``0 .. t`` only (the EWMA filters are recursive, a window enters the quantile sample
+    once it has ended by ``t``), so changing a later close changes nothing at ``t``
+    (``tests/unit/test_marketsim_tail.py`` checks both properties against :func:`publish_tail`).
+    """
+    h = _keeper_history(timestamps, close, None, None)
+    if np.unique(np.diff(np.asarray(h.timestamps, dtype=np.int64))).size != 1:
+        raise ValidationError("timestamps", "uneven spacing", "evenly spaced bars")
+    n = len(h)
+    at = np.arange(n) if bars is None else np.asarray(bars, dtype=np.int64)
+    if at.size and (at.min() < 0 or at.max() >= n or np.any(np.diff(at) < 0)):
+        raise ValidationError("bars", f"{at.size} values", f"ascending bar indices in [0, {n - 1}]")
+    out: dict[Side, FloatArray] = {side: np.zeros(at.size) for side in SIDES}
+    steps = max(1, math.ceil(horizon_sec / h.interval_seconds))
+    if steps >= n:
+        return out
+    std = standardize(h, steps, spec, lam=lam, skip_gaps=skip_gaps)
+    sigma = np.asarray(_per_bar(h, lam)) * math.sqrt(steps)
+    scale = sigma
+    if spec.fast_lambda is not None:
+        scale = np.maximum(sigma, np.nan_to_num(np.asarray(_per_bar(h, spec.fast_lambda))) * math.sqrt(steps))
+    zz = float(norm.ppf(alpha)) if z is None else z
+    # A prefix of t + 1 bars: publish_tail answers 0 when steps >= t + 1, or without a volatility.
+    live = (at + 1 > steps) & np.isfinite(sigma[at]) & (np.nan_to_num(sigma[at]) > 0)
+    for side in SIDES:
+        q = standardized_quantiles(std, side, alpha, spec, at)
+        vals = out[side]
+        for j in np.flatnonzero(live):
+            t = int(at[j])
+            if math.isfinite(float(q[j])):
+                vals[j] = to_feed_wad(feed_value(float(q[j]), float(scale[t]), float(sigma[t]), zz, spec.cap)) / WAD
+            elif prior is not None:
+                vals[j] = to_feed_wad(prior[side]) / WAD
+    return out
