@@ -15,6 +15,13 @@ settled: an error) are left out and counted; ``no_stress`` paths (a calm draw) s
 ``python -m ballast.frontier SWEEP.sqlite [SWEEP.sqlite ...] --out DIR`` merges sweeps (a row of the
 same scenario, seed, accounts and controller counted once) and writes ``frontier.html``,
 ``frontier.png`` and ``frontier.json``.
+
+Issue 12's targets (:func:`targets`): for each dynamic controller against the static cap at its own
+calm-period leverage (``dynamic`` / ``static_calm``, ``dynamic_fhs`` / ``static_calm_fhs``, ...), on
+the sources it was not tuned or trained on (rows not ``tuned``), the ratio of mean bad debt per
+source; the median of those ratios over the real replays (target <= 0.2), the ratio on gaps with no
+precursor (``flash_crash`` sources, <= 0.5), and the median over the sources of the ratio of mean
+liquidation penalties paid by traders (<= 1.25).
 """
 
 from __future__ import annotations
@@ -33,6 +40,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ballast._typing import FloatArray  # noqa: E402
+from ballast.scenarios import REAL_REPLAYS  # noqa: E402
+
+TARGETS = {"median_real_crash": 0.2, "gap_no_precursor": 0.5, "penalties_median_source": 1.25}
+"""Issue 12: bad debt / static's at equal calm-period leverage on the median real crash and on gaps
+with no precursor; liquidation penalties paid by traders / static's on the median scenario."""
+GAP_SOURCES = frozenset({"flash_crash", "draw:flash_crash"})
+"""Sources that are a gap with no precursor."""
 
 
 def _v(rows: Sequence[dict[str, Any]], k: str) -> FloatArray:
@@ -116,7 +130,8 @@ ERRORS = frozenset({"no_trading", "flat_vol_feed"})
 def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
     """The rows of one or more sweep files, a controller run under a keeper mode other than
     ``trailing`` or with model parameters set (``ballast sweep --set``) labelled ``NAME@predictive``,
-    ``NAME@regime_sens=0`` or ``NAME@predictive+regime_sens=0``; duplicates (scenario, seed, accounts, controller) once."""
+    ``NAME@regime_sens=0`` or ``NAME@predictive+regime_sens=0`` (``+tail=file``: the calibrated
+    controllers with the calibration file's tail estimator, ``ballast sweep --tail-spec file``); duplicates (scenario, seed, accounts, controller) once."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for db in dbs:
         if not Path(db).is_file():
@@ -124,7 +139,9 @@ def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
         con = sqlite3.connect(str(db))
         specs = {t: json.loads(sp) for t, sp in con.execute("SELECT task_id, spec FROM tasks")}
         modes = {t: "+".join(x for x in (sp.get("keeper_mode", "trailing") if sp.get("keeper_mode", "trailing") != "trailing"
-                                          else "", ",".join(f"{k}={v:g}" for k, v in sp.get("model_set", ()))) if x)
+                                          else "", ",".join(f"{k}={v:g}" for k, v in sp.get("model_set", ())),
+                                          f"tail={sp['tail_spec']}" if sp.get("tail_spec", "plain") != "plain" else "")
+                                 if x)
                  for t, sp in specs.items()}
         cur = con.execute("SELECT * FROM runs")
         names = [d[0] for d in cur.description]
@@ -265,7 +282,8 @@ def write_frontier(rows: Sequence[dict[str, Any]], out: Path) -> Path:
         "groups": {t: {"summary": summarize(g), "paired": _paired_all(g), "against_caps": equivalent_caps(g)}
                    for t, g in groups},
         "families": {f: {"tuned": any(r["tuned"] for r in g), "summary": summarize(g), "paired": _paired_all(g)}
-                     for f, g in fam_rows.items()}}
+                     for f, g in fam_rows.items()},
+        "targets": targets(rows)}
     (out / "frontier.json").write_text(json.dumps(_finite(report), indent=1, allow_nan=False))
     per = "".join(f"<h3>{html.escape(f)}{' (tuned on)' if report['families'][f]['tuned'] else ''}</h3>"
                   f"{_paired_html(report['families'][f]['paired'])}{_table(summarize(g))}" for f, g in fam_rows.items())
@@ -285,7 +303,8 @@ dynamic run's calm-period leverage) and static_conservative are points. Scenario
 are shown apart. Left out: {len(bad_rows)} rows with an error status (no order settled, or a volatility feed that never
 moved: {html.escape(json.dumps(report["excluded_rows"]))}; by controller {html.escape(json.dumps(report["excluded_by_controller"]))});
 kept: {len(calm_paths)} paths on which no stress controller liquidated anyone or had bad debt (calm draws).</p>
-<img src="frontier.png" alt="frontier">{sections}<h2>Per scenario family</h2>{per}</body></html>"""
+<img src="frontier.png" alt="frontier">{_targets_html(report["targets"])}{sections}<h2>Per scenario family</h2>{per}
+</body></html>"""
     path = out / "frontier.html"
     path.write_text(page)
     return path
@@ -299,7 +318,104 @@ def _paired_all(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         mode = c.split("@", 1)[1]
         out[f"{c} vs static_calm@{mode}"] = paired(rows, c, f"static_calm@{mode}")
         out[f"{c} vs dynamic"] = paired(rows, c, "dynamic")
+    for c in sorted(x for x in ctl if x.startswith("dynamic_")):  # calibrated controllers (ballast sweep --calibrated)
+        out[f"{c} vs {baseline_of(c)}"] = paired(rows, c, baseline_of(c))
+        plain = "dynamic" + ("@" + c.split("@", 1)[1] if "@" in c else "")
+        out[f"{c} vs {plain}"] = paired(rows, c, plain)
     return out
+
+
+def baseline_of(controller: str) -> str:
+    """The static cap at a dynamic controller's own calm-period leverage: ``dynamic_fhs@predictive``
+    -> ``static_calm_fhs@predictive``."""
+    return "static_calm" + controller[len("dynamic"):]
+
+
+def _is_dynamic(name: str) -> bool:
+    return name == "dynamic" or name.startswith(("dynamic_", "dynamic@"))
+
+
+def _ratio_of_means(rows: Sequence[dict[str, Any]], a: str, b: str, key: str) -> float | None:
+    """mean(a) / mean(b) of ``key`` on the paths with both (None: no path, or b's mean is 0)."""
+    by: dict[tuple[Any, Any], dict[str, float]] = {}
+    for r in rows:
+        if r["controller"] in (a, b) and r[key] is not None:
+            by.setdefault((r["scenario"], r["seed"]), {})[r["controller"]] = float(r[key])
+    both = [v for v in by.values() if a in v and b in v]
+    if not both:
+        return None
+    den = float(np.mean([v[b] for v in both]))
+    return float(np.mean([v[a] for v in both])) / den if den > 0 else None
+
+
+def _median(xs: Sequence[float | None]) -> float | None:
+    ok = [x for x in xs if x is not None]
+    return float(np.median(ok)) if ok else None
+
+
+def targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 12's targets (``TARGETS``) for every dynamic controller that has its static_calm, on
+    the sources it was not tuned or trained on: per source the ratio of mean bad debt (paired, 95%
+    interval) and of mean liquidation penalties, against its ``baseline_of``; then the median bad-debt
+    ratio over the real replays (``ballast.scenarios.REAL_REPLAYS``), the ratio on ``GAP_SOURCES``
+    (all their paths together), the median penalties ratio over all sources, each with its verdict
+    (``met``, ``not met``, or ``n/a`` when undefined: a static with no bad debt, no such source)."""
+    ctl = {r["controller"] for r in rows}
+    out: dict[str, Any] = {}
+    for c in sorted(x for x in ctl if _is_dynamic(x) and baseline_of(x) in ctl):
+        b = baseline_of(c)
+        held = [r for r in rows if not r["tuned"] and r["controller"] in (c, b)]
+        per: dict[str, Any] = {}
+        for src in sorted({r["scenario"] for r in held}):
+            rs = [r for r in held if r["scenario"] == src]
+            pb = paired(rs, c, b)
+            if not pb["paths"]:
+                continue
+            per[src] = {"paths": pb["paths"], "bad_ratio": pb.get("ratio"), "bad_ci": pb.get("ci"),
+                        "bad_text": pb["text"], "penalties_ratio": _ratio_of_means(rs, c, b, "liquidation_penalties_usd"),
+                        "calm_lev": float(np.nanmean(_v([r for r in rs if r["controller"] == c], "calm_mean_max_leverage"))),
+                        "real": src in REAL_REPLAYS, "gap": src in GAP_SOURCES}
+        real = {k: v["bad_ratio"] for k, v in per.items() if v["real"]}
+        gap_rows = [r for r in held if r["scenario"] in GAP_SOURCES]
+        gp: dict[str, Any] = paired(gap_rows, c, b) if gap_rows else {"paths": 0, "text": "n/a: no gap source held out"}
+        figures: dict[str, float | None] = {
+                   "median_real_crash": _median(list(real.values())), "gap_no_precursor": gp.get("ratio"),
+                   "penalties_median_source": _median([v["penalties_ratio"] for v in per.values()])}
+        out[c] = {"baseline": b, "sources": per, "real_sources": sorted(real),
+                  "real_undefined": sorted(k for k, v in real.items() if v is None),
+                  "gap_paths": gp["paths"], "gap_text": gp["text"],
+                  "overall": paired(held, c, b)["text"] if held else "n/a",
+                  "figures": figures,
+                  "verdicts": {k: ("n/a" if v is None else "met" if v <= TARGETS[k] else "not met")
+                               for k, v in figures.items()}}
+    return out
+
+
+def _targets_html(t: dict[str, Any]) -> str:
+    if not t:
+        return ""
+    head = ("controller", "against", "median real crash (target <= 0.2)", "gap, no precursor (<= 0.5)",
+            "penalties, median source (<= 1.25)", "real sources held out", "all held-out paths")
+
+    def cell(v: Any, k: str) -> str:
+        x = v["figures"][k]
+        return f"{'n/a' if x is None else f'{x:.2f}'} ({v['verdicts'][k]})"
+    rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{html.escape(v['baseline'])}</td>"
+                   f"<td>{cell(v, 'median_real_crash')}</td><td>{cell(v, 'gap_no_precursor')}</td>"
+                   f"<td>{cell(v, 'penalties_median_source')}</td><td>{html.escape(', '.join(v['real_sources']))}</td>"
+                   f"<td>{html.escape(v['overall'])}</td></tr>" for c, v in t.items())
+    srcs = sorted({s for v in t.values() for s in v["sources"]})
+    per = "".join(
+        f"<tr><td>{html.escape(s)}</td>" + "".join(
+            (f"<td>{html.escape(v['sources'][s]['bad_text'])}; penalties "
+             + (f"{v['sources'][s]['penalties_ratio']:.2f}" if v['sources'][s]['penalties_ratio'] is not None else "n/a")
+             + f"; {v['sources'][s]['calm_lev']:.1f}x</td>") if s in v["sources"] else "<td>(tuned or trained on)</td>"
+            for v in t.values()) + "</tr>" for s in srcs)
+    return (f"<h2>Issue 12 targets, held-out sources</h2><table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>"
+            f"{rows}</table><p>Per source: bad debt ratio of means [paired 95% CI]; penalties ratio of means; "
+            f"calm-period leverage of the dynamic controller.</p><table><tr><th>source</th>"
+            + "".join(f"<th>{html.escape(c)} / {html.escape(v['baseline'])}</th>" for c, v in t.items())
+            + f"</tr>{per}</table>")
 
 
 def _caps_html(c: dict[str, Any]) -> str:
@@ -341,6 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = load_rows([Path(x) for x in a.sweeps])
     page = write_frontier(rows, Path(a.out))
     print(f"frontier of {len(rows):,} rows: {page}")
+    for c, v in json.loads((Path(a.out) / "frontier.json").read_text())["targets"].items():
+        f, vd = v["figures"], v["verdicts"]
+        txt = ", ".join(f"{k} {'n/a' if f[k] is None else format(f[k], '.2f')} ({vd[k]})" for k in TARGETS)
+        print(f"targets, {c} vs {v['baseline']} (held out; real: {', '.join(v['real_sources']) or 'none'}): {txt}")
     return 0
 
 

@@ -18,6 +18,15 @@ of ``ballast.scenarios.CORPUS``).
 
 Dask: a ``LocalCluster`` with one single-threaded worker process per core by default; ``--scheduler
 ADDRESS`` uses a running cluster (``dask scheduler`` and ``dask worker ADDRESS`` started apart).
+
+Calibrated controllers (issue 12, ``--calibrated fhs,fhs_gap``): the model with a calibration file's
+parameters (``ballast calibrate --tail fhs``, default ``docs/calibration-btc.toml``: z, skew, tail
+cap, ``regime_sens = 0``) and the published tail feed (``ballast.marketsim.TailFeedSpec``: FHS on
+the scenario's own past at each block, the file's prior before enough windows), labelled
+``dynamic_fhs``; ``dynamic_fhs_gap`` adds the file's gap floor (``min_mmf``, ``min_imf``). Each has
+its own ``static_calm_fhs`` / ``static_calm_fhs_gap`` pinned to its calm-period leverage. Their rows
+are marked ``tuned`` where the scenario's data overlap the file's training sets (``REPLAY_WINDOWS``)
+or the scenario is in ``TUNED``: out of sample means the other sources.
 """
 
 from __future__ import annotations
@@ -36,10 +45,12 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ballast.config import Config, StaticFractions, load_config
+from ballast.data import parse_utc
 from ballast.errors import ValidationError
-from ballast.marketsim import Controller, MarketSim, RunSpec
+from ballast.marketsim import Controller, MarketSim, RunSpec, TailFeedSpec
 from ballast.population import LiquidatorSpec, default_liquidator_count, generate
 from ballast.scenarios import CORPUS, build_source, check_source
+from ballast.tail import TailSpec
 
 TUNED = frozenset({"btc_2021_12_04"})
 """Scenarios the shipped parameters were chosen on (``regime_sens`` after seeing the 2021-12-04
@@ -47,6 +58,25 @@ crash): the frontier shows them apart."""
 DEFAULT_CAPS = (3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0)
 STATIC_MMF_RATIO = 0.5
 """Maintenance of a static cap as a fraction of its initial margin (the shipped baselines' ratio)."""
+CALIBRATED = ("fhs", "fhs_gap")
+"""The calibrated controllers ``--calibrated`` can add: ``dynamic_fhs`` (calibrated parameters and
+the published tail feed) and ``dynamic_fhs_gap`` (and the calibration's gap floor)."""
+DEFAULT_CALIBRATION = "docs/calibration-btc.toml"
+TAIL_SPECS = ("plain", "file")
+"""The tail estimator of the calibrated controllers: ``plain`` FHS (every past window, the keeper's
+EWMA as the filter: no hyperparameter) or the calibration ``file``'s ``[tail]`` (its rolling window
+and fast filter, chosen after a grid that also read the backtest's test periods: README)."""
+REPLAY_WINDOWS: dict[str, tuple[str, str, str]] = {
+    "btc_2021_12_04": ("btc_15min", "2021-12-03", "2021-12-05"),
+    "btc_2020_03_12": ("btc_daily", "2020-02-25", "2020-03-20"),
+    "sp500_2008_10": ("sp500", "2008-09-26", "2008-10-31"),
+    "nasdaq_2000_04": ("nasdaq", "2000-03-24", "2000-04-28"),
+    "sp500_2011_08": ("sp500", "2011-07-22", "2011-08-26"),
+    "sp500_2018_02": ("sp500", "2018-01-12", "2018-02-16"),
+}
+"""The data set and the window (start inclusive, end exclusive, UTC) each real replay of
+``ballast.scenarios`` plays (its history is the keeper's past, before the window): a calibration
+whose training set shares the data set and any time with the window was fitted on the scenario."""
 COLUMNS = ("bad_debt_usd", "bad_debt_socialized_usd", "liquidations", "liquidated_notional_usd",
            "liquidation_penalties_usd", "peak_liquidations_per_block", "accounts_wiped_out", "calm_mean_max_leverage",
            "mean_max_leverage", "insurance_drawdown_usd", "orders_settled", "orders_expired")
@@ -71,6 +101,12 @@ class SweepSpec:
     model_set: tuple[tuple[str, float], ...] = ()
     """Model parameters set apart from ``config/markets.toml`` (``--set regime_sens=0``: a dynamic
     variant, another parameter set); its rows are labelled ``NAME@regime_sens=0`` in the frontier."""
+    calibrated: tuple[str, ...] = ()
+    """Calibrated controllers to add (``CALIBRATED``), each with its static_calm."""
+    calibration: str = DEFAULT_CALIBRATION
+    """The calibration file of the calibrated controllers (``ballast calibrate --tail fhs``)."""
+    tail_spec: str = "plain"
+    """``TAIL_SPECS``: the calibrated controllers' tail estimator."""
 
     def validate(self) -> SweepSpec:
         if not self.scenarios:
@@ -90,6 +126,15 @@ class SweepSpec:
             raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
         if self.model_set:
             config_with(self.model_set)  # raises, naming the key or value, if the set is not valid
+        for name in self.calibrated:
+            if name not in CALIBRATED:
+                raise ValidationError("--calibrated", name, f"one of {CALIBRATED}")
+        if len(set(self.calibrated)) != len(self.calibrated):
+            raise ValidationError("--calibrated", ",".join(self.calibrated), "each controller once")
+        if self.tail_spec not in TAIL_SPECS:
+            raise ValidationError("--tail-spec", self.tail_spec, f"one of {TAIL_SPECS}")
+        if self.calibrated:
+            calibrated_setup(load_config(), self.calibration, self.tail_spec, self.calibrated)  # raises if unusable
         return self
 
 
@@ -108,6 +153,55 @@ class Task:
     caps: tuple[float, ...] = field(default=())
     keeper_mode: str = "trailing"
     model_set: tuple[tuple[str, float], ...] = ()
+    calibrated: tuple[str, ...] = ()
+    calibration: str = DEFAULT_CALIBRATION
+    tail_spec: str = "plain"
+
+
+def resolve_calibration(path: str) -> Path:
+    """A calibration file as given, or relative to the repository (``docs/...`` from any directory)."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    alt = Path(__file__).resolve().parent.parent / p
+    return alt if alt.is_file() else p
+
+
+def trained_on(source: str, calibration: Any) -> bool:
+    """True if ``source`` is a real replay whose window shares a data set and any time with one of
+    the training sets of ``calibration`` (a ``ballast.calibration.Calibration``)."""
+    w = REPLAY_WINDOWS.get(source)
+    if w is None:
+        return False
+    base, start, end = w
+    a, b = parse_utc(start), parse_utc(end)
+    return any(t.base == base and a <= t.last_ts and t.first_ts < b for t in calibration.train)
+
+
+def calibrated_setup(cfg: Config, calibration: str, tail_spec: str, variants: Sequence[str]
+                     ) -> tuple[Any, dict[str, Config], TailFeedSpec]:
+    """The calibration file (``Calibration``), a configuration per calibrated controller (the file's
+    parameters at the market's alpha; with ``fhs_gap`` its gap floor, else the base ``min_mmf`` /
+    ``min_imf``) and the tail feed they read."""
+    from dataclasses import replace
+
+    from ballast.calibration import load_calibration
+
+    cal = load_calibration(resolve_calibration(calibration))
+    m = cfg.market(0)
+    fit = cal.fit(m.alpha)
+    if cal.tail is None:
+        raise ValidationError("--calibration", calibration, "a file written by `ballast calibrate --tail fhs`")
+    if "fhs_gap" in variants and cal.gap_floor is None:
+        raise ValidationError("--calibration", calibration, "a file with a gap floor (`ballast calibrate --gap-floor`)")
+    full = cal.params(m.alpha, m.params)
+    cfgs: dict[str, Config] = {}
+    for v in variants:
+        p = full if v == "fhs_gap" else replace(full, min_mmf_wad=m.params.min_mmf_wad, min_imf_wad=m.params.min_imf_wad)
+        cfgs[v] = replace(cfg, markets=tuple(mm.with_params(p) if mm.id == m.id else mm for mm in cfg.markets))
+    spec = cal.tail if tail_spec == "file" else TailSpec(cap=fit.tail_cap)
+    prior = {"long": fit.prior_long, "short": fit.prior_short} if fit.prior_long > 0 and fit.prior_short > 0 else None
+    return cal, cfgs, TailFeedSpec(m.alpha, fit.z, spec, prior, lam=cal.ewma_lambda)
 
 
 def config_with(model_set: Sequence[tuple[str, float]]) -> Config:
@@ -134,8 +228,11 @@ def tasks_of(spec: SweepSpec) -> list[Task]:
             key: list[Any] = [s, chunk, spec.accounts, spec.caps, spec.keeper_mode]
             if spec.model_set:
                 key.append(spec.model_set)
+            if spec.calibrated:  # (tasks without them keep their ids: older sweeps resume)
+                key.append([spec.calibrated, spec.calibration, spec.tail_spec])
             tid = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
-            out.append(Task(tid, s, chunk, spec.accounts, spec.caps, spec.keeper_mode, spec.model_set))
+            out.append(Task(tid, s, chunk, spec.accounts, spec.caps, spec.keeper_mode, spec.model_set,
+                            spec.calibrated, spec.calibration, spec.tail_spec))
     return out
 
 
@@ -179,6 +276,19 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
     dyn = MarketSim([RunSpec(paths[sd], pops[sd], Controller("dynamic", label="dynamic"), sd) for sd in task.seeds],
                     cfg, keeper_mode=mode, liquidators=liq, target_cache=cache).run()
     dm = dyn.metrics()
+    # Calibrated controllers: one batch each (their parameters are their configuration's).
+    cal_sims: list[tuple[str, MarketSim]] = []
+    cal_tuned = False
+    if task.calibrated:
+        cal, cfgs, tail = calibrated_setup(cfg, task.calibration, task.tail_spec, task.calibrated)
+        cal_tuned = task.scenario in TUNED or trained_on(task.scenario, cal)
+        for v in task.calibrated:
+            label = f"dynamic_{v}"
+            cal_sims.append((v, MarketSim([RunSpec(paths[sd], pops[sd], Controller("dynamic", label=label,
+                                                                                   tail_feed=True), sd)
+                                           for sd in task.seeds], cfgs[v], keeper_mode=mode, liquidators=liq,
+                                          target_cache=cache, tail=tail).run()))
+    cal_m = [(v, sim.metrics()) for v, sim in cal_sims]
     cons = cfg.market(0).static_conservative
     specs: list[RunSpec] = []
     for i, sd in enumerate(task.seeds):
@@ -188,17 +298,25 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
         for c in task.caps:
             f = StaticFractions(round(1.0 / c, 6), round(STATIC_MMF_RATIO / c, 6))
             specs.append(RunSpec(paths[sd], pops[sd], Controller.static(f, f"static_{c:g}x"), sd))
+        for v, sim in cal_sims:  # static at the calibrated controller's own calm-period leverage
+            specs.append(RunSpec(paths[sd], pops[sd], Controller.static(sim.calm_fractions(i), f"static_calm_{v}"), sd))
     sm = MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq, target_cache=cache).run().metrics()
     rows: list[dict[str, Any]] = []
-    per = 2 + len(task.caps)
+    per = 2 + len(task.caps) + len(cal_sims)
     for i, sd in enumerate(task.seeds):
         base: dict[str, Any] = {"task_id": task.task_id, "scenario": task.scenario, "family": family_of(task.scenario),
                 "params": json.dumps(built[sd][1], sort_keys=True) if built[sd][1] else None, "seed": sd,
                 "accounts": task.accounts, "tuned": task.scenario in TUNED, "max_drawdown": paths[sd].max_drawdown(),
-                "insurance_seed_usd": cfg.engine.insurance_seed_usd}
+                "insurance_seed_usd": cfg.engine.insurance_seed_usd, "tail_feed_mean": None, "tail_stale_blocks": None}
         mine = [base | {"controller": "dynamic", "imf": None, "mmf": None} | _pick(dm[i])]
+        for v, ms in cal_m:
+            mine.append(base | {"controller": f"dynamic_{v}", "imf": None, "mmf": None, "tuned": cal_tuned,
+                                "tail_feed_mean": ms[i]["tail_feed_mean"],
+                                "tail_stale_blocks": ms[i]["tail_stale_blocks"]} | _pick(ms[i]))
         for j, sp in enumerate(specs[i * per:(i + 1) * per]):
-            mine.append(base | {"controller": sp.controller.name(), "imf": sp.controller.imf, "mmf": sp.controller.mmf}
+            name = sp.controller.name()
+            mine.append(base | {"controller": name, "imf": sp.controller.imf, "mmf": sp.controller.mmf}
+                        | ({"tuned": cal_tuned} if name.startswith("static_calm_") else {})
                         | _pick(sm[i * per + j]))
         vol = dyn.series["vol"][i]
         rows.extend(_status(mine, flat_vol=bool(np.nanmax(vol) == np.nanmin(vol))))
@@ -234,7 +352,8 @@ def _pick(m: dict[str, float]) -> dict[str, float | None]:
 
 # ------------------------------------------------------------------------------ storage
 
-EXTRA = (("family", "TEXT"), ("params", "TEXT"), ("mmf", "REAL"), ("status", "TEXT"))
+EXTRA = (("family", "TEXT"), ("params", "TEXT"), ("mmf", "REAL"), ("status", "TEXT"), ("tail_feed_mean", "REAL"),
+         ("tail_stale_blocks", "REAL"))
 """Columns added after the first stored sweeps (added to an older file when it is opened)."""
 
 
@@ -310,7 +429,7 @@ def run_sweep(spec: SweepSpec, out: Path, *, scheduler: str | None = None, worke
     spec.validate()
     store = Store(out / "sweep.sqlite")
     todo = [t for t in tasks_of(spec) if t.task_id not in store.done()]
-    per_task = 3 + len(spec.caps)
+    per_task = 3 + len(spec.caps) + 2 * len(spec.calibrated)
     total_runs = sum(len(t.seeds) for t in todo) * per_task
     cluster = None
     if scheduler:
@@ -354,7 +473,9 @@ def stored_row(db: Path, rowid: int) -> tuple[dict[str, Any], Task]:
     r = dict(zip(names, found))
     spec = json.loads(next(iter(store.db.execute("SELECT spec FROM tasks WHERE task_id = ?", (r["task_id"],))))[0])
     task = Task(r["task_id"], r["scenario"], (int(r["seed"]),), int(r["accounts"]), tuple(spec["caps"]),
-                spec["keeper_mode"], tuple((str(k), float(v)) for k, v in spec.get("model_set", ())))
+                spec["keeper_mode"], tuple((str(k), float(v)) for k, v in spec.get("model_set", ())),
+                tuple(spec.get("calibrated", ())), spec.get("calibration", DEFAULT_CALIBRATION),
+                spec.get("tail_spec", "plain"))
     return r, task
 
 
@@ -392,6 +513,12 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--keeper", default="trailing", choices=["trailing", "predictive"])
     ap.add_argument("--set", dest="model_set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [markets.model] parameter other than config/markets.toml's (a dynamic variant; repeatable)")
+    ap.add_argument("--calibrated", default="", help="calibrated controllers to add, comma-separated: "
+                    + ",".join(CALIBRATED) + " (dynamic_fhs, dynamic_fhs_gap, each with its static_calm)")
+    ap.add_argument("--calibration", default=DEFAULT_CALIBRATION, help="their calibration file (ballast calibrate "
+                    "--tail fhs [--gap-floor])")
+    ap.add_argument("--tail-spec", default="plain", choices=list(TAIL_SPECS),
+                    help="their tail estimator: plain FHS (no hyperparameter) or the calibration file's [tail]")
     ap.add_argument("--out", default="out/sweep")
     ap.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786)")
     ap.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes (default: every core)")
@@ -414,7 +541,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         if not eq:
             raise ValidationError("--set", kv, "KEY=NUMBER")
     spec = SweepSpec(tuple(sources), a.seeds, a.accounts, _floats(a.caps), a.chunk, a.base_seed, a.keeper,
-                     tuple(sets)).validate()
+                     tuple(sets), tuple(x.strip() for x in a.calibrated.split(",") if x.strip()), a.calibration,
+                     a.tail_spec).validate()
     out = Path(a.out)
     timing = run_sweep(spec, out, scheduler=a.scheduler, workers=a.workers)
     print(f"{timing['runs']:,} runs in {timing['wall_sec']:,.1f} s: {timing['runs_per_sec']:,.1f} runs/s "
