@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ballast._typing import WAD
+from ballast.calibration import load_calibration
 from ballast.config import load_config
+from ballast.data import parse_utc
 from ballast.errors import ValidationError
+from ballast.frontier import load_rows, targets
 from ballast.marketsim import Controller, MarketSim, RunSpec, TailFeedSpec, _P, tail_feed_targets, tail_multiplier
 from ballast.model import RiskInputs, compute_float
 from ballast.model import tail_multiplier as model_tail_multiplier
 from ballast.population import generate
 from ballast.scenarios import build
+from ballast.sweep import (CALIBRATED, COLUMNS, DEFAULT_CALIBRATION, REPLAY_WINDOWS, Store, SweepSpec, calibrated_setup,
+                           resolve_calibration, run_task, seed_of, tasks_of, trained_on)
 from ballast.tail import TailSpec, publish_tail, publish_tail_path, to_feed_wad
 
 SPEC = TailFeedSpec(alpha=0.99, z=2.326348, spec=TailSpec(cap=5.0), prior={"long": 1.64, "short": 1.87})
@@ -165,3 +171,75 @@ def test_a_tail_feed_needs_an_estimator_and_a_dynamic_controller() -> None:
     with pytest.raises(ValidationError):
         TailFeedSpec(alpha=1.2, z=2.3, spec=TailSpec())
     assert math.isfinite(SPEC.z)
+
+
+# ------------------------------------------------------------------ the sweep's calibrated controllers
+
+
+def test_the_sweep_writes_rows_for_the_calibrated_controllers(tmp_path: Path) -> None:
+    spec = SweepSpec(("draw:flash_crash", "btc_2020_03_12"), seeds=2, accounts=30, caps=(), chunk=2,
+                     calibrated=CALIBRATED).validate()
+    rows = [r for t in tasks_of(spec) for r in run_task(t)]
+    names = {"dynamic", "static_calm", "static_conservative", "dynamic_fhs", "static_calm_fhs", "dynamic_fhs_gap",
+             "static_calm_fhs_gap"}
+    assert {r["controller"] for r in rows} == names and len(rows) == 2 * 2 * len(names)
+    cfg = load_config()
+    for r in rows:
+        assert r["status"] in ("ok", "no_stress") and r["orders_settled"] > 0  # a run that traded
+        assert all(r[c] is not None for c in COLUMNS)
+        # the calibrated rows are in sample exactly where their training data overlap the scenario
+        if r["controller"].endswith(("_fhs", "_fhs_gap")):
+            assert r["tuned"] == (r["scenario"] == "btc_2020_03_12")
+        else:
+            assert r["tuned"] is False
+    by = {(r["scenario"], r["seed"], r["controller"]): r for r in rows}
+    for (src, sd, c), r in by.items():
+        if c.startswith("dynamic_fhs"):
+            assert r["tail_feed_mean"] >= 1.0 and r["tail_stale_blocks"] == 0  # published, never stale
+            assert by[(src, sd, "static_calm" + c[len("dynamic"):])]["calm_mean_max_leverage"] == \
+                pytest.approx(r["calm_mean_max_leverage"], rel=0.02)  # the static is pinned to its leverage
+        if c == "dynamic_fhs_gap":  # the gap floor caps leverage at 1 / min_imf
+            gap = calibrated_setup(cfg, DEFAULT_CALIBRATION, "plain", ("fhs_gap",))[1]["fhs_gap"]
+            assert r["calm_mean_max_leverage"] <= WAD / gap.market(0).params.min_imf_wad + 1e-9
+    # stored, then the frontier's targets for each dynamic controller against its own static_calm
+    store = Store(tmp_path / "sweep.sqlite")
+    for t in tasks_of(spec):
+        store.save(t, [r for r in rows if r["task_id"] == t.task_id])
+    t12 = targets(load_rows([tmp_path / "sweep.sqlite"]))
+    assert set(t12) == {"dynamic", "dynamic_fhs", "dynamic_fhs_gap"}
+    assert t12["dynamic_fhs"]["baseline"] == "static_calm_fhs"
+    assert "btc_2020_03_12" not in t12["dynamic_fhs"]["sources"]  # trained on: not held out
+    assert "btc_2020_03_12" in t12["dynamic"]["sources"]
+    assert t12["dynamic_fhs"]["gap_paths"] == 2
+    g = t12["dynamic_fhs"]["sources"]["draw:flash_crash"]
+    want = (sum(by[("draw:flash_crash", sd, "dynamic_fhs")]["bad_debt_usd"] for sd in spec_seeds(spec))
+            / sum(by[("draw:flash_crash", sd, "static_calm_fhs")]["bad_debt_usd"] for sd in spec_seeds(spec)))
+    assert g["bad_ratio"] == pytest.approx(want)
+
+
+def spec_seeds(spec: SweepSpec) -> list[int]:
+    return [seed_of(spec.base_seed, "draw:flash_crash", i) for i in range(spec.seeds)]
+
+
+def test_replay_windows_are_the_scenarios_and_overlap_is_by_data_set_and_time() -> None:
+    for name, (_, start, _) in REPLAY_WINDOWS.items():
+        assert build(name, 1).start_utc == parse_utc(start) or name == "btc_2021_12_04"
+    assert build("btc_2021_12_04", 1).price.size == 2 * 96 * 3  # 2021-12-03 .. 12-05, 15-minute bars x 3 blocks
+    cal = load_calibration(resolve_calibration(DEFAULT_CALIBRATION))
+    assert trained_on("btc_2020_03_12", cal)  # btc_daily 2020 is a training set
+    for s in ("btc_2021_12_04", "sp500_2008_10", "nasdaq_2000_04", "draw:flash_crash"):
+        assert not trained_on(s, cal)
+    eq = load_calibration(resolve_calibration("docs/calibration-equity.toml"))  # S&P 500 / NASDAQ 1999-2008
+    assert trained_on("sp500_2008_10", eq) and trained_on("nasdaq_2000_04", eq) and not trained_on("sp500_2011_08", eq)
+
+
+def test_calibrated_sweep_options_are_validated() -> None:
+    with pytest.raises(ValidationError):
+        SweepSpec(calibrated=("fhs", "nope")).validate()
+    with pytest.raises(ValidationError):
+        SweepSpec(calibrated=("fhs",), tail_spec="other").validate()
+    with pytest.raises(ValidationError):
+        SweepSpec(calibrated=("fhs",), calibration="no/such/file.toml").validate()
+    # a calibrated sweep's tasks have other ids than the plain sweep's (resume never mixes them)
+    a, b = SweepSpec(("garch",), seeds=2), SweepSpec(("garch",), seeds=2, calibrated=("fhs",))
+    assert {t.task_id for t in tasks_of(a)}.isdisjoint(t.task_id for t in tasks_of(b))
