@@ -371,7 +371,12 @@ def targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             pb = paired(rs, c, b)
             if not pb["paths"]:
                 continue
+            caps = equivalent_caps([r for r in rows if r["scenario"] == src and not r["tuned"]
+                                    and (r["controller"] == c or _is_cap(r["controller"]))]).get(c)
+            at = caps["cap_curve_bad_mean_at_calm_lev"] if caps else None
             per[src] = {"paths": pb["paths"], "bad_ratio": pb.get("ratio"), "bad_ci": pb.get("ci"),
+                        "caps_paths": caps["paths"] if caps else 0,
+                        "caps_ratio": caps["bad_mean"] / at if caps and at else None,
                         "bad_text": pb["text"], "penalties_ratio": _ratio_of_means(rs, c, b, "liquidation_penalties_usd"),
                         "calm_lev": float(np.nanmean(_v([r for r in rs if r["controller"] == c], "calm_mean_max_leverage"))),
                         "real": src in REAL_REPLAYS, "gap": src in GAP_SOURCES}
@@ -381,11 +386,16 @@ def targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         figures: dict[str, float | None] = {
                    "median_real_crash": _median(list(real.values())), "gap_no_precursor": gp.get("ratio"),
                    "penalties_median_source": _median([v["penalties_ratio"] for v in per.values()])}
+        # the same bad-debt figures against the static caps curve (maintenance half the initial
+        # margin) at the controller's calm-period leverage, on the paths that carry the caps
+        vs_caps = {"median_real_crash": _median([v["caps_ratio"] for v in per.values() if v["real"]]),
+                   "gap_no_precursor": _median([v["caps_ratio"] for v in per.values() if v["gap"]])}
         out[c] = {"baseline": b, "sources": per, "real_sources": sorted(real),
                   "real_undefined": sorted(k for k, v in real.items() if v is None),
                   "gap_paths": gp["paths"], "gap_text": gp["text"],
                   "overall": paired(held, c, b)["text"] if held else "n/a",
                   "figures": figures,
+                  "against_caps_curve": vs_caps,
                   "verdicts": {k: ("n/a" if v is None else "met" if v <= TARGETS[k] else "not met")
                                for k, v in figures.items()}}
     return out

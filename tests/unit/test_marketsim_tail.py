@@ -215,6 +215,8 @@ def test_the_sweep_writes_rows_for_the_calibrated_controllers(tmp_path: Path) ->
     want = (sum(by[("draw:flash_crash", sd, "dynamic_fhs")]["bad_debt_usd"] for sd in spec_seeds(spec))
             / sum(by[("draw:flash_crash", sd, "static_calm_fhs")]["bad_debt_usd"] for sd in spec_seeds(spec)))
     assert g["bad_ratio"] == pytest.approx(want)
+    assert g["caps_paths"] == 0 and g["caps_ratio"] is None  # no caps in this sweep: no caps-curve figure
+    assert t12["dynamic_fhs"]["verdicts"]["gap_no_precursor"] == ("met" if want <= 0.5 else "not met")
 
 
 def spec_seeds(spec: SweepSpec) -> list[int]:
