@@ -197,6 +197,11 @@ def _plot(ax_bad: Any, ax_harm: Any, summ: list[dict[str, Any]], title: str) -> 
                               ("bad_es95", "-.d", "ES 95%")):
         ax_bad.plot(x, [s[key] for s in caps], style, color="#7f7f7f", ms=4, label=f"static caps: {label}")
     colors = {"dynamic": "#1f77b4", "static_calm": "#d62728", "static_conservative": "#2ca02c"}
+    for s in pts:  # calibrated controllers (dynamic_fhs...): a colour each, shared with its static_calm
+        name = s["controller"]
+        if name.startswith(("dynamic_", "static_calm_")) and "@" not in name:
+            suffix = name.split("_", 2)[-1] if name.startswith("static_calm_") else name.split("_", 1)[1]
+            colors[name] = {"fhs": "#ff7f0e", "fhs_gap": "#17becf"}.get(suffix, "#bcbd22")
     for s in pts:  # variants: a colour per variant, the dynamic point and its static_calm alike
         v = s["controller"].split("@", 1)[1] if "@" in s["controller"] else ""
         if v and s["controller"] not in colors:
