@@ -9,8 +9,8 @@ import {IReportSource, IRiskReport} from "../interfaces/IRiskReport.sol";
 /// @notice One field of a controller's risk report as a Chainlink-style aggregator view, for
 /// integrators and for the market's feed configuration (a market lists this address as the feed of
 /// the field; the controller then reads its own report storage directly). Read-only.
-/// @dev Only the latest answer exists: its round id is its timestamp; `getRoundData` of any other
-/// round reverts `RoundNotAvailable`. Never written: `latestRoundData` returns a zero timestamp
+/// @dev Only the latest answer exists (its round id: the field's write count); `getRoundData` of
+/// any other round reverts `RoundNotAvailable`. Never written: `latestRoundData` returns a zero timestamp
 /// (a consumer treats it as stale).
 contract ReportFeed is AggregatorV3Interface, IReportSource {
     error RoundNotAvailable(uint80 roundId);
@@ -45,8 +45,7 @@ contract ReportFeed is AggregatorV3Interface, IReportSource {
     }
 
     function latestRoundData() public view returns (uint80, int256, uint256, uint256, uint80) {
-        (int256 answer, uint256 updatedAt) = controller.reportRound(marketId, kind);
-        uint80 r = uint80(updatedAt);
+        (uint80 r, int256 answer, uint256 updatedAt) = controller.reportRound(marketId, kind);
         return (r, answer, updatedAt, updatedAt, r);
     }
 

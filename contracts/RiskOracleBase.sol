@@ -39,7 +39,8 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     /// @dev A market's risk report (`IRiskReport`), three slots: answers (feed decimals, int128
     /// each) of volatility | funding << 128 and of depth | skew << 128, then the four write times
-    /// (uint40 each, field k at bits 40(k-1)).
+    /// (uint40 each, field k at bits 40(k-1)) and write counters (uint24 each, field k at bits
+    /// 160 + 24(k-1): a field's round id, +1 per write).
     struct Report {
         uint256 volFunding;
         uint256 depthSkew;
@@ -75,7 +76,9 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
             if (mask & (1 << i) == 0) continue;
             uint256 sh = 128 * (i & 1);
             pairs[i >> 1] = (pairs[i >> 1] & ~(uint256(type(uint128).max) << sh)) | (uint256(uint128(_sat(answers[i]))) << sh);
-            times = (times & ~(uint256(type(uint40).max) << (40 * i))) | (block.timestamp << (40 * i));
+            uint256 n = uint24((times >> (160 + 24 * i)) + 1);
+            times = (times & ~(uint256(type(uint40).max) << (40 * i)) & ~(uint256(type(uint24).max) << (160 + 24 * i)))
+                | (block.timestamp << (40 * i)) | (n << (160 + 24 * i));
         }
         if (mask & 3 != 0) r.volFunding = pairs[0];
         if (mask & 12 != 0) r.depthSkew = pairs[1];
@@ -84,12 +87,18 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     }
 
     /// @inheritdoc IRiskReport
-    function reportRound(uint256 marketId, FeedKind kind) public view returns (int256 answer, uint256 updatedAt) {
+    function reportRound(uint256 marketId, FeedKind kind)
+        public
+        view
+        returns (uint80 roundId, int256 answer, uint256 updatedAt)
+    {
         if (kind == FeedKind.Price) revert ErrorsLib.NotReported(marketId, kind);
         uint256 i = uint256(kind) - 1;
         Report storage r = _reports[marketId];
         answer = int128(uint128((i < 2 ? r.volFunding : r.depthSkew) >> (128 * (i & 1))));
-        updatedAt = uint40(r.times >> (40 * i));
+        uint256 times = r.times;
+        updatedAt = uint40(times >> (40 * i));
+        roundId = uint24(times >> (160 + 24 * i));
     }
 
     function _sat(int256 v) private pure returns (int128) {
@@ -235,7 +244,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         address feed = s.feed;
         if (feed == address(0)) return (false, 0, 0);
         if (s.reported) {
-            (int256 a, uint256 t) = reportRound(s.marketId, FeedKind(s.kind));
+            (, int256 a, uint256 t) = reportRound(s.marketId, FeedKind(s.kind));
             return _checkAnswer(s, a, t);
         }
         try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {

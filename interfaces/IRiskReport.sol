@@ -15,9 +15,13 @@ interface IRiskReport {
     /// answer), timestamped now. REPORTER_ROLE.
     function submitReport(uint256 marketId, uint256 mask, int256[4] calldata answers) external;
 
-    /// @notice The latest reported answer of a field (feed decimals) and when it was written (0:
-    /// never). An answer outside int128 reads as the int128 extreme of its sign (out of bounds).
-    function reportRound(uint256 marketId, FeedKind kind) external view returns (int256 answer, uint256 updatedAt);
+    /// @notice The latest reported answer of a field (feed decimals), when it was written (0:
+    /// never) and its round id: the field's write count (+1 per write, as an aggregator's rounds;
+    /// it restarts after 2^24 writes: 32 years at one a minute). An answer outside int128 reads as the int128 extreme of its sign (out of bounds).
+    function reportRound(uint256 marketId, FeedKind kind)
+        external
+        view
+        returns (uint80 roundId, int256 answer, uint256 updatedAt);
 }
 
 /// @notice What a `ReportFeed` adapter serves: the controller, market and field it reads.

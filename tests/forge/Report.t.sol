@@ -66,8 +66,8 @@ contract ReportTest is BaseTest {
         vm.prank(admin);
         feeds[0].transmit(50_000e8);
         _report(1, [int256(0.5e8), 0, 0, 0]);
-        (, uint256 tVol) = controller.reportRound(BTC, FeedKind.Volatility);
-        (, uint256 tSkew) = controller.reportRound(BTC, FeedKind.Skew);
+        (,, uint256 tVol) = controller.reportRound(BTC, FeedKind.Volatility);
+        (,, uint256 tSkew) = controller.reportRound(BTC, FeedKind.Skew);
         assertEq(tVol, t0 + 3601);
         assertEq(tSkew, t0);
         assertFalse(controller.quote(BTC, true, 1e18).riskFeedsOk, "stale skew fails closed");
@@ -86,13 +86,13 @@ contract ReportTest is BaseTest {
         vm.expectEmit(true, false, false, true, address(controller));
         emit EventsLib.RiskReported(BTC, 1, a, block.timestamp);
         _report(1, a);
-        (int256 v,) = controller.reportRound(BTC, FeedKind.Volatility);
+        (, int256 v,) = controller.reportRound(BTC, FeedKind.Volatility);
         assertEq(v, type(int128).max);
         (bool ok,) = controller.readFeed(BTC, FeedKind.Volatility);
         assertFalse(ok);
         assertEq(controller.quote(BTC, true, 1e18).imfWad, defaultParams().maxImfWad, "new risk at maxImf");
         _report(8, [int256(0), 0, 0, type(int256).min]);
-        (v,) = controller.reportRound(BTC, FeedKind.Skew);
+        (, v,) = controller.reportRound(BTC, FeedKind.Skew);
         assertEq(v, type(int128).min);
     }
 
@@ -113,7 +113,7 @@ contract ReportTest is BaseTest {
         vm.stopPrank();
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.NotReported.selector, BTC, FeedKind.Price));
         controller.reportRound(BTC, FeedKind.Price);
-        (int256 v,) = controller.reportRound(BTC, FeedKind.Volatility);
+        (, int256 v,) = controller.reportRound(BTC, FeedKind.Volatility);
         assertEq(v, 0.5e8, "unchanged");
     }
 
@@ -130,12 +130,16 @@ contract ReportTest is BaseTest {
         assertEq(answer, 50_000_000e8);
         assertEq(updatedAt, block.timestamp);
         assertEq(startedAt, updatedAt);
-        assertEq(r, uint80(updatedAt));
+        assertEq(r, 1, "the first write");
         assertEq(inRound, r);
         (, int256 again,,,) = f.getRoundData(r);
         assertEq(again, answer);
         vm.expectRevert(abi.encodeWithSelector(ReportFeed.RoundNotAvailable.selector, r - 1));
         f.getRoundData(r - 1);
+        // Two writes in the same second: distinct, increasing round ids.
+        _report(4, [int256(0), 0, 40_000_000e8, 0]);
+        (uint80 r2,,,,) = f.latestRoundData();
+        assertEq(r2, r + 1);
         vm.expectRevert(abi.encodeWithSelector(ReportFeed.NotAReportedField.selector, FeedKind.Price));
         new ReportFeed(IRiskReport(address(controller)), BTC, FeedKind.Price, 8, "price");
     }
