@@ -93,12 +93,16 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         returns (uint80 roundId, int256 answer, uint256 updatedAt)
     {
         if (kind == FeedKind.Price) revert ErrorsLib.NotReported(marketId, kind);
-        uint256 i = uint256(kind) - 1;
+        (answer, updatedAt) = _reportAt(marketId, uint256(kind));
+        roundId = uint24(_reports[marketId].times >> (160 + 24 * (uint256(kind) - 1)));
+    }
+
+    /// @dev Field `kind` (1..4) of a market's report: its answer and write time.
+    function _reportAt(uint256 marketId, uint256 kind) internal view returns (int256 answer, uint256 updatedAt) {
+        uint256 i = kind - 1;
         Report storage r = _reports[marketId];
         answer = int128(uint128((i < 2 ? r.volFunding : r.depthSkew) >> (128 * (i & 1))));
-        uint256 times = r.times;
-        updatedAt = uint40(times >> (40 * i));
-        roundId = uint24(times >> (160 + 24 * i));
+        updatedAt = uint40(r.times >> (40 * i));
     }
 
     function _sat(int256 v) private pure returns (int128) {
@@ -244,7 +248,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         address feed = s.feed;
         if (feed == address(0)) return (false, 0, 0);
         if (s.reported) {
-            (, int256 a, uint256 t) = reportRound(s.marketId, FeedKind(s.kind));
+            (int256 a, uint256 t) = _reportAt(s.marketId, s.kind);
             return _checkAnswer(s, a, t);
         }
         try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
