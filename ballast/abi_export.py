@@ -45,10 +45,12 @@ CONTRACTS = (
     "MockUSD",
     "RiskPusher",
     "MarginLens",
+    "ReportFeed",
     "AggregatorV3Interface",
     "ILeverageController",
     "IMarginEngine",
     "IMarginLens",
+    "IRiskReport",
 )
 MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 """Multicall3's canonical address (the embedded Anvil installs it there; most chains have it)."""
@@ -59,6 +61,7 @@ ERROR_SOURCES: tuple[tuple[str, str], ...] = (
     ("LeverageController.sol", "LeverageController"),
     ("StaticLeverageController.sol", "StaticLeverageController"),
     ("RiskPusher.sol", "RiskPusher"),
+    ("ReportFeed.sol", "ReportFeed"),
     ("MockAggregator.sol", "MockAggregator"),
     ("MockUSD.sol", "MockUSD"),
     ("draft-IERC6093.sol", "IERC20Errors"),
@@ -78,6 +81,7 @@ INTERFACE_EVENTS = {
     "IMarginEngine": ("MarginEngine",),
     "ILeverageController": ("LeverageController", "StaticLeverageController"),
     "IMarginLens": (),
+    "IRiskReport": ("LeverageController", "StaticLeverageController"),
     "AggregatorV3Interface": ("MockAggregator",),
 }
 """Events an interface ABI carries: those of the contracts implementing it."""

@@ -10,6 +10,7 @@ from web3.contract import Contract
 from ballast.chain import Chain
 from ballast.config import FEED_KINDS, Config, MarketConfig, StaticFractions, to_wad
 from ballast.model import RiskParams
+from ballast.riskreport import REPORT_KINDS, pusher_args, report_input
 
 ControllerKind = Literal["dynamic", "static_calm", "static_conservative"]
 TOKEN_DECIMALS = 6
@@ -27,12 +28,25 @@ class Deployment:
     controller: Contract
     engine: Contract
     pusher: Contract
-    """``RiskPusher``: the keeper's one transaction per round (feed pushes, then poke and funding
-    accrual of each market); a transmitter of every feed."""
+    """``RiskPusher``: the keeper's one transaction per round (price pushes and risk reports, then
+    poke and funding accrual of each market); a transmitter of every price feed and a reporter."""
     lens: Contract
     """``MarginLens``: read-only order preview, maximum order size and liquidation price."""
     feeds: dict[int, dict[str, Contract]] = field(default_factory=dict)
+    """Per market, per kind: the price's ``MockAggregator`` and the risk inputs' ``ReportFeed``
+    adapters (read-only aggregator views of the controller's risk report)."""
     static: dict[int, StaticFractions] = field(default_factory=dict)
+    reported: frozenset[str] = frozenset(REPORT_KINDS)
+    """Kinds read from the controller's risk report (written with ``submitReport``)."""
+
+    def set_feeds(self, market_id: int, answers: dict[str, int]) -> None:
+        """Publish answers (feed decimals) as the admin, one transaction per call: the price to
+        its aggregator, the risk inputs as one report."""
+        addrs, ans, reports = pusher_args(self.feeds, self.reported, {market_id: answers})
+        for a, v in zip(addrs, ans):
+            self.chain.transact(self.chain.at("MockAggregator", a).functions.transmit(v), self.admin)
+        for mid, mask, row in reports:
+            self.chain.transact(self.controller.functions.submitReport(mid, mask, row), self.admin)
 
     def addresses(self) -> dict[str, Any]:
         return {
@@ -92,29 +106,35 @@ def deploy(
                           config.engine.engine_config_tuple(TOKEN_DECIMALS), sender=admin)
     chain.transact(controller.functions.bindEngine(engine.address), admin)
     pusher = chain.deploy("RiskPusher", admin, controller.address, engine.address, sender=admin)
-    if kind == "dynamic":
-        # The keeper publishes calibrated tails through the pusher too (pushWithTails).
-        chain.transact(controller.functions.grantRole(controller.functions.REPORTER_ROLE().call(), pusher.address),
-                       admin)
+    # The keeper writes risk reports (and, on the dynamic controller, calibrated tails) through the pusher.
+    chain.transact(controller.functions.grantRole(controller.functions.REPORTER_ROLE().call(), pusher.address),
+                   admin)
     lens = chain.deploy("MarginLens", engine.address, sender=admin)
     dep = Deployment(chain, config, kind, admin, usd, controller, engine, pusher, lens)
     for m in config.markets:
         feeds = {}
-        for k in FEED_KINDS:
+        for i, k in enumerate(FEED_KINDS):
+            if k in dep.reported:
+                feeds[k] = chain.deploy("ReportFeed", controller.address, m.id, i, m.feed_decimals,
+                                        f"{m.symbol} {k} (risk report)", sender=admin)
+                continue
             feeds[k] = chain.deploy("MockAggregator", m.feed_decimals, f"{m.symbol} {k}",
                                     m.feed_answer(k, m.initial[k]), sender=admin)
-            # The keeper pushes through RiskPusher (one transaction: pushes, poke, accrual).
+            # The keeper pushes through RiskPusher (one transaction: pushes, reports, poke, accrual).
             chain.transact(feeds[k].functions.setTransmitter(pusher.address, True), admin)
         dep.feeds[m.id] = feeds
         cfg = feed_config_tuples(m, feeds)
+        first = report_input(m.id, {k: m.feed_answer(k, m.initial[k]) for k in FEED_KINDS if k in dep.reported})
         if kind == "dynamic":
             params = (params_overrides or {}).get(m.id, m.params)
             chain.transact(controller.functions.listMarket(m.id, cfg, params.as_tuple()), admin)
+            chain.transact(controller.functions.submitReport(*first), admin)
             chain.transact(controller.functions.poke(m.id), admin)
         else:
             s = (static_overrides or {}).get(m.id) or (m.static_calm if kind == "static_calm" else m.static_conservative)
             dep.static[m.id] = s
             chain.transact(controller.functions.listMarket(m.id, cfg, static_tuple(m, s)), admin)
+            chain.transact(controller.functions.submitReport(*first), admin)
     if seal:
         chain.transact(controller.functions.sealBootstrap(), admin)
     if seed_liquidity:

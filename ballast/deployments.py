@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 from urllib.parse import urlsplit
 
 from ballast.errors import BallastError, ChainError, ValidationError
+from ballast.riskreport import reported_kinds
 from ballast.toolchain import ROOT
 
 if TYPE_CHECKING:
@@ -515,14 +516,22 @@ def verify_record(chain: Chain, record: dict[str, Any]) -> list[Check]:
     for m in record.get("markets", []):
         listed = bool(ctrl.functions.isListed(m["id"]).call())
         checks.append(Check(f"market {m['id']} ({m['symbol']}) listed", addrs["controller"], listed, str(listed)))
+        reported = reported_kinds(chain, addrs["controller"], m["id"],
+                                  {k: chain.at("ReportFeed", m["feeds"][k]["address"]) for k in FEED_KINDS})
         for i, k in enumerate(FEED_KINDS):
             cfg = ctrl.functions.feedConfig(m["id"], i).call()
             wire(f"market {m['id']} {k} feed", addrs["controller"], cfg[0], m["feeds"][k]["address"])
-            if pusher is not None:
+            if pusher is not None and k not in reported:
                 feed_addr = m["feeds"][k]["address"]
                 ok = bool(chain.at("MockAggregator", feed_addr).functions.isTransmitter(pusher_addr).call())
                 checks.append(Check(f"market {m['id']} {k} feed: pusher transmits", feed_addr, ok,
                                     "isTransmitter(pusher)" if ok else "the pusher cannot transmit: keeper pushes revert"))
+        if pusher is not None and reported:
+            role = ctrl.functions.REPORTER_ROLE().call()
+            ok = bool(ctrl.functions.hasRole(role, pusher_addr).call())
+            checks.append(Check(f"market {m['id']} risk report: pusher reports", addrs["controller"], ok,
+                                f"{'+'.join(sorted(reported))} from the report; hasRole(REPORTER_ROLE, pusher)" if ok
+                                else "the pusher is no reporter: keeper pushes with a report revert"))
     return checks
 
 

@@ -17,7 +17,8 @@ Synthesized inputs (no public history exists for them; see DATA notes in the REA
 * funding = funding_k x (OI_long - OI_short) / (OI_long + OI_short) + scenario shock, clipped
 
 One transaction per round: every answer due is published through ``RiskPusher.push(feeds,
-answers, markets)``, which then pokes the controller (the maintenance target follows the new risk
+answers, reports, markets)`` (the price to its aggregator, the risk inputs as one report of the
+controller, issue 14), which then pokes the controller (the maintenance target follows the new risk
 inputs) and accrues the market's funding (the index integrates every published rate), in that
 order, in the same transaction: nothing (a liquidation, a settlement) can land between a risk push
 and the poke it calls for (issue 10).
@@ -54,6 +55,7 @@ from web3 import Web3
 from ballast._typing import FloatArray
 from ballast.errors import BallastError, ValidationError
 from ballast.risk.volatility import EWMA, Garch11
+from ballast.riskreport import pusher_args, reported_kinds
 from ballast.scenarios import ScenarioPath
 
 if TYPE_CHECKING:
@@ -323,7 +325,9 @@ class ChainKeeper:
     A failed or dropped transaction is reported and simply retried the next round (nothing of it
     landed); a restarted keeper resumes from the chain. Volatility comes from the keeper's own
     price observations (``observe``). ``sender`` needs ``KEEPER_ROLE`` on the pusher, and the
-    pusher must be a transmitter of every feed (``ballast.deploy`` sets both up).
+    pusher must be a transmitter of every aggregator feed and hold the controller's
+    ``REPORTER_ROLE`` for the risk report (``ballast.deploy`` sets all three up). Kinds whose feed is
+    one of the controller's ``ReportFeed`` adapters go into one ``ReportInput``.
     """
 
     def __init__(self, chain: "Chain", feeds: dict[str, Any], sender: str | None = None, *, pusher: Any,
@@ -363,6 +367,8 @@ class ChainKeeper:
         """Calibrated tails published with the push (``RiskPusher.pushWithTails``); None: none."""
         self.controller = (chain.at("LeverageController", pusher.functions.controller().call())
                            if tail is not None else None)
+        self.reported = reported_kinds(chain, pusher.functions.controller().call(), market_id, feeds)
+        """Kinds written to the controller's risk report (their feeds are its ``ReportFeed``s)."""
 
     def observe(self, price: float) -> None:
         """Record one price sample (one per ``interval_sec``)."""
@@ -479,12 +485,11 @@ class ChainKeeper:
         except FeeCapExceeded as e:
             return StepReport({}, {}, False, block=int(w3.eth.block_number), due=due, skipped=str(e))
         kinds = list(due)
+        addrs, answers, reports = pusher_args({self.market_id: self.feeds}, self.reported, {self.market_id: due})
         if tails is None:
-            fn = self.pusher.functions.push([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
-                                            [self.market_id])
+            fn = self.pusher.functions.push(addrs, answers, reports, [self.market_id])
         else:
-            fn = self.pusher.functions.pushWithTails([self.feeds[k].address for k in kinds], [due[k] for k in kinds],
-                                                     [self.market_id], [tails[0]], [tails[1]])
+            fn = self.pusher.functions.pushWithTails(addrs, answers, reports, [self.market_id], [tails[0]], [tails[1]])
             due = {**due, "tail_long": tails[0], "tail_short": tails[1]}
             kinds = list(due)
         tx: dict[str, Any] = {"from": self.sender, "to": self.pusher.address, "data": fn._encode_transaction_data(),

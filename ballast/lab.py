@@ -45,6 +45,7 @@ from ballast.labflow import PriceRounds, Round, topic, waiting_for_round
 from ballast.mirror import EngineMirror, Feed, MarketMirror, MirrorRevert
 from ballast.model import Ramp, RiskInputs, compute, skew_impact
 from ballast.population import LiquidatorSpec, Trader, liquidator_address
+from ballast.riskreport import pusher_args
 from ballast.scenarios import ScenarioPath
 
 MARKET = 0
@@ -206,7 +207,7 @@ class LabRun:
             f = d.feeds[MARKET][k]
             rid, ans, _, upd, _ = f.functions.latestRoundData().call()
             c = d.controller.functions.feedConfig(MARKET, i).call()
-            feeds[k] = Feed(ans, m.feed_decimals, upd, c[1], c[2], c[3])
+            feeds[k] = Feed(ans, m.feed_decimals, upd, c[1], c[2], c[3], reported=k in d.reported)
             if k == "price":
                 self.rounds = PriceRounds([Round(rid, ans, upd)])
         if self.kind == "dynamic":
@@ -332,9 +333,8 @@ class LabRun:
             pushes["price"] = self.keeper.encode(targets["price"])
             self.n.on_demand_pushes += 1
         if pushes or b == 0:
-            kinds = list(pushes)
-            feeds = self.dep.feeds[MARKET]
-            data = self.enc_pusher("push", [[feeds[k].address for k in kinds], [pushes[k] for k in kinds], [MARKET]])
+            addrs, answers, reports = pusher_args(self.dep.feeds, self.dep.reported, {MARKET: pushes})
+            data = self.enc_pusher("push", [addrs, answers, reports, [MARKET]])
             self._send(plan, _Pending("push", sender=self.admin, pushes=pushes), self.dep.pusher.address, data)
             if "price" in pushes:
                 plan.price_round = Round(self.rounds.latest.round_id + 1, pushes["price"], ts)

@@ -54,6 +54,7 @@ from ballast.model import (
     slippage,
     unrealized_pnl,
 )
+from ballast.riskreport import saturate
 
 FEEDS = ("price", "volatility", "funding", "depth", "skew")
 MAX_POSITIONS = 8
@@ -89,12 +90,16 @@ class Feed:
     """Publication time of the round before the latest (0: the latest is round 1)."""
     round_id: int = 1
     """The latest round's id."""
+    reported: bool = False
+    """A field of the controller's risk report (``submitReport``): an answer outside int128 is
+    stored as the int128 extreme of its sign (which reads as out of bounds, as the answer would)."""
 
     def push(self, answer: int, updated_at: int) -> None:
-        """A new round (``MockAggregator.transmit``/``transmitAt``): the latest becomes the previous."""
+        """A new round (``MockAggregator.transmit``/``transmitAt``, or a report's field): the latest
+        becomes the previous."""
         self.prev_updated_at = self.updated_at
         self.round_id += 1
-        self.answer, self.updated_at = answer, updated_at
+        self.answer, self.updated_at = (saturate(answer) if self.reported else answer), updated_at
 
     def read_at(self, now: int) -> tuple[bool, int, int]:
         """``RiskOracleBase._readAt``: (ok, value WAD, publication time); (False, 0, 0) when bad."""

@@ -41,8 +41,6 @@ contract LeverageController is RiskOracleBase {
     /// @dev Index 0: long, 1: short.
     mapping(uint256 marketId => Ramp[2]) internal _ramps;
     uint256 internal _rampNonce;
-    /// @notice Publishes each market's calibrated tail multipliers (`publishTail`).
-    bytes32 public constant REPORTER_ROLE = keccak256("REPORTER_ROLE");
     /// @dev A market's published tail, one slot: long (64 bits) | short << 64 | publishedAt << 128
     /// (0: never published, the model without it).
     mapping(uint256 marketId => uint256) internal _tails;
@@ -54,7 +52,6 @@ contract LeverageController is RiskOracleBase {
             );
         }
         paramDelaySec = paramDelaySec_;
-        _grantRole(REPORTER_ROLE, admin);
     }
 
     // ---------------------------------------------------------------- published tail

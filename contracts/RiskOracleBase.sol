@@ -7,6 +7,7 @@ import {BlobLib, FeedSlot} from "./libraries/BlobLib.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 import {FeedConfig, FeedKind, ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
+import {IReportSource, IRiskReport} from "../interfaces/IRiskReport.sol";
 import {ConstantsLib} from "./libraries/ConstantsLib.sol";
 import {ErrorsLib, ParamField} from "./libraries/ErrorsLib.sol";
 import {EventsLib} from "./libraries/EventsLib.sol";
@@ -15,9 +16,11 @@ import {EventsLib} from "./libraries/EventsLib.sol";
 /// @notice Feed configuration and validated reads shared by the dynamic and the static controller:
 /// per-feed heartbeat, bounds and sign checks, a feed that reverts counts as bad, and an optional
 /// L2 sequencer uptime feed with a grace period.
-abstract contract RiskOracleBase is AccessControl, ILeverageController {
+abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskReport {
     /// @notice Lists markets and proposes parameter changes.
     bytes32 public constant RISK_ADMIN_ROLE = keccak256("RISK_ADMIN_ROLE");
+    /// @notice Writes risk reports (`submitReport`) and, on the dynamic controller, calibrated tails.
+    bytes32 public constant REPORTER_ROLE = keccak256("REPORTER_ROLE");
 
     /// @notice The margin engine whose open interest feeds the crowding term (bound once).
     address public engine;
@@ -34,10 +37,78 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController {
     /// zero address: not listed. Rewritten (a new pointer) whenever the parameters change.
     mapping(uint256 marketId => address) internal _blobOf;
 
+    /// @dev A market's risk report (`IRiskReport`), three slots: answers (feed decimals, int128
+    /// each) of volatility | funding << 128 and of depth | skew << 128, then the four write times
+    /// (uint40 each, field k at bits 40(k-1)) and write counters (uint24 each, field k at bits
+    /// 160 + 24(k-1): a field's round id, +1 per write).
+    struct Report {
+        uint256 volFunding;
+        uint256 depthSkew;
+        uint256 times;
+    }
+
+    mapping(uint256 marketId => Report) internal _reports;
+
     constructor(address admin) {
         if (admin == address(0)) revert ErrorsLib.ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(RISK_ADMIN_ROLE, admin);
+        _grantRole(REPORTER_ROLE, admin);
+    }
+
+    // ---------------------------------------------------------------- risk report
+
+    /// @inheritdoc IRiskReport
+    /// @dev Reverts `MarketNotListed`, `ReportMaskInvalid` (mask 0 or above 15). An answer outside
+    /// int128 is stored as the int128 extreme of its sign, which every read rejects as out of
+    /// bounds (the field fails closed, as an aggregator answer above `MAX_RAW_ANSWER` does); any
+    /// other answer is stored as given and checked against the field's bounds at each read.
+    function submitReport(uint256 marketId, uint256 mask, int256[4] calldata answers)
+        external
+        onlyRole(REPORTER_ROLE)
+    {
+        _requireListed(marketId);
+        if (mask == 0 || mask > 15) revert ErrorsLib.ReportMaskInvalid(marketId, mask);
+        Report storage r = _reports[marketId];
+        uint256[2] memory pairs = [r.volFunding, r.depthSkew];
+        uint256 times = r.times;
+        for (uint256 i; i < 4; ++i) {
+            if (mask & (1 << i) == 0) continue;
+            uint256 sh = 128 * (i & 1);
+            pairs[i >> 1] = (pairs[i >> 1] & ~(uint256(type(uint128).max) << sh)) | (uint256(uint128(_sat(answers[i]))) << sh);
+            uint256 n = uint24((times >> (160 + 24 * i)) + 1);
+            times = (times & ~(uint256(type(uint40).max) << (40 * i)) & ~(uint256(type(uint24).max) << (160 + 24 * i)))
+                | (block.timestamp << (40 * i)) | (n << (160 + 24 * i));
+        }
+        if (mask & 3 != 0) r.volFunding = pairs[0];
+        if (mask & 12 != 0) r.depthSkew = pairs[1];
+        r.times = times;
+        emit EventsLib.RiskReported(marketId, mask, answers, block.timestamp);
+    }
+
+    /// @inheritdoc IRiskReport
+    function reportRound(uint256 marketId, FeedKind kind)
+        public
+        view
+        returns (uint80 roundId, int256 answer, uint256 updatedAt)
+    {
+        if (kind == FeedKind.Price) revert ErrorsLib.NotReported(marketId, kind);
+        (answer, updatedAt) = _reportAt(marketId, uint256(kind));
+        roundId = uint24(_reports[marketId].times >> (160 + 24 * (uint256(kind) - 1)));
+    }
+
+    /// @dev Field `kind` (1..4) of a market's report: its answer and write time.
+    function _reportAt(uint256 marketId, uint256 kind) internal view returns (int256 answer, uint256 updatedAt) {
+        uint256 i = kind - 1;
+        Report storage r = _reports[marketId];
+        answer = int128(uint128((i < 2 ? r.volFunding : r.depthSkew) >> (128 * (i & 1))));
+        updatedAt = uint40(r.times >> (40 * i));
+    }
+
+    function _sat(int256 v) private pure returns (int128) {
+        if (v > type(int128).max) return type(int128).max;
+        if (v < type(int128).min) return type(int128).min;
+        return int128(v);
     }
 
     // ---------------------------------------------------------------- admin
@@ -138,9 +209,30 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController {
             }
             uint8 dec = AggregatorV3Interface(c.feed).decimals();
             if (dec > 18) revert ErrorsLib.FeedDecimalsInvalid(marketId, kind, dec);
+            bool reported = kind != FeedKind.Price && _isOwnReport(c.feed, marketId, kind);
+            // A saturated report answer must read as out of bounds.
+            if (reported && (c.maxWad == type(int128).max || c.minWad == type(int128).min)) {
+                revert ErrorsLib.FeedBoundsInvalid(marketId, kind, c.minWad, c.maxWad);
+            }
             fs[k] = FeedSlot({
-                feed: c.feed, heartbeatSec: c.heartbeatSec, decimals: dec, minWad: c.minWad, maxWad: c.maxWad
+                feed: c.feed,
+                heartbeatSec: c.heartbeatSec,
+                decimals: dec,
+                reported: reported,
+                marketId: uint8(marketId),
+                kind: uint8(k),
+                minWad: c.minWad,
+                maxWad: c.maxWad
             });
+        }
+    }
+
+    /// @dev True when `feed` is a `ReportFeed` of this controller for this market and field.
+    function _isOwnReport(address feed, uint256 marketId, FeedKind kind) internal view returns (bool) {
+        try IReportSource(feed).source() returns (address c, uint256 m, FeedKind k) {
+            return c == address(this) && m == marketId && k == kind;
+        } catch {
+            return false;
         }
     }
 
@@ -151,22 +243,32 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController {
     }
 
     /// @dev `_read` with the answer's publication time (0 when bad).
+    /// A reported field is read from the report storage; any other feed with `latestRoundData`.
     function _readAt(FeedSlot memory s) internal view returns (bool, int256, uint256) {
         address feed = s.feed;
         if (feed == address(0)) return (false, 0, 0);
+        if (s.reported) {
+            (int256 a, uint256 t) = _reportAt(s.marketId, s.kind);
+            return _checkAnswer(s, a, t);
+        }
         try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
-            if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > s.heartbeatSec) {
-                return (false, 0, 0);
-            }
-            if (answer == type(int256).min) return (false, 0, 0);
-            uint256 mag = answer < 0 ? uint256(-answer) : uint256(answer);
-            if (mag > ConstantsLib.MAX_RAW_ANSWER) return (false, 0, 0);
-            int256 v = answer * int256(10 ** (18 - uint256(s.decimals)));
-            if (v < s.minWad || v > s.maxWad) return (false, 0, 0);
-            return (true, v, updatedAt);
+            return _checkAnswer(s, answer, updatedAt);
         } catch {
             return (false, 0, 0);
         }
+    }
+
+    /// @dev The checks of `_readAt` on an answer and its time.
+    function _checkAnswer(FeedSlot memory s, int256 answer, uint256 updatedAt) internal view returns (bool, int256, uint256) {
+        if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > s.heartbeatSec) {
+            return (false, 0, 0);
+        }
+        if (answer == type(int256).min) return (false, 0, 0);
+        uint256 mag = answer < 0 ? uint256(-answer) : uint256(answer);
+        if (mag > ConstantsLib.MAX_RAW_ANSWER) return (false, 0, 0);
+        int256 v = answer * int256(10 ** (18 - uint256(s.decimals)));
+        if (v < s.minWad || v > s.maxWad) return (false, 0, 0);
+        return (true, v, updatedAt);
     }
 
     /// @dev Price, funding and sequencer fields of a quote (the price never reverts here).

@@ -485,6 +485,22 @@ export declare const aggregatorV3InterfaceAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "OpenInterestCapExceeded";
     readonly "inputs": readonly [
       {
@@ -678,6 +694,22 @@ export declare const aggregatorV3InterfaceAbi: readonly [
       },
       {
         readonly "name": "maxAgeSec";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -965,6 +997,28 @@ export declare const aggregatorV3InterfaceAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -987,17 +1041,6 @@ export declare const aggregatorV3InterfaceAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

@@ -832,6 +832,37 @@ export declare const iLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "event";
+    readonly "name": "RiskReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "indexed": true;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "answers";
+        readonly "type": "int256[4]";
+        readonly "indexed": false;
+        readonly "internalType": "int256[4]";
+      },
+      {
+        readonly "name": "reportedAtSec";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "anonymous": false;
+  },
+  {
+    readonly "type": "event";
     readonly "name": "RoleAdminChanged";
     readonly "inputs": readonly [
       {
@@ -1296,6 +1327,22 @@ export declare const iLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "OpenInterestCapExceeded";
     readonly "inputs": readonly [
       {
@@ -1489,6 +1536,22 @@ export declare const iLeverageControllerAbi: readonly [
       },
       {
         readonly "name": "maxAgeSec";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -1776,6 +1839,28 @@ export declare const iLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -1798,17 +1883,6 @@ export declare const iLeverageControllerAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

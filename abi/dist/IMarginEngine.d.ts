@@ -1328,6 +1328,22 @@ export declare const iMarginEngineAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "OpenInterestCapExceeded";
     readonly "inputs": readonly [
       {
@@ -1521,6 +1537,22 @@ export declare const iMarginEngineAbi: readonly [
       },
       {
         readonly "name": "maxAgeSec";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -1808,6 +1840,28 @@ export declare const iMarginEngineAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -1830,17 +1884,6 @@ export declare const iMarginEngineAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

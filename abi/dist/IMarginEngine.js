@@ -1328,6 +1328,22 @@ export const iMarginEngineAbi = [
   },
   {
     "type": "error",
+    "name": "NotReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "OpenInterestCapExceeded",
     "inputs": [
       {
@@ -1521,6 +1537,22 @@ export const iMarginEngineAbi = [
       },
       {
         "name": "maxAgeSec",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "ReportMaskInvalid",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
         "type": "uint256",
         "internalType": "uint256"
       }
@@ -1808,6 +1840,28 @@ export const iMarginEngineAbi = [
   },
   {
     "type": "error",
+    "name": "NotAReportedField",
+    "inputs": [
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "RoundNotAvailable",
+    "inputs": [
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "FeedReverting",
     "inputs": []
   },
@@ -1830,17 +1884,6 @@ export const iMarginEngineAbi = [
         "name": "caller",
         "type": "address",
         "internalType": "address"
-      }
-    ]
-  },
-  {
-    "type": "error",
-    "name": "RoundNotAvailable",
-    "inputs": [
-      {
-        "name": "roundId",
-        "type": "uint80",
-        "internalType": "uint80"
       }
     ]
   },

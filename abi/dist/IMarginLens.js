@@ -518,6 +518,22 @@ export const iMarginLensAbi = [
   },
   {
     "type": "error",
+    "name": "NotReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "OpenInterestCapExceeded",
     "inputs": [
       {
@@ -711,6 +727,22 @@ export const iMarginLensAbi = [
       },
       {
         "name": "maxAgeSec",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "ReportMaskInvalid",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
         "type": "uint256",
         "internalType": "uint256"
       }
@@ -998,6 +1030,28 @@ export const iMarginLensAbi = [
   },
   {
     "type": "error",
+    "name": "NotAReportedField",
+    "inputs": [
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "RoundNotAvailable",
+    "inputs": [
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "FeedReverting",
     "inputs": []
   },
@@ -1020,17 +1074,6 @@ export const iMarginLensAbi = [
         "name": "caller",
         "type": "address",
         "internalType": "address"
-      }
-    ]
-  },
-  {
-    "type": "error",
-    "name": "RoundNotAvailable",
-    "inputs": [
-      {
-        "name": "roundId",
-        "type": "uint80",
-        "internalType": "uint80"
       }
     ]
   },

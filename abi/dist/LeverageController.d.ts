@@ -1531,6 +1531,40 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "reportRound";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      },
+      {
+        readonly "name": "answer";
+        readonly "type": "int256";
+        readonly "internalType": "int256";
+      },
+      {
+        readonly "name": "updatedAt";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "revokeRole";
     readonly "inputs": readonly [
       {
@@ -1606,6 +1640,29 @@ export declare const leverageControllerAbi: readonly [
         readonly "name": "graceSec";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
+      }
+    ];
+    readonly "outputs": readonly [];
+    readonly "stateMutability": "nonpayable";
+  },
+  {
+    readonly "type": "function";
+    readonly "name": "submitReport";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "answers";
+        readonly "type": "int256[4]";
+        readonly "internalType": "int256[4]";
       }
     ];
     readonly "outputs": readonly [];
@@ -2205,6 +2262,37 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "event";
+    readonly "name": "RiskReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "indexed": true;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "answers";
+        readonly "type": "int256[4]";
+        readonly "indexed": false;
+        readonly "internalType": "int256[4]";
+      },
+      {
+        readonly "name": "reportedAtSec";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "anonymous": false;
+  },
+  {
+    readonly "type": "event";
     readonly "name": "RoleAdminChanged";
     readonly "inputs": readonly [
       {
@@ -2537,6 +2625,22 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "ParamOutOfBounds";
     readonly "inputs": readonly [
       {
@@ -2609,6 +2713,22 @@ export declare const leverageControllerAbi: readonly [
     readonly "inputs": readonly [
       {
         readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -3124,6 +3244,28 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -3146,17 +3288,6 @@ export declare const leverageControllerAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

@@ -2310,6 +2310,22 @@ export declare const marginEngineAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "ParamOutOfBounds";
     readonly "inputs": readonly [
       {
@@ -2373,6 +2389,22 @@ export declare const marginEngineAbi: readonly [
         readonly "name": "b";
         readonly "type": "uint8";
         readonly "internalType": "enum ParamField";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
       }
     ];
   },
@@ -2468,6 +2500,28 @@ export declare const marginEngineAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -2490,17 +2544,6 @@ export declare const marginEngineAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

@@ -2310,6 +2310,22 @@ export const marginEngineAbi = [
   },
   {
     "type": "error",
+    "name": "NotReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "ParamOutOfBounds",
     "inputs": [
       {
@@ -2373,6 +2389,22 @@ export const marginEngineAbi = [
         "name": "b",
         "type": "uint8",
         "internalType": "enum ParamField"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "ReportMaskInvalid",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
+        "type": "uint256",
+        "internalType": "uint256"
       }
     ]
   },
@@ -2468,6 +2500,28 @@ export const marginEngineAbi = [
   },
   {
     "type": "error",
+    "name": "NotAReportedField",
+    "inputs": [
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "RoundNotAvailable",
+    "inputs": [
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "FeedReverting",
     "inputs": []
   },
@@ -2490,17 +2544,6 @@ export const marginEngineAbi = [
         "name": "caller",
         "type": "address",
         "internalType": "address"
-      }
-    ]
-  },
-  {
-    "type": "error",
-    "name": "RoundNotAvailable",
-    "inputs": [
-      {
-        "name": "roundId",
-        "type": "uint80",
-        "internalType": "uint80"
       }
     ]
   },

@@ -651,6 +651,22 @@ export declare const mockAggregatorAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "OpenInterestCapExceeded";
     readonly "inputs": readonly [
       {
@@ -844,6 +860,22 @@ export declare const mockAggregatorAbi: readonly [
       },
       {
         readonly "name": "maxAgeSec";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -1126,6 +1158,17 @@ export declare const mockAggregatorAbi: readonly [
         readonly "name": "tailsShort";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
       }
     ];
   },

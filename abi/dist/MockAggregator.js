@@ -651,6 +651,22 @@ export const mockAggregatorAbi = [
   },
   {
     "type": "error",
+    "name": "NotReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "OpenInterestCapExceeded",
     "inputs": [
       {
@@ -844,6 +860,22 @@ export const mockAggregatorAbi = [
       },
       {
         "name": "maxAgeSec",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "ReportMaskInvalid",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
         "type": "uint256",
         "internalType": "uint256"
       }
@@ -1126,6 +1158,17 @@ export const mockAggregatorAbi = [
         "name": "tailsShort",
         "type": "uint256",
         "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "NotAReportedField",
+    "inputs": [
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
       }
     ]
   },

@@ -150,6 +150,28 @@ export declare const riskPusherAbi: readonly [
         readonly "internalType": "int256[]";
       },
       {
+        readonly "name": "reports";
+        readonly "type": "tuple[]";
+        readonly "internalType": "struct RiskPusher.ReportInput[]";
+        readonly "components": readonly [
+          {
+            readonly "name": "marketId";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "mask";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "answers";
+            readonly "type": "int256[4]";
+            readonly "internalType": "int256[4]";
+          }
+        ];
+      },
+      {
         readonly "name": "markets";
         readonly "type": "uint256[]";
         readonly "internalType": "uint256[]";
@@ -171,6 +193,28 @@ export declare const riskPusherAbi: readonly [
         readonly "name": "answers";
         readonly "type": "int256[]";
         readonly "internalType": "int256[]";
+      },
+      {
+        readonly "name": "reports";
+        readonly "type": "tuple[]";
+        readonly "internalType": "struct RiskPusher.ReportInput[]";
+        readonly "components": readonly [
+          {
+            readonly "name": "marketId";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "mask";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "answers";
+            readonly "type": "int256[4]";
+            readonly "internalType": "int256[4]";
+          }
+        ];
       },
       {
         readonly "name": "markets";
@@ -290,6 +334,12 @@ export declare const riskPusherAbi: readonly [
     readonly "inputs": readonly [
       {
         readonly "name": "feeds";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "reports";
         readonly "type": "uint256";
         readonly "indexed": false;
         readonly "internalType": "uint256";
@@ -752,6 +802,22 @@ export declare const riskPusherAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "OpenInterestCapExceeded";
     readonly "inputs": readonly [
       {
@@ -945,6 +1011,22 @@ export declare const riskPusherAbi: readonly [
       },
       {
         readonly "name": "maxAgeSec";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -1174,6 +1256,28 @@ export declare const riskPusherAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -1196,17 +1300,6 @@ export declare const riskPusherAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

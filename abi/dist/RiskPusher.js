@@ -150,6 +150,28 @@ export const riskPusherAbi = [
         "internalType": "int256[]"
       },
       {
+        "name": "reports",
+        "type": "tuple[]",
+        "internalType": "struct RiskPusher.ReportInput[]",
+        "components": [
+          {
+            "name": "marketId",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "mask",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "answers",
+            "type": "int256[4]",
+            "internalType": "int256[4]"
+          }
+        ]
+      },
+      {
         "name": "markets",
         "type": "uint256[]",
         "internalType": "uint256[]"
@@ -171,6 +193,28 @@ export const riskPusherAbi = [
         "name": "answers",
         "type": "int256[]",
         "internalType": "int256[]"
+      },
+      {
+        "name": "reports",
+        "type": "tuple[]",
+        "internalType": "struct RiskPusher.ReportInput[]",
+        "components": [
+          {
+            "name": "marketId",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "mask",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "answers",
+            "type": "int256[4]",
+            "internalType": "int256[4]"
+          }
+        ]
       },
       {
         "name": "markets",
@@ -290,6 +334,12 @@ export const riskPusherAbi = [
     "inputs": [
       {
         "name": "feeds",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      },
+      {
+        "name": "reports",
         "type": "uint256",
         "indexed": false,
         "internalType": "uint256"
@@ -752,6 +802,22 @@ export const riskPusherAbi = [
   },
   {
     "type": "error",
+    "name": "NotReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "OpenInterestCapExceeded",
     "inputs": [
       {
@@ -945,6 +1011,22 @@ export const riskPusherAbi = [
       },
       {
         "name": "maxAgeSec",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "ReportMaskInvalid",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
         "type": "uint256",
         "internalType": "uint256"
       }
@@ -1174,6 +1256,28 @@ export const riskPusherAbi = [
   },
   {
     "type": "error",
+    "name": "NotAReportedField",
+    "inputs": [
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "RoundNotAvailable",
+    "inputs": [
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "FeedReverting",
     "inputs": []
   },
@@ -1196,17 +1300,6 @@ export const riskPusherAbi = [
         "name": "caller",
         "type": "address",
         "internalType": "address"
-      }
-    ]
-  },
-  {
-    "type": "error",
-    "name": "RoundNotAvailable",
-    "inputs": [
-      {
-        "name": "roundId",
-        "type": "uint80",
-        "internalType": "uint80"
       }
     ]
   },

@@ -27,6 +27,19 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "REPORTER_ROLE";
+    readonly "inputs": readonly [];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "";
+        readonly "type": "bytes32";
+        readonly "internalType": "bytes32";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "RISK_ADMIN_ROLE";
     readonly "inputs": readonly [];
     readonly "outputs": readonly [
@@ -544,6 +557,40 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "reportRound";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      },
+      {
+        readonly "name": "answer";
+        readonly "type": "int256";
+        readonly "internalType": "int256";
+      },
+      {
+        readonly "name": "updatedAt";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "revokeRole";
     readonly "inputs": readonly [
       {
@@ -667,6 +714,29 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "submitReport";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "answers";
+        readonly "type": "int256[4]";
+        readonly "internalType": "int256[4]";
+      }
+    ];
+    readonly "outputs": readonly [];
+    readonly "stateMutability": "nonpayable";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "supportsInterface";
     readonly "inputs": readonly [
       {
@@ -706,6 +776,37 @@ export declare const staticLeverageControllerAbi: readonly [
         readonly "type": "address";
         readonly "indexed": true;
         readonly "internalType": "address";
+      }
+    ];
+    readonly "anonymous": false;
+  },
+  {
+    readonly "type": "event";
+    readonly "name": "RiskReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "indexed": true;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "answers";
+        readonly "type": "int256[4]";
+        readonly "indexed": false;
+        readonly "internalType": "int256[4]";
+      },
+      {
+        readonly "name": "reportedAtSec";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
       }
     ];
     readonly "anonymous": false;
@@ -985,6 +1086,22 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotReported";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "ParamOutOfBounds";
     readonly "inputs": readonly [
       {
@@ -1015,6 +1132,22 @@ export declare const staticLeverageControllerAbi: readonly [
     readonly "inputs": readonly [
       {
         readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "ReportMaskInvalid";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "mask";
         readonly "type": "uint256";
         readonly "internalType": "uint256";
       }
@@ -1625,6 +1758,28 @@ export declare const staticLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "error";
+    readonly "name": "NotAReportedField";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "kind";
+        readonly "type": "uint8";
+        readonly "internalType": "enum FeedKind";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
+    readonly "name": "RoundNotAvailable";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+  },
+  {
+    readonly "type": "error";
     readonly "name": "FeedReverting";
     readonly "inputs": readonly [];
   },
@@ -1647,17 +1802,6 @@ export declare const staticLeverageControllerAbi: readonly [
         readonly "name": "caller";
         readonly "type": "address";
         readonly "internalType": "address";
-      }
-    ];
-  },
-  {
-    readonly "type": "error";
-    readonly "name": "RoundNotAvailable";
-    readonly "inputs": readonly [
-      {
-        readonly "name": "roundId";
-        readonly "type": "uint80";
-        readonly "internalType": "uint80";
       }
     ];
   },

@@ -27,6 +27,19 @@ export const staticLeverageControllerAbi = [
   },
   {
     "type": "function",
+    "name": "REPORTER_ROLE",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "bytes32",
+        "internalType": "bytes32"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
     "name": "RISK_ADMIN_ROLE",
     "inputs": [],
     "outputs": [
@@ -544,6 +557,40 @@ export const staticLeverageControllerAbi = [
   },
   {
     "type": "function",
+    "name": "reportRound",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      },
+      {
+        "name": "answer",
+        "type": "int256",
+        "internalType": "int256"
+      },
+      {
+        "name": "updatedAt",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
     "name": "revokeRole",
     "inputs": [
       {
@@ -667,6 +714,29 @@ export const staticLeverageControllerAbi = [
   },
   {
     "type": "function",
+    "name": "submitReport",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "answers",
+        "type": "int256[4]",
+        "internalType": "int256[4]"
+      }
+    ],
+    "outputs": [],
+    "stateMutability": "nonpayable"
+  },
+  {
+    "type": "function",
     "name": "supportsInterface",
     "inputs": [
       {
@@ -706,6 +776,37 @@ export const staticLeverageControllerAbi = [
         "type": "address",
         "indexed": true,
         "internalType": "address"
+      }
+    ],
+    "anonymous": false
+  },
+  {
+    "type": "event",
+    "name": "RiskReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "indexed": true,
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
+      },
+      {
+        "name": "answers",
+        "type": "int256[4]",
+        "indexed": false,
+        "internalType": "int256[4]"
+      },
+      {
+        "name": "reportedAtSec",
+        "type": "uint256",
+        "indexed": false,
+        "internalType": "uint256"
       }
     ],
     "anonymous": false
@@ -985,6 +1086,22 @@ export const staticLeverageControllerAbi = [
   },
   {
     "type": "error",
+    "name": "NotReported",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "ParamOutOfBounds",
     "inputs": [
       {
@@ -1015,6 +1132,22 @@ export const staticLeverageControllerAbi = [
     "inputs": [
       {
         "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "ReportMaskInvalid",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "mask",
         "type": "uint256",
         "internalType": "uint256"
       }
@@ -1625,6 +1758,28 @@ export const staticLeverageControllerAbi = [
   },
   {
     "type": "error",
+    "name": "NotAReportedField",
+    "inputs": [
+      {
+        "name": "kind",
+        "type": "uint8",
+        "internalType": "enum FeedKind"
+      }
+    ]
+  },
+  {
+    "type": "error",
+    "name": "RoundNotAvailable",
+    "inputs": [
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      }
+    ]
+  },
+  {
+    "type": "error",
     "name": "FeedReverting",
     "inputs": []
   },
@@ -1647,17 +1802,6 @@ export const staticLeverageControllerAbi = [
         "name": "caller",
         "type": "address",
         "internalType": "address"
-      }
-    ]
-  },
-  {
-    "type": "error",
-    "name": "RoundNotAvailable",
-    "inputs": [
-      {
-        "name": "roundId",
-        "type": "uint80",
-        "internalType": "uint80"
       }
     ]
   },

@@ -6,10 +6,12 @@ export { mockAggregatorAbi } from "./MockAggregator.js";
 export { mockUSDAbi } from "./MockUSD.js";
 export { riskPusherAbi } from "./RiskPusher.js";
 export { marginLensAbi } from "./MarginLens.js";
+export { reportFeedAbi } from "./ReportFeed.js";
 export { aggregatorV3InterfaceAbi } from "./AggregatorV3Interface.js";
 export { iLeverageControllerAbi } from "./ILeverageController.js";
 export { iMarginEngineAbi } from "./IMarginEngine.js";
 export { iMarginLensAbi } from "./IMarginLens.js";
+export { iRiskReportAbi } from "./IRiskReport.js";
 
 export declare const MULTICALL3: "0xcA11bde05977b3631167028862bE2a173976CA11";
 /** A deployments file (deployments/<chainId>.json). */
@@ -26,5 +28,5 @@ export interface Deployment {
   [key: string]: unknown;
 }
 export declare const deployments: Record<string, Deployment>;
-export declare const version: "0.5.0";
+export declare const version: "1.0.0";
 export * from "./feeds.js";

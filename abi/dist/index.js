@@ -6,14 +6,16 @@ export { mockAggregatorAbi } from "./MockAggregator.js";
 export { mockUSDAbi } from "./MockUSD.js";
 export { riskPusherAbi } from "./RiskPusher.js";
 export { marginLensAbi } from "./MarginLens.js";
+export { reportFeedAbi } from "./ReportFeed.js";
 export { aggregatorV3InterfaceAbi } from "./AggregatorV3Interface.js";
 export { iLeverageControllerAbi } from "./ILeverageController.js";
 export { iMarginEngineAbi } from "./IMarginEngine.js";
 export { iMarginLensAbi } from "./IMarginLens.js";
+export { iRiskReportAbi } from "./IRiskReport.js";
 
 /** Multicall3's canonical address (installed on the embedded Anvil). */
 export const MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11";
 /** Recorded deployments by chain id (deployments/<chainId>.json). */
 export const deployments = {};
-export const version = "0.5.0";
+export const version = "1.0.0";
 export * from "./feeds.js";

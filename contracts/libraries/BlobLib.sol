@@ -4,10 +4,16 @@ pragma solidity ^0.8.20;
 import {RiskParams} from "../../interfaces/ILeverageController.sol";
 
 /// @notice Storage form of a feed configuration, with the feed's decimals read at listing.
+/// @param reported True when the feed is the controller's own `ReportFeed` for this market and
+/// field: the controller then reads its report storage instead of calling the feed.
+/// @param marketId, kind Which report field (memory only for `kind`: the blob's word index).
 struct FeedSlot {
     address feed;
     uint32 heartbeatSec;
     uint8 decimals;
+    bool reported;
+    uint8 marketId;
+    uint8 kind;
     int128 minWad;
     int128 maxWad;
 }
@@ -16,7 +22,8 @@ struct FeedSlot {
 /// @notice Packing of a market's configuration into the words of an SSTORE2 blob (read by a quote
 /// with one EXTCODECOPY) and cheap unpacking (shifts and masks, no ABI decoder).
 /// @dev Layout, in 32-byte words: feed k (k = 0..4) in words 2k and 2k+1
-///   (word 2k: feed | heartbeat << 160 | decimals << 192; word 2k+1: uint128(min) | uint128(max) << 128),
+///   (word 2k: feed | heartbeat << 160 | decimals << 192 | reported << 200 | marketId << 208;
+///   word 2k+1: uint128(min) | uint128(max) << 128),
 /// then the controller's words from word 10 on (`RiskParams`: 5 words each, see `packParams`).
 library BlobLib {
     /// @notice Words of the five feeds at the start of every blob.
@@ -37,7 +44,8 @@ library BlobLib {
     function packFeeds(FeedSlot[5] memory fs) internal pure returns (uint256[10] memory w) {
         for (uint256 k; k < 5; ++k) {
             FeedSlot memory s = fs[k];
-            w[2 * k] = uint256(uint160(s.feed)) | (uint256(s.heartbeatSec) << 160) | (uint256(s.decimals) << 192);
+            w[2 * k] = uint256(uint160(s.feed)) | (uint256(s.heartbeatSec) << 160) | (uint256(s.decimals) << 192)
+                | (s.reported ? uint256(1) << 200 : 0) | (uint256(s.marketId) << 208);
             w[2 * k + 1] = uint256(uint128(s.minWad)) | (uint256(uint128(s.maxWad)) << 128);
         }
     }
@@ -49,6 +57,9 @@ library BlobLib {
         s.feed = address(uint160(w0));
         s.heartbeatSec = uint32(w0 >> 160);
         s.decimals = uint8(w0 >> 192);
+        s.reported = (w0 >> 200) & 1 == 1;
+        s.marketId = uint8(w0 >> 208);
+        s.kind = uint8(k);
         s.minWad = int128(uint128(w1));
         s.maxWad = int128(uint128(w1 >> 128));
     }

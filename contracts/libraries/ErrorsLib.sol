@@ -41,6 +41,10 @@ library ErrorsLib {
     error RiskFeedInvalid(uint256 marketId);
     /// @notice A published tail multiplier outside [minWad, maxWad].
     error TailOutOfBounds(uint256 marketId, uint256 tailWad, uint256 minWad, uint256 maxWad);
+    /// @notice A risk report's field mask must select at least one of the four fields (1..15).
+    error ReportMaskInvalid(uint256 marketId, uint256 mask);
+    /// @notice The price is never part of the risk report (it stays an aggregator).
+    error NotReported(uint256 marketId, FeedKind kind);
     error SequencerDown();
     error ZeroAddress();
 

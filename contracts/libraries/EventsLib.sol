@@ -15,6 +15,9 @@ library EventsLib {
     event BootstrapSealedEvent(address indexed by);
     event EngineBound(address indexed engine);
     event SequencerFeedSet(address indexed feed, uint256 graceSec);
+    /// @notice A risk report written: the fields selected by `mask` (bit k-1: `FeedKind` k) of
+    /// `answers` (feed decimals), timestamped `reportedAtSec`.
+    event RiskReported(uint256 indexed marketId, uint256 mask, int256[4] answers, uint256 reportedAtSec);
     event TailPublished(uint256 indexed marketId, uint256 tailLongWad, uint256 tailShortWad, uint256 publishedAtSec);
     event MaintenanceLoosened(uint256 indexed marketId, bool isLong, uint256 fromWad, uint256 toWad);
     event MaintenanceTighteningScheduled(

@@ -122,6 +122,12 @@ contract GasTest is BaseTest {
         feeds[0].transmit(45_600e8);
     }
 
+    /// @dev A whole risk report (volatility, funding, depth, skew) of a market, over the previous one.
+    function test_gas_submitReport() public {
+        vm.prank(admin);
+        controller.submitReport(BTC, 15, [int256(0.62e8), 0.0001e8, 45_000_000e8, -0.02e8]);
+    }
+
     function test_gas_poke() public {
         controller.poke(BTC);
     }

@@ -15,6 +15,12 @@ import {Health} from "../../interfaces/IMarginEngine.sol";
 /// health values the market conservatively; deposits still work. A bad risk feed fails closed:
 /// IMF = maxImf, while closes and deposits keep working.
 contract OracleTest is OrderHelpers {
+    /// @dev The aggregator read path (its faults: reverting, back-dated, out-of-bounds feeds);
+    /// the report path is `Report.t.sol`.
+    function reportMode() internal pure override returns (bool) {
+        return false;
+    }
+
     using FixedPointMathLib for uint256;
 
     enum Fault {

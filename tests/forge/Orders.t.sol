@@ -10,6 +10,7 @@ import {MarginEngine} from "../../contracts/MarginEngine.sol";
 import {RiskPusher} from "../../contracts/RiskPusher.sol";
 import {Ramp} from "../../contracts/libraries/RampLib.sol";
 import {Order, Position} from "../../interfaces/IMarginEngine.sol";
+import {FeedKind} from "../../interfaces/ILeverageController.sol";
 
 /// @notice Engine v2 order rules: commit escrows the settlement fee; settlement only at the first
 /// round published at or after commit + minDelay and no later than the expiry; expiry and
@@ -509,30 +510,37 @@ contract OrdersTest is OrderHelpers {
         for (uint256 k; k < 5; ++k) {
             feeds[k].setTransmitter(address(p), true);
         }
+        controller.grantRole(controller.REPORTER_ROLE(), address(p));
         vm.stopPrank();
     }
 
-    /// @dev One transaction: the answers land, the poke commits the new maintenance target (a
+    function _report(uint256 mask, int256[4] memory answers) internal pure returns (RiskPusher.ReportInput[] memory r) {
+        r = new RiskPusher.ReportInput[](1);
+        r[0] = RiskPusher.ReportInput({marketId: BTC, mask: mask, answers: answers});
+    }
+
+    function _reported(FeedKind kind) internal view returns (int256 answer) {
+        (, answer,) = controller.reportRound(BTC, kind);
+    }
+
+    /// @dev One transaction: the report lands, the poke commits the new maintenance target (a
     /// tightening ramp is scheduled) and funding is accrued from the new rate's publication.
     function test_riskPusher_pushPokeAccrueInOneTx() public {
         RiskPusher p = _pusher();
         open(alice, 1e18);
         Ramp memory r0 = controller.ramp(BTC, true);
-        address[] memory fs = new address[](2);
-        fs[0] = address(feeds[1]);
-        fs[1] = address(feeds[2]);
-        int256[] memory answers = new int256[](2);
-        answers[0] = 1.5e8; // volatility spike
-        answers[1] = 0.001e8;
+        // volatility spike, funding: the report's fields 1 and 2 (mask 0b11)
+        RiskPusher.ReportInput[] memory rep = _report(3, [int256(1.5e8), 0.001e8, 0, 0]);
         uint256[] memory ms = new uint256[](1);
         ms[0] = BTC;
         vm.warp(block.timestamp + 60);
         vm.expectEmit(false, false, false, true, address(p));
-        emit RiskPusher.Pushed(2, 1);
+        emit RiskPusher.Pushed(0, 1, 1);
         vm.prank(admin);
-        p.push(fs, answers, ms);
-        assertEq(feedAnswer(1), 1.5e8);
-        assertEq(feedAnswer(2), 0.001e8);
+        p.push(new address[](0), new int256[](0), rep, ms);
+        assertEq(_reported(FeedKind.Volatility), 1.5e8);
+        assertEq(_reported(FeedKind.Funding), 0.001e8);
+        assertEq(_reported(FeedKind.Depth), 50_000_000e8, "a field outside the mask is kept");
         Ramp memory r1 = controller.ramp(BTC, true);
         assertGt(r1.toWad, r0.toWad, "poked in the same transaction");
         (, int256 rate, uint256 last) = engine.fundingState(BTC);
@@ -544,30 +552,26 @@ contract OrdersTest is OrderHelpers {
     /// and the accrual still runs; a bad price makes the accrual fail, reported likewise.
     function test_riskPusher_failingPokeEmitsAndKeepsPushes() public {
         RiskPusher p = _pusher();
-        address[] memory fs = new address[](2);
-        fs[0] = address(feeds[4]);
-        fs[1] = address(feeds[2]);
-        int256[] memory answers = new int256[](2);
-        answers[0] = 2e8; // skew above its 1.0 bound: poke reverts RiskFeedInvalid
-        answers[1] = 0.002e8;
+        // skew above its 1.0 bound (poke reverts RiskFeedInvalid) and funding: mask 0b1010
+        RiskPusher.ReportInput[] memory rep = _report(10, [int256(0), 0.002e8, 0, 2e8]);
         uint256[] memory ms = new uint256[](1);
         ms[0] = BTC;
         vm.expectEmit(true, false, false, true, address(p));
         emit RiskPusher.PokeFailed(BTC, abi.encodeWithSelector(ErrorsLib.RiskFeedInvalid.selector, BTC));
         vm.prank(admin);
-        p.push(fs, answers, ms);
-        assertEq(feedAnswer(4), 2e8, "the push stays");
+        p.push(new address[](0), new int256[](0), rep, ms);
+        assertEq(_reported(FeedKind.Skew), 2e8, "the report stays");
         (, int256 rate,) = engine.fundingState(BTC);
         assertEq(rate, 0.002e18, "the accrual ran");
 
-        fs = new address[](1);
+        address[] memory fs = new address[](1);
         fs[0] = address(feeds[0]);
-        answers = new int256[](1);
+        int256[] memory answers = new int256[](1);
         answers[0] = 0; // a bad price
         vm.expectEmit(true, false, false, true, address(p));
         emit RiskPusher.AccrueFailed(BTC, abi.encodeWithSelector(ErrorsLib.PriceFeedInvalid.selector, BTC));
         vm.prank(admin);
-        p.push(fs, answers, ms);
+        p.push(fs, answers, new RiskPusher.ReportInput[](0), ms);
         assertEq(feedAnswer(0), 0);
     }
 
@@ -578,10 +582,23 @@ contract OrdersTest is OrderHelpers {
         uint256[] memory ms = new uint256[](0);
         vm.prank(admin);
         vm.expectRevert(abi.encodeWithSelector(RiskPusher.LengthMismatch.selector, 1, 2));
-        p.push(fs, answers, ms);
+        p.push(fs, answers, new RiskPusher.ReportInput[](0), ms);
         bytes32 role = p.KEEPER_ROLE();
         vm.prank(bob);
         vm.expectRevert(abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, bob, role));
-        p.push(new address[](0), new int256[](0), ms);
+        p.push(new address[](0), new int256[](0), new RiskPusher.ReportInput[](0), ms);
+        // A report the controller rejects reverts the whole push.
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.ReportMaskInvalid.selector, BTC, 16));
+        p.push(new address[](0), new int256[](0), _report(16, [int256(0), 0, 0, 0]), ms);
+        // Without REPORTER_ROLE on the controller, a push with a report reverts.
+        bytes32 reporter = controller.REPORTER_ROLE();
+        vm.prank(admin);
+        controller.revokeRole(reporter, address(p));
+        vm.prank(admin);
+        vm.expectRevert(
+            abi.encodeWithSelector(IAccessControl.AccessControlUnauthorizedAccount.selector, address(p), reporter)
+        );
+        p.push(new address[](0), new int256[](0), _report(1, [int256(0.6e8), 0, 0, 0]), ms);
     }
 }

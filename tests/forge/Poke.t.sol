@@ -266,16 +266,19 @@ contract PokeTest is BaseTest {
 
     // ================================================================ rejections
 
+    /// @dev The report's volatility above its 10.0 bound.
     function test_poke_revertsWhenVolFeedBad() public {
-        vm.prank(admin);
-        feeds[1].setReverting(true);
+        setFeed(1, 11e8);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.RiskFeedInvalid.selector, BTC));
         poke();
     }
 
+    /// @dev Every field but the skew re-reported after its heartbeat.
     function test_poke_revertsWhenSkewFeedStale() public {
+        vm.warp(block.timestamp + 3601);
+        int256[4] memory a = riskAnswers(feeds);
         vm.prank(admin);
-        feeds[4].transmitAt(0, block.timestamp - 3601);
+        controller.submitReport(BTC, 7, a);
         vm.expectRevert(abi.encodeWithSelector(ErrorsLib.RiskFeedInvalid.selector, BTC));
         poke();
     }

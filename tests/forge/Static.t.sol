@@ -14,6 +14,12 @@ import {Health} from "../../interfaces/IMarginEngine.sol";
 /// @notice The static baseline: fixed fractions whatever the feeds, the same execution impact and
 /// funding as the dynamic controller, behind a second engine on the same feeds.
 contract StaticTest is BaseTest {
+    /// @dev The aggregator read path (its faults: reverting, back-dated, out-of-bounds feeds);
+    /// the report path is `Report.t.sol`.
+    function reportMode() internal pure override returns (bool) {
+        return false;
+    }
+
     StaticLeverageController internal sc;
     MarginEngine internal se;
 

@@ -110,14 +110,14 @@ contract TailTest is BaseTest {
         uint256[] memory ts = new uint256[](1);
         ts[0] = 1e18;
         vm.prank(admin);
-        pusher.pushWithTails(new address[](0), new int256[](0), ms, tl, ts);
+        pusher.pushWithTails(new address[](0), new int256[](0), new RiskPusher.ReportInput[](0), ms, tl, ts);
         Ramp memory r1 = controller.ramp(BTC, true);
         assertGt(r1.toWad, r0.toWad, "poked with the new tail in the same transaction");
         (, uint256 target) = controller.maintenanceTarget(BTC, true);
         assertEq(r1.toWad, target);
         vm.expectRevert(abi.encodeWithSelector(RiskPusher.TailLengthMismatch.selector, 1, 1, 0));
         vm.prank(admin);
-        pusher.pushWithTails(new address[](0), new int256[](0), ms, tl, new uint256[](0));
+        pusher.pushWithTails(new address[](0), new int256[](0), new RiskPusher.ReportInput[](0), ms, tl, new uint256[](0));
     }
 
     /// @dev Fuzz: the multiplier with a published tail is min(tailCap, max(tail, live tail)), and 0

@@ -82,8 +82,14 @@ def test_deploy_record_refuse_force_verify(node: Anvil, tmp_path: Path, monkeypa
     assert rec["contracts"]["MarginLens"]["constructorArgs"] == [rec["engine"]]
     assert rec["multicall3"] == "0xcA11bde05977b3631167028862bE2a173976CA11"
     assert rec["contracts"]["RiskPusher"]["constructorArgs"] == [deployer, rec["controller"], rec["engine"]]
-    for e in rec["markets"][0]["feeds"].values():
-        assert chain.at("MockAggregator", e["address"]).functions.isTransmitter(rec["pusher"]).call()
+    feeds = rec["markets"][0]["feeds"]
+    assert chain.at("MockAggregator", feeds["price"]["address"]).functions.isTransmitter(rec["pusher"]).call()
+    # The risk inputs are the controller's report, each field behind its ReportFeed adapter.
+    ctrl = chain.at("LeverageController", rec["controller"])
+    assert ctrl.functions.hasRole(ctrl.functions.REPORTER_ROLE().call(), rec["pusher"]).call()
+    for k in ("volatility", "funding", "depth", "skew"):
+        src = chain.at("ReportFeed", feeds[k]["address"]).functions.source().call()
+        assert (src[0], src[1]) == (rec["controller"], 0)
     # The engine config: the 9 fields of EngineConfig, from config/markets.toml.
     from ballast.config import load_config
     assert engine["constructorArgs"][3] == [_json_int(x) for x in load_config().engine.engine_config_tuple()]
@@ -112,6 +118,7 @@ def test_deploy_record_refuse_force_verify(node: Anvil, tmp_path: Path, monkeypa
     assert deploy_cli(verify) == 0
     verified = capsys.readouterr().out
     assert "every check passed" in verified and "pusher.engine()" in verified and "pusher transmits" in verified
+    assert "risk report: pusher reports" in verified
     new_engine = load_record(path)["engine"]
     code = bytearray(chain.w3.eth.get_code(new_engine))
     code[100] ^= 0xFF

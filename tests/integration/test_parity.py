@@ -44,6 +44,7 @@ from ballast.model import (
     validate_params,
 )
 from ballast.errors import ValidationError
+from ballast.riskreport import report_input
 
 pytestmark = pytest.mark.integration
 N = 1_200
@@ -269,9 +270,11 @@ class _EngineDiff:
             for k in FEED_KINDS_:
                 _, ans, _, upd, _ = self.dep.feeds[m.id][k].functions.latestRoundData().call()
                 r = self.dep.feeds[m.id][k].functions.latestRoundData().call()[0]
-                prev = self.dep.feeds[m.id][k].functions.getRoundData(r - 1).call()[3] if r > 1 else 0
+                # A report field has only its latest round (its id is its time).
+                rep = k in self.dep.reported
+                prev = self.dep.feeds[m.id][k].functions.getRoundData(r - 1).call()[3] if r > 1 and not rep else 0
                 feeds[k] = Feed(ans, m.feed_decimals, upd, m.heartbeat_sec, *m.bounds_wad(k), prev_updated_at=prev,
-                                round_id=r)
+                                round_id=r, reported=rep)
             s = self.dep.static[m.id]
             self.mir.markets[m.id] = MarketMirror(m.id, feeds, "static", static_imf_wad=to_wad(s.imf),
                                                   static_mmf_wad=to_wad(s.mmf), static_impact_wad=m.params.impact_wad,
@@ -374,7 +377,10 @@ class _EngineDiff:
 
             def op(f: Any = f, ans: int = ans) -> None:
                 f.push(ans, self.now)
-            self.step(f"push_{k}", self.dep.feeds[mid][k].functions.transmit(ans), self.admin, op)
+            # The risk inputs are fields of the controller's report, each written alone here.
+            fn = (self.dep.controller.functions.submitReport(*report_input(mid, {k: ans})) if k in self.dep.reported
+                  else self.dep.feeds[mid][k].functions.transmit(ans))
+            self.step(f"push_{k}", fn, self.admin, op)
 
     def settle_all(self, wrong: bool = False) -> None:
         for (a, mid) in sorted(self.mir.orders):
@@ -484,7 +490,7 @@ def test_dynamic_quote_with_published_tail_matches_the_mirror(chain: Chain) -> N
         for i, k in enumerate(FEED_KINDS_):
             _, ans, _, upd, _ = dep.feeds[m.id][k].functions.latestRoundData().call()
             fc = c.functions.feedConfig(m.id, i).call()
-            feeds[k] = Feed(ans, m.feed_decimals, upd, fc[1], fc[2], fc[3])
+            feeds[k] = Feed(ans, m.feed_decimals, upd, fc[1], fc[2], fc[3], reported=k in dep.reported)
         mm = MarketMirror(m.id, feeds, "dynamic", params=m.params)
         mm.ramps = [Ramp(*c.functions.ramp(m.id, True).call()), Ramp(*c.functions.ramp(m.id, False).call())]
         t = c.functions.tailFeed(m.id, True).call()
@@ -515,9 +521,7 @@ def test_dynamic_quote_with_published_tail_matches_the_mirror(chain: Chain) -> N
     check("tails at and above the cap")
     hb = c.functions.feedConfig(m.id, 1).call()[1]
     chain.set_next_timestamp(chain.latest_timestamp() + hb + 1)
-    for k in FEED_KINDS_:
-        _, ans, _, _, _ = dep.feeds[m.id][k].functions.latestRoundData().call()
-        chain.transact(dep.feeds[m.id][k].functions.transmit(ans), admin)
+    dep.set_feeds(m.id, {k: dep.feeds[m.id][k].functions.latestRoundData().call()[1] for k in FEED_KINDS_})
     assert not c.functions.tailFeed(m.id, True).call()[0], "stale after the heartbeat"
     check("stale tail")
     assert not c.functions.quote(m.id, True, 10**18).call()[13], "a stale tail fails closed (riskFeedsOk false)"

@@ -32,6 +32,12 @@ import {ErrorsLib} from "../../../contracts/libraries/ErrorsLib.sol";
 ///    (:223: users who could not reach the chain are not liquidated before they can top up);
 ///    reducing, closing and depositing still work.
 contract OracleFaultsTest is AttackBase {
+    /// @dev The aggregator read path (its faults: reverting, back-dated, out-of-bounds feeds);
+    /// the report path is `Report.t.sol`.
+    function reportMode() internal pure override returns (bool) {
+        return false;
+    }
+
     enum Fault {
         Stale,
         Future,

@@ -8,9 +8,16 @@ import {MarginEngine} from "../../../contracts/MarginEngine.sol";
 import {StaticLeverageController} from "../../../contracts/StaticLeverageController.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 import {MockUSD} from "../../../contracts/mocks/MockUSD.sol";
+import {ReportFeed} from "../../../contracts/ReportFeed.sol";
+import {IRiskReport} from "../../../interfaces/IRiskReport.sol";
 
 /// @notice Deploys a dynamic engine with one BTC-like market (id 0) and helpers to move feeds,
 /// fund accounts and open positions. Feeds have 8 decimals.
+/// @dev By default (`reportMode`) the four risk inputs are the controller's risk report, as in a
+/// deployment: each market lists `ReportFeed` adapters for them, and the helpers (`setFeed`,
+/// `setMarketFeed`, `refreshFeeds`) write the report; the `MockAggregator`s in `feeds[1..4]` keep
+/// the same answers (what `feedAnswer` reads). The price is always a `MockAggregator`. Tests of the
+/// aggregator read path override `reportMode` to false.
 abstract contract BaseTest is Test {
     uint256 internal constant WAD = 1e18;
     uint256 internal constant BTC = 0;
@@ -77,6 +84,38 @@ abstract contract BaseTest is Test {
         c[uint256(FeedKind.Skew)] = FeedConfig(address(f[4]), 3600, -1e18, 1e18);
     }
 
+    /// @dev True: risk inputs from the controller's report; false: from the `MockAggregator`s.
+    function reportMode() internal pure virtual returns (bool) {
+        return true;
+    }
+
+    /// @notice `feedConfigs`, with `ReportFeed` adapters of `ctl` for the four risk inputs of
+    /// market `id` in report mode.
+    function listingConfigs(IRiskReport ctl, uint256 id, MockAggregator[5] memory f)
+        internal
+        returns (FeedConfig[5] memory c)
+    {
+        c = feedConfigs(f);
+        if (!reportMode()) return c;
+        for (uint256 k = 1; k < 5; ++k) {
+            c[k].feed = address(new ReportFeed(ctl, id, FeedKind(k), f[k].decimals(), "report"));
+        }
+    }
+
+    /// @notice Writes the mocks' current risk answers as market `id`'s report (report mode; the
+    /// caller must hold REPORTER_ROLE).
+    function seedReport(IRiskReport ctl, uint256 id, MockAggregator[5] memory f) internal {
+        if (!reportMode()) return;
+        ctl.submitReport(id, 15, riskAnswers(f));
+    }
+
+    /// @notice The mocks' current answers of the four risk inputs (report order).
+    function riskAnswers(MockAggregator[5] memory f) internal view returns (int256[4] memory a) {
+        for (uint256 k = 1; k < 5; ++k) {
+            (, a[k - 1],,,) = f[k].latestRoundData();
+        }
+    }
+
     function setUp() public virtual {
         vm.warp(1_700_000_000);
         vm.startPrank(admin);
@@ -89,7 +128,8 @@ abstract contract BaseTest is Test {
         controller = new LeverageController(admin, 1 days);
         engine = new MarginEngine(admin, usd, controller, defaultEngineConfig());
         controller.bindEngine(address(engine));
-        controller.listMarket(BTC, feedConfigs(feeds), defaultParams());
+        controller.listMarket(BTC, listingConfigs(controller, BTC, feeds), defaultParams());
+        seedReport(controller, BTC, feeds);
         controller.poke(BTC);
         beforeSeal();
         controller.sealBootstrap();
@@ -123,29 +163,44 @@ abstract contract BaseTest is Test {
         f[2] = new MockAggregator(8, "funding", 0);
         f[3] = new MockAggregator(8, "depth", int256(depthUsd * 1e8));
         f[4] = new MockAggregator(8, "skew", 0);
-        controller.listMarket(id, feedConfigs(f), defaultParams());
+        controller.listMarket(id, listingConfigs(controller, id, f), defaultParams());
+        seedReport(controller, id, f);
         controller.poke(id);
         marketFeeds[id] = f;
         extraMarkets.push(id);
     }
 
-    /// @notice Pushes an 8-decimal answer to feed `k` of any market (BTC or extra).
+    /// @notice Pushes an 8-decimal answer to feed `k` of any market (BTC or extra); in report
+    /// mode a risk input (k > 0) is also written to the market's report, alone.
     function setMarketFeed(uint256 id, uint256 k, int256 answer8) internal {
         MockAggregator f = id == BTC ? feeds[k] : marketFeeds[id][k];
         vm.prank(admin);
         f.transmit(answer8);
+        if (reportMode() && k > 0) {
+            int256[4] memory a;
+            a[k - 1] = answer8;
+            vm.prank(admin);
+            controller.submitReport(id, 1 << (k - 1), a);
+        }
     }
 
-    /// @notice Re-transmits every feed's current answer, timestamped now (after a warp).
+    /// @notice Re-transmits every feed's current answer, timestamped now (after a warp); in report
+    /// mode also re-writes each market's whole report.
     function refreshFeeds() internal {
-        for (uint256 k; k < 5; ++k) {
-            _refresh(feeds[k]);
-        }
+        _refreshMarket(BTC, feeds);
         for (uint256 i; i < extraMarkets.length; ++i) {
-            for (uint256 k; k < 5; ++k) {
-                _refresh(marketFeeds[extraMarkets[i]][k]);
-            }
+            _refreshMarket(extraMarkets[i], marketFeeds[extraMarkets[i]]);
         }
+    }
+
+    function _refreshMarket(uint256 id, MockAggregator[5] memory f) private {
+        for (uint256 k; k < 5; ++k) {
+            _refresh(f[k]);
+        }
+        if (!reportMode() || !controller.isListed(id)) return;
+        int256[4] memory a = riskAnswers(f);
+        vm.prank(admin);
+        controller.submitReport(id, 15, a);
     }
 
     /// @notice Advances time by `dt` seconds and refreshes every feed.
@@ -167,8 +222,7 @@ abstract contract BaseTest is Test {
     }
 
     function setFeed(uint256 k, int256 answer8) internal {
-        vm.prank(admin);
-        feeds[k].transmit(answer8);
+        setMarketFeed(BTC, k, answer8);
     }
 
     function setPrice(uint256 usdPerBtc) internal {
