@@ -141,12 +141,29 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         uint64 flaggedAt;
     }
 
-    /// @dev A pending order in one slot (its fee is the immutable `settlementFeeTokens`).
+    /// @dev A pending order in one slot (its fee is the immutable `settlementFeeTokens`). `kept`
+    /// is set on every write and never cleared: a settled or cancelled order leaves the slot
+    /// non-zero (commitSec 0: no order), so the account's next order in the market rewrites it
+    /// (2,900 gas) instead of creating it (22,100), at the cost of the clearing refund (4,800).
     struct OrderSlot {
         int96 sizeDeltaWad;
         uint96 acceptablePriceWad;
         uint40 commitSec;
         bool closeAll;
+        bool kept;
+    }
+
+    /// @dev A position as stored: `Position` with its basis in 120 bits and a flag in each of its
+    /// two slots, set on every write and never cleared, so that a closed position's slots stay
+    /// non-zero and the account's next position in the market rewrites them (2 x 2,900 gas)
+    /// instead of creating them (2 x 22,100), at the cost of the clearing refunds.
+    struct PositionSlot {
+        int128 sizeWad;
+        int120 basisUsdWad;
+        bool kept;
+        int128 fundingIndexWad;
+        uint64 slipSnapWad;
+        bool kept2;
     }
 
     Book internal _book;
@@ -160,7 +177,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     mapping(uint256 marketId => MarketState) internal _markets;
     mapping(address account => Account) internal _accounts;
-    mapping(address account => mapping(uint256 marketId => Position)) internal _positions;
+    mapping(address account => mapping(uint256 marketId => PositionSlot)) internal _positions;
     mapping(address account => mapping(uint256 marketId => OrderSlot)) internal _orders;
 
     constructor(address admin, IERC20 token, ILeverageController controller_, EngineConfig memory cfg) {
@@ -289,7 +306,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
             sizeDeltaWad: int96(delta),
             acceptablePriceWad: uint96(acceptablePriceWad),
             commitSec: uint40(block.timestamp),
-            closeAll: closeAll
+            closeAll: closeAll,
+            kept: true
         });
         uint256 from = block.timestamp + orderMinDelaySec;
         emit EventsLib.OrderCommitted(
@@ -305,7 +323,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         uint256 expiry = from + orderWindowSec;
         if (block.timestamp > expiry) revert ErrorsLib.OrderExpired(account, marketId, expiry);
         uint256 fill = _settlementPrice(marketId, priceRoundId, from, expiry);
-        delete _orders[account][marketId];
+        _clearOrder(account, marketId);
         uint256 fee = settlementFeeTokens;
         _book.orderEscrow -= uint128(fee);
         _book.netDeposits -= uint128(fee);
@@ -326,11 +344,26 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         if (o.commitSec == 0) revert ErrorsLib.NoOrder(account, marketId);
         uint256 expiry = uint256(o.commitSec) + orderMinDelaySec + orderWindowSec;
         if (block.timestamp <= expiry) revert ErrorsLib.OrderNotExpired(account, marketId, expiry);
-        delete _orders[account][marketId];
+        _clearOrder(account, marketId);
         uint256 fee = settlementFeeTokens;
         _book.orderEscrow -= uint128(fee);
         _addCollateral(account, int256(fee));
         emit EventsLib.OrderCancelled(account, marketId, fee);
+    }
+
+    /// @dev No order any more (commitSec 0), the slot kept non-zero (`OrderSlot.kept`).
+    function _clearOrder(address account, uint256 marketId) internal {
+        _orders[account][marketId] =
+            OrderSlot({sizeDeltaWad: 0, acceptablePriceWad: 0, commitSec: 0, closeAll: false, kept: true});
+    }
+
+    /// @dev A stored position as the interface's `Position`.
+    function _position(address account, uint256 marketId) internal view returns (Position memory p) {
+        PositionSlot memory s = _positions[account][marketId];
+        p.sizeWad = s.sizeWad;
+        p.basisUsdWad = s.basisUsdWad;
+        p.fundingIndexWad = s.fundingIndexWad;
+        p.slipSnapWad = s.slipSnapWad;
     }
 
     /// @dev The answer of round `roundId` of the market's price feed, WAD, after checking that it
@@ -366,7 +399,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         x.delta = delta;
         x.fill = fill;
         x.limit = acceptablePriceWad;
-        Position memory pos = _positions[account][marketId];
+        Position memory pos = _position(account, marketId);
         x.oldSize = pos.sizeWad;
         int256 newSize = x.oldSize + delta;
         if (newSize > type(int128).max || newSize < type(int128).min) revert ErrorsLib.SizeOverflow(newSize);
@@ -462,7 +495,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     function _settleTrade(Exec memory x, Position memory pos, MarketQuote memory q) internal {
         uint256 feeTokens = PositionMath.notional(x.delta, x.fill).mulWadUp(tradingFeeWad).divUp(tokenScale);
         _checkFillLimit(x.delta, x.fill, feeTokens, x.impactTokens, x.limit);
-        int256 realizedTokens = _writePosition(x.account, x.marketId, pos, x.delta, x.fill, q.slipWad, x.increasing);
+        int256 realizedTokens =
+            _writePosition(x.account, x.marketId, pos, x.delta, x.fill, q.slipWad, x.increasing, true);
 
         _addCollateral(x.account, realizedTokens - int256(feeTokens) - x.impactTokens);
         uint256 feeToInsurance = feeTokens.mulWad(feeInsuranceShareWad);
@@ -494,7 +528,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     /// @inheritdoc IMarginEngine
     function liquidate(address account, uint256 marketId) external nonReentrant {
-        Position memory pos = _positions[account][marketId];
+        Position memory pos = _position(account, marketId);
         int256 size = pos.sizeWad;
         if (size == 0) revert ErrorsLib.NoPosition(account, marketId);
         uint256 absSize = size.abs();
@@ -557,7 +591,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         int256 impactTokens = _tradeImpact(marketId, q, skewBefore, q.priceWad, pos.slipSnapWad, delta, size);
         uint256 penaltyTokens = PositionMath.notional(delta, q.priceWad).mulWadUp(q.liqFeeWad).divUp(tokenScale);
         uint256 rewardTokens = penaltyTokens.mulWad(liquidatorShareWad);
-        int256 realizedTokens = _writePosition(account, marketId, pos, delta, q.priceWad, q.slipWad, false);
+        int256 realizedTokens = _writePosition(account, marketId, pos, delta, q.priceWad, q.slipWad, false, false);
         _addCollateral(account, realizedTokens - int256(penaltyTokens) - impactTokens);
         Book storage b = _book;
         b.vaultBalance = (b.vaultBalance - realizedTokens).toInt128();
@@ -644,7 +678,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     }
 
     /// @dev Applies `delta` to a position at `price`, stores it and returns the realized PnL in
-    /// token units (rounded down).
+    /// token units (rounded down). `keep`: a position closed by the account's own order keeps its
+    /// slots non-zero for its next position (`PositionSlot`); one closed by a liquidation clears its
+    /// first slot (the refund goes to the liquidator's transaction).
     function _writePosition(
         address account,
         uint256 marketId,
@@ -652,7 +688,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         int256 delta,
         uint256 price,
         uint256 slipWad,
-        bool increasing
+        bool increasing,
+        bool keep
     ) internal returns (int256 realizedTokens) {
         int256 oldSize = pos.sizeWad;
         (int256 size2, int256 basis2, int256 realizedWad) = PositionMath.applyTrade(oldSize, pos.basisUsdWad, delta, price);
@@ -660,7 +697,14 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         pos.basisUsdWad = int128(basis2);
         if (increasing) pos.slipSnapWad = uint64(slipWad);
         if (size2 == 0) pos.slipSnapWad = 0;
-        _positions[account][marketId] = pos;
+        _positions[account][marketId] = PositionSlot({
+            sizeWad: pos.sizeWad,
+            basisUsdWad: SafeCast.toInt120(basis2),
+            kept: keep || size2 != 0,
+            fundingIndexWad: pos.fundingIndexWad,
+            slipSnapWad: pos.slipSnapWad,
+            kept2: keep || size2 != 0
+        });
         _setOpen(account, marketId, oldSize != 0, size2 != 0);
         realizedTokens = realizedWad.divFloor(int256(tokenScale));
     }
@@ -792,7 +836,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     /// @inheritdoc IMarginEngine
     function position(address account, uint256 marketId) external view returns (Position memory) {
-        return _positions[account][marketId];
+        return _position(account, marketId);
     }
 
     /// @inheritdoc IMarginEngine
@@ -934,7 +978,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         while (bits != 0) {
             uint256 marketId = LibBit.ffs(bits);
             bits &= bits - 1;
-            Position memory pos = _positions[account][marketId];
+            Position memory pos = _position(account, marketId);
             MarketQuote memory q = marketId == cachedMarket
                 ? cached
                 : controller.quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad));
