@@ -565,6 +565,8 @@ class EngineMirror:
                         slip_wad: int, increasing: bool) -> int:
         old = pos.size
         size2, basis2, realized = apply_trade(old, pos.basis, delta, price)
+        if not -(2**119) <= basis2 < 2**119:  # the engine stores the basis in 120 bits (SafeCast)
+            raise MirrorRevert("SafeCastOverflowedIntDowncast", 120, basis2)
         pos.size, pos.basis = size2, basis2
         if increasing:
             pos.slip_snap = slip_wad
