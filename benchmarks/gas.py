@@ -75,7 +75,7 @@ ROWS = (
     ("report_one", "risk report: 1 field"),
     ("report_all", "risk report: 4 fields"),
     ("push_price", "RiskPusher.push: price"),
-    ("push_all", "RiskPusher.push: 5 feeds"),
+    ("push_all", "RiskPusher.push: price + report"),
     ("poke_noop", "poke (no change)"),
     ("poke_tighten", "poke (tightening scheduled)"),
     ("poke_loosen", "poke (loosening)"),
