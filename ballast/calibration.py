@@ -414,6 +414,9 @@ class Calibration:
     """The gap-risk floor (``min_mmf``, ``min_imf``), or None (the base configuration's)."""
     tail_training: tuple[dict[str, Any], ...] = ()
     """Published-tail mode: the estimator's causal backtest on each training set (per alpha, side)."""
+    tail_selection: dict[str, Any] | None = None
+    """How ``tail`` was chosen on the training data alone (``--tail-select validation``,
+    :func:`select_tail`): the split, the rule, every candidate's validation score; None if given."""
 
     def fit(self, alpha: float) -> TailFit:
         for f in self.fits:
@@ -449,7 +452,7 @@ def _tail_quantile(sample: FloatArray, alpha: float, method: TailMethod) -> floa
 def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = "fhs",
              skew_mode: SkewMode = "fit", measure: Measure = "intrabar", lam: float = 0.94,
              config_path: str | None = None, tail: TailSpec | None = None,
-             gap_floor: GapFloor | None = None) -> Calibration:
+             gap_floor: GapFloor | None = None, evaluate: bool = True) -> Calibration:
     """Fit the tail on the training data sets only.
 
     The standardized adverse moves ``move / sigma_h`` of every usable window (overlapping, one
@@ -467,8 +470,9 @@ def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = 
     instead: ``z = norm.ppf(alpha)`` (rounded up to 1e-6), skew 0, ``regime_sens = 0``,
     ``tail_cap = tail.cap``; the fitted quantiles give the feed's prior (``q / z`` in
     ``[1, cap]``, published before enough windows are known), and the estimator is backtested
-    causally on each training set alone (:attr:`Calibration.tail_training`). ``gap_floor``
-    (:func:`fit_gap_floor`) is recorded and sets ``min_mmf``/``min_imf``.
+    causally on each training set alone (:attr:`Calibration.tail_training`; skipped with
+    ``evaluate=False``). ``gap_floor`` (:func:`fit_gap_floor`) is recorded and sets
+    ``min_mmf``/``min_imf``.
 
     Raises
     ------
@@ -536,7 +540,7 @@ def fit_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = 
     trains = tuple(TrainSet(d.spec, d.base, d.first_ts, d.last_ts, len(d.history)) for d in train)
     cal = Calibration(train=trains, method=method, skew_mode=skew_mode, measure=measure, ewma_lambda=lam,
                       horizon_sec=horizon_sec, fits=tuple(fits), tail=tail, gap_floor=gap_floor)
-    if tail is None:
+    if tail is None or not evaluate:
         return cal
     evaluation: list[dict[str, Any]] = []
     for d in train:  # the estimator on each training set alone (its own past only), as a backtest
@@ -611,6 +615,23 @@ def _iso(ts: int) -> str:
     return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _toml_value(v: Any) -> str:
+    """A TOML literal for a JSON-like value (non-finite floats as TOML's nan/inf)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if v is None:
+        raise ValidationError("value", v, "not None (TOML has no null)")
+    return json.dumps(v)
+
+
+def _is_table_list(v: Any) -> bool:
+    return isinstance(v, (list, tuple)) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
 def write_calibration(cal: Calibration, path: str | Path, *, command: str = "") -> None:
     """Write a calibration TOML file whose header names the training data."""
     lines = ["# Ballast calibrated tail parameters (issue 12), written by `ballast calibrate`.",
@@ -641,6 +662,17 @@ def write_calibration(cal: Calibration, path: str | Path, *, command: str = "") 
         for e in cal.tail_training:
             lines += ["[[tail.training_backtest]]  # the estimator on this training set alone"]
             lines += [f"{k} = {json.dumps(v)}" for k, v in e.items()] + [""]
+        if cal.tail_selection is not None:
+            sel = cal.tail_selection
+            lines += ["# How the setting above was chosen, on the training data alone (--tail-select validation):",
+                      "# each training set split in time, every candidate fitted on the inner parts and backtested",
+                      "# on the validation parts; candidates below in rank order.", "[tail.selection]"]
+            lines += [f"{k} = {_toml_value(v)}" for k, v in sel.items() if not _is_table_list(v)] + [""]
+            for k, v in sel.items():
+                if _is_table_list(v):
+                    for e in v:
+                        lines += [f"[[tail.selection.{k}]]"] + [f"{kk} = {_toml_value(vv)}" for kk, vv in e.items()]
+                        lines.append("")
     if cal.gap_floor is not None:
         g = cal.gap_floor
         lines += [f"# Gap floor: the {g.quantile} quantile (GPD) of the adverse move over horizon {g.horizon_sec} s + oracle lag",
@@ -691,6 +723,7 @@ def load_calibration(path: str | Path) -> Calibration:
                              prior_short=float(f.get("prior_short", 0.0))) for f in d["fit"])
         tail = None
         training: tuple[dict[str, Any], ...] = ()
+        selection: dict[str, Any] | None = None
         if "tail" in d:
             t = d["tail"]
             if t["mode"] != "fhs":
@@ -698,6 +731,7 @@ def load_calibration(path: str | Path) -> Calibration:
             tail = TailSpec(window=int(t["window"]) or None, fast_lambda=float(t["fast_lambda"]) or None,
                             combine_expanding=bool(t["combine_expanding"]), cap=float(t["cap"]))
             training = tuple(t.get("training_backtest", []))
+            selection = t.get("selection")
         gap = None
         if "gap_floor" in d:
             g = d["gap_floor"]
@@ -708,7 +742,7 @@ def load_calibration(path: str | Path) -> Calibration:
                            datasets=tuple((str(x["spec"]), int(x["bars"]), float(x["move"])) for x in g["dataset"]))
         cal = Calibration(train=trains, method=c["method"], skew_mode=c["skew_mode"], measure=c["measure"],
                           ewma_lambda=float(c["ewma_lambda"]), horizon_sec=int(c["horizon_sec"]), fits=fits,
-                          tail=tail, gap_floor=gap, tail_training=training)
+                          tail=tail, gap_floor=gap, tail_training=training, tail_selection=selection)
     except (KeyError, TypeError, ValueError, ValidationError) as e:
         raise ValidationError("params", str(p), f"a calibration file written by ballast calibrate ({e!r})") from e
     if not trains or not fits:
@@ -927,6 +961,135 @@ def tail_sensitivity(cal: Calibration, datasets: list[Dataset], alphas: list[flo
     return out
 
 
+VALIDATION_FRACTION = 0.3
+"""Share of each training set's bars, its most recent ones, that ``--tail-select validation``
+holds out as the validation part (the earlier bars are the inner fit part)."""
+SELECTION_RULE = (
+    "most validation rows passing (intrabar: Kupiec, Christoffersen independence and conditional coverage "
+    f"p >= {PASS_LEVEL:g}, /FHS <= {MAX_FHS_RATIO:g}; each training set's validation part, each alpha, both "
+    "sides), then the lowest mean |breach rate - (1 - alpha)| over those rows, then the lowest mean /FHS, then "
+    "the simplest setting (fewest of: a rolling window, a fast filter, the max with the expanding quantile), "
+    "then the grid order")
+"""The rule :func:`select_tail` applies, fixed before any test result was seen."""
+
+
+def tail_complexity(spec: TailSpec) -> int:
+    """Hyperparameters a tail setting switches on: a rolling window, a fast filter, the max with the
+    expanding quantile (0: the plain expanding FHS with the keeper's EWMA)."""
+    return int(spec.window is not None) + int(spec.fast_lambda is not None) + int(spec.combine_expanding)
+
+
+def _bars(h: PriceHistory, lo: int, hi: int) -> PriceHistory:
+    return PriceHistory(timestamps=h.timestamps[lo:hi], open=h.open[lo:hi], high=h.high[lo:hi], low=h.low[lo:hi],
+                        close=h.close[lo:hi], interval_seconds=h.interval_seconds, name=h.name, cleaning=h.cleaning)
+
+
+def _spec_time(ts: int) -> str:
+    t = _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
+    return t.strftime("%Y-%m-%d") if (t.hour, t.minute, t.second) == (0, 0, 0) else t.strftime("%Y-%m-%dT%H:%M")
+
+
+def split_training(d: Dataset, fraction: float = VALIDATION_FRACTION) -> tuple[Dataset, Dataset]:
+    """A training set cut in time: the inner fit part (its first ``n - ceil(fraction * n)`` bars)
+    and the validation part (its last ``ceil(fraction * n)`` bars).
+
+    Only ``d.history`` (the training slice) is read: the validation part's ``full`` is the training
+    slice, so its backtest lets the feed and the FHS reference read the inner part's bars (as a live
+    keeper would) and nothing after the training cut-off.
+
+    Raises
+    ------
+    ValidationError
+        If ``fraction`` is not in [0.1, 0.5].
+    DataError
+        If either part would be empty.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.1 <= fraction <= 0.5:
+        raise ValidationError("validation_fraction", fraction, "[0.1, 0.5] (share of each training set's bars)")
+    h = d.history
+    n = len(h)
+    cut = n - math.ceil(fraction * n - 1e-9)
+    if not 0 < cut < n:
+        raise DataError(f"{d.spec}: {n} bars, too few to split into an inner fit part and a validation part")
+    name, start, end = parse_dataset_spec(d.spec)
+    at = _spec_time(int(h.timestamps[cut]))
+    inner = Dataset(spec=f"{name}@{start or ''}..{at}", base=d.base, history=_bars(h, 0, cut),
+                    conventions=d.conventions)
+    valid = Dataset(spec=f"{name}@{at}..{end or ''}", base=d.base, history=_bars(h, cut, n),
+                    conventions=d.conventions, full=h, offset=cut)
+    return inner, valid
+
+
+def rank_key(score: dict[str, Any]) -> tuple[int, float, float, int, int]:
+    """The sort key of :data:`SELECTION_RULE` for a candidate's score (first = chosen)."""
+    return (-int(score["passes"]), round(float(score["mean_abs_rate_dev"]), 12),
+            round(float(score["mean_ratio_vs_fhs"]), 12), int(score["complexity"]), int(score["grid_index"]))
+
+
+def select_tail(train: list[Dataset], alphas: list[float], *, method: TailMethod = "fhs", skew_mode: SkewMode = "fit",
+                measure: Measure = "intrabar", lam: float = 0.94, config_path: str | None = None,
+                grid: tuple[TailSpec, ...] = TAIL_GRID,
+                fraction: float = VALIDATION_FRACTION) -> tuple[TailSpec, dict[str, Any]]:
+    """Choose the tail estimator's setting on the training data alone (``--tail-select validation``).
+
+    Each training set is split in time (:func:`split_training`); every setting of ``grid`` is
+    fitted on the inner parts (:func:`fit_tail`, pooled as the final fit pools the training sets)
+    and backtested causally on each validation part at every alpha, both sides (the intrabar
+    rows of :func:`backtest`). The setting ranked first by :data:`SELECTION_RULE`
+    (:func:`rank_key`) is returned with a record of the selection: the split, the rule, and every
+    candidate's score in rank order. Nothing after the training sets' last bars is read.
+
+    Raises
+    ------
+    ValidationError
+        On an empty grid or training list, a bad fraction or alpha.
+    DataError
+        If a training set is too short to split or to backtest its validation part.
+    """
+    if not grid:
+        raise ValidationError("grid", grid, "at least one tail setting")
+    if not train:
+        raise ValidationError("train", train, "at least one data set")
+    parts = [split_training(d, fraction) for d in train]
+    inner = [p[0] for p in parts]
+    scores: list[dict[str, Any]] = []
+    for i, spec in enumerate(grid):
+        cal = fit_tail(inner, alphas, method=method, skew_mode=skew_mode, measure=measure, lam=lam,
+                       config_path=config_path, tail=spec, evaluate=False)
+        rows = [r for _, v in parts for r in backtest(v, alphas, config_path, calibration=cal)]
+        ib = [r["intrabar"] for r in rows]
+        ratios = [float(x["margin_ratio_vs_fhs"]) for x in ib if math.isfinite(x["margin_ratio_vs_fhs"])]
+        scores.append({
+            "rank": 0, "label": spec.label(), "window": spec.window or 0, "fast_lambda": spec.fast_lambda or 0.0,
+            "combine_expanding": spec.combine_expanding, "complexity": tail_complexity(spec), "grid_index": i,
+            "passes": sum(bool(x["pass"]) for x in ib), "rows": len(ib),
+            "mean_abs_rate_dev": float(np.mean([abs(x["breach_rate"] - r["expected_rate"]) for x, r in zip(ib, rows)])),
+            "mean_ratio_vs_fhs": float(np.mean(ratios)) if ratios else math.inf,
+            "max_ratio_vs_fhs": max(ratios) if ratios else math.inf,
+            "row": [f"{r['dataset']} {r['alpha']:g} {r['side']}: {x['breaches']}/{x['observations']}, Kupiec p "
+                    f"{x['kupiec_p']:.3g}, indep. p {x['christoffersen_ind_p']:.3g}, cc p {x['christoffersen_cc_p']:.3g}, "
+                    f"/FHS {x['margin_ratio_vs_fhs']:.3f}: " + ("pass" if x["pass"] else "FAIL " + ", ".join(x["fails"]))
+                    for x, r in zip(ib, rows)],
+        })
+    ranked = sorted(scores, key=rank_key)
+    for k, sc in enumerate(ranked, 1):
+        sc["rank"] = k
+    chosen = grid[int(ranked[0]["grid_index"])]
+    record: dict[str, Any] = {
+        "mode": "validation", "validation_fraction": float(fraction),
+        "split": (f"each training set in time: inner fit part = its first n - ceil({fraction:g} n) bars, validation "
+                  f"part = its last ceil({fraction:g} n) bars; each setting fitted on the inner parts (pooled) and "
+                  "backtested on each validation part, the feed reading earlier training bars only"),
+        "rule": SELECTION_RULE, "alphas": [float(a) for a in alphas],
+        "chosen": chosen.label(), "chosen_window": chosen.window or 0, "chosen_fast_lambda": chosen.fast_lambda or 0.0,
+        "chosen_combine_expanding": chosen.combine_expanding,
+        "part": [{"train": d.spec, "inner": i.spec, "inner_bars": len(i.history), "validation": v.spec,
+                  "validation_bars": len(v.history)} for d, (i, v) in zip(train, parts)],
+        "candidate": ranked,
+    }
+    return chosen, record
+
+
 def standardized_moves(history: PriceHistory, steps: int, lam: float = 0.94, *,
                        periods: float | None = None, skip_gaps: bool = True) -> dict[str, np.ndarray]:
     """Worst adverse move over the next ``steps`` bars (intrabar), divided by the EWMA volatility
@@ -1048,6 +1211,7 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
                    "skew_mode": cal.skew_mode, "fits": [vars(f) for f in cal.fits],
                    "tail": None if cal.tail is None else {**vars(cal.tail), "label": cal.tail.label()},
                    "tail_training_backtest": list(cal.tail_training),
+                   "tail_selection": cal.tail_selection,
                    "gap_floor": None if cal.gap_floor is None else {**vars(cal.gap_floor), "total_sec": cal.gap_floor.total_sec},
                    "gap_floor_tested": gap_floor, "rows": rows}
             if tail_grid:
@@ -1060,8 +1224,12 @@ def backtest_cli(dataset: str, alphas: list[float] | None, json_out: str | None,
 def calibrate_cli(train: str | None, out: str, alphas: list[float], config_path: str | None, *,
                   csv_path: str | None = None, interval_seconds: int | None = None, skip_gaps: bool | None = None,
                   periods: float | None = None, method: TailMethod = "fhs", skew_mode: SkewMode = "fit",
-                  command: str = "", tail: TailSpec | None = None, gap_floor: dict[str, Any] | None = None) -> int:
-    """``ballast calibrate``: fit the tail on the named training data only and write ``out``."""
+                  command: str = "", tail: TailSpec | None = None, gap_floor: dict[str, Any] | None = None,
+                  tail_select: Literal["none", "validation"] = "none", validation_fraction: float = VALIDATION_FRACTION) -> int:
+    """``ballast calibrate``: fit the tail on the named training data only and write ``out``.
+
+    With ``tail_select="validation"`` the tail setting is not given but chosen on the training data
+    (:func:`select_tail` over :data:`TAIL_GRID` with ``tail``'s cap), then fitted on all of it."""
     csv_history = _load_csv_noted(csv_path, interval_seconds) if csv_path is not None else None
     specs = [s for s in (train or "").split(",") if s]
     if csv_history is not None:
@@ -1070,8 +1238,26 @@ def calibrate_cli(train: str | None, out: str, alphas: list[float], config_path:
         raise ValidationError("--train", train, "comma-separated data sets (NAME[@START..END]) and/or --csv FILE")
     data = _datasets(",".join(specs), csv_history, skip_gaps, periods)
     floor = fit_gap_floor(data, config_path=config_path, **gap_floor) if gap_floor is not None else None
+    selection: dict[str, Any] | None = None
+    if tail_select == "validation":
+        cap = 5.0 if tail is None else tail.cap
+        tail, selection = select_tail(data, alphas, method=method, skew_mode=skew_mode, config_path=config_path,
+                                      grid=tuple(replace(g, cap=cap) for g in TAIL_GRID), fraction=validation_fraction)
+        print(f"tail setting chosen on the training data alone: {selection['split']}.")
+        for pt in selection["part"]:
+            print(f"  {pt['train']}: inner {pt['inner']} ({pt['inner_bars']} bars), validation {pt['validation']} "
+                  f"({pt['validation_bars']} bars)")
+        print(f"rule: {selection['rule']}.")
+        for sc in selection["candidate"]:
+            print(f"  {sc['rank']:>2}. {sc['label']:78} validation {sc['passes']:>2}/{sc['rows']}  mean |rate - "
+                  f"(1-alpha)| {100 * sc['mean_abs_rate_dev']:.3f}%  mean /FHS {sc['mean_ratio_vs_fhs']:.3f}")
+        print(f"chosen: {tail.label()}")
+    elif tail_select != "none":
+        raise ValidationError("--tail-select", tail_select, "'none' or 'validation'")
     cal = fit_tail(data, alphas, method=method, skew_mode=skew_mode, config_path=config_path, tail=tail,
                    gap_floor=floor)
+    if selection is not None:
+        cal = replace(cal, tail_selection=selection)
     write_calibration(cal, out, command=command)
     for t in cal.train:
         print(f"train: {t.spec}: {t.bars} bars, {_iso(t.first_ts)} to {_iso(t.last_ts)}")

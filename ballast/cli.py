@@ -175,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--tail-combine-expanding", action="store_true",
                    help="with --tail-window: the larger of the rolling and the expanding quantile")
     c.add_argument("--tail-cap", type=float, default=5.0, help="largest published tail, = tailCap (1..5, default 5)")
+    c.add_argument("--tail-select", choices=["none", "validation"], default="none",
+                   help="validation: choose the tail setting (window, fast filter) on the training data alone: each "
+                        "training set split in time (the last --validation-fraction of its bars held out), every "
+                        "setting of the backtest --tail-grid grid fitted on the earlier part and backtested on the "
+                        "held-out part, the best by a fixed rule (most rows passing, then breach rate closest to "
+                        "1 - alpha, then lowest /FHS, then simplest) fitted on all the training data; implies --tail fhs")
+    c.add_argument("--validation-fraction", type=float, default=0.3, metavar="F",
+                   help="with --tail-select validation: share of each training set's bars held out (default 0.3)")
     c.add_argument("--gap-floor", action="store_true",
                    help="fit the gap-risk floor (min_mmf, min_imf) on the training data")
     c.add_argument("--gap-quantile", type=float, default=0.999, help="quantile of the gap move (default 0.999)")
@@ -241,7 +249,12 @@ def main(argv: list[str] | None = None) -> int:
             from ballast.tail import TailSpec
 
             tail = None
-            if a.tail == "fhs":
+            if a.tail_select == "validation":
+                if a.tail_window is not None or a.tail_fast_lambda is not None or a.tail_combine_expanding:
+                    raise ValidationError("--tail-select", a.tail_select, "without --tail-window/--tail-fast-lambda/"
+                                          "--tail-combine-expanding (the selection chooses them)")
+                tail = TailSpec(cap=a.tail_cap)
+            elif a.tail == "fhs":
                 tail = TailSpec(window=a.tail_window, fast_lambda=a.tail_fast_lambda,
                                 combine_expanding=a.tail_combine_expanding, cap=a.tail_cap)
             elif a.tail_window is not None or a.tail_fast_lambda is not None or a.tail_combine_expanding:
@@ -255,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             return calibrate_cli(a.train, a.out, alphas, a.config, csv_path=a.csv, interval_seconds=a.interval,
                                  skip_gaps=None if a.gaps is None else a.gaps == "skip",
                                  periods=a.periods_per_year, method=a.method, skew_mode=a.skew,
-                                 command="ballast " + " ".join(args), tail=tail, gap_floor=gap)
+                                 command="ballast " + " ".join(args), tail=tail, gap_floor=gap,
+                                 tail_select=a.tail_select, validation_fraction=a.validation_fraction)
     except BallastError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
