@@ -288,11 +288,10 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         q.sequencerUp = sequencerUp();
     }
 
-    /// @dev Open interest of the quoted side and of the other side, base units, WAD.
-    function _openInterest(uint256 marketId, bool isLong) internal view returns (uint256 side, uint256 other) {
+    /// @dev The bound engine's gross open interest of a market (long, short), base units, WAD.
+    function _engineOpenInterest(uint256 marketId) internal view returns (uint256 oiLong, uint256 oiShort) {
         address e = engine;
         if (e == address(0)) return (0, 0);
-        (uint256 l, uint256 s) = IMarginEngine(e).openInterest(marketId);
-        return isLong ? (l, s) : (s, l);
+        return IMarginEngine(e).openInterest(marketId);
     }
 }
