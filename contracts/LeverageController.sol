@@ -201,16 +201,43 @@ contract LeverageController is RiskOracleBase {
     // ---------------------------------------------------------------- quotes
 
     /// @inheritdoc ILeverageController
-    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad)
-        public
+    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad) public view returns (MarketQuote memory) {
+        (uint256 oiLong, uint256 oiShort) = _engineOpenInterest(marketId);
+        return _quote(marketId, isLong, positionSizeWad, oiLong, oiShort);
+    }
+
+    /// @inheritdoc ILeverageController
+    function quoteWithOpenInterest(
+        uint256 marketId,
+        bool isLong,
+        uint256 positionSizeWad,
+        uint256 oiLongWad,
+        uint256 oiShortWad
+    ) external view returns (MarketQuote memory) {
+        return _quote(marketId, isLong, positionSizeWad, oiLongWad, oiShortWad);
+    }
+
+    function _quote(uint256 marketId, bool isLong, uint256 positionSizeWad, uint256 oiLong, uint256 oiShort)
+        internal
+        view
+        returns (MarketQuote memory)
+    {
+        RiskInputs memory x;
+        x.isLong = isLong;
+        (x.oiSideWad, x.oiOtherWad) = isLong ? (oiLong, oiShort) : (oiShort, oiLong);
+        return _priced(marketId, positionSizeWad, x);
+    }
+
+    /// @dev The quote for a side and open interest already in `x`.
+    function _priced(uint256 marketId, uint256 positionSizeWad, RiskInputs memory x)
+        internal
         view
         returns (MarketQuote memory q)
     {
+        bool isLong = x.isLong;
         bytes memory b = _blob(marketId);
         RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS + BlobLib.PARAM_WORDS);
         _quoteBase(q, b);
-        RiskInputs memory x;
-        x.isLong = isLong;
         x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
         x.priceWad = q.priceWad;
         bool riskOk;
@@ -219,7 +246,6 @@ contract LeverageController is RiskOracleBase {
         riskOk = riskOk && okT;
         q.riskFeedsOk = riskOk;
         x.fundingRateWad = q.fundingRateWad;
-        (x.oiSideWad, x.oiOtherWad) = _openInterest(marketId, isLong);
 
         Fractions memory f = MarginMath.compute(p, x, tail);
         q.slipWad = f.slipWad;

@@ -351,6 +351,13 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         emit EventsLib.OrderCancelled(account, marketId, fee);
     }
 
+    /// @dev The controller's quote with this engine's open interest of the market passed in (the
+    /// numbers the controller would read back from `openInterest`).
+    function _quote(uint256 marketId, bool isLong, uint256 sizeWad) internal view returns (MarketQuote memory) {
+        MarketState storage m = _markets[marketId];
+        return controller.quoteWithOpenInterest(marketId, isLong, sizeWad, m.oiLongWad, m.oiShortWad);
+    }
+
     /// @dev No order any more (commitSec 0), the slot kept non-zero (`OrderSlot.kept`).
     function _clearOrder(address account, uint256 marketId) internal {
         _orders[account][marketId] =
@@ -408,7 +415,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
         int256 skewBefore = _skew(marketId);
         _updateOpenInterest(marketId, x.oldSize, newSize);
-        MarketQuote memory q = controller.quote(marketId, newSize != 0 ? newSize > 0 : x.oldSize > 0, newSize.abs());
+        MarketQuote memory q = _quote(marketId, newSize != 0 ? newSize > 0 : x.oldSize > 0, newSize.abs());
         if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
         _settleFunding(account, marketId, pos, _accrue(marketId, q));
         if (x.increasing) _checkOpenInterestCap(marketId, newSize > 0, q);
@@ -532,7 +539,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         int256 size = pos.sizeWad;
         if (size == 0) revert ErrorsLib.NoPosition(account, marketId);
         uint256 absSize = size.abs();
-        MarketQuote memory q = controller.quote(marketId, size > 0, absSize);
+        MarketQuote memory q = _quote(marketId, size > 0, absSize);
         if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
         if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
         _checkFlag(account, marketId, q);
@@ -867,7 +874,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     /// @inheritdoc IMarginEngine
     function accrueFunding(uint256 marketId) external nonReentrant {
-        MarketQuote memory q = controller.quote(marketId, true, 0);
+        MarketQuote memory q = _quote(marketId, true, 0);
         if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
         _accrue(marketId, q);
     }
@@ -981,7 +988,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
             Position memory pos = _position(account, marketId);
             MarketQuote memory q = marketId == cachedMarket
                 ? cached
-                : controller.quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad));
+                : _quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad));
             scan.seqUp = scan.seqUp && q.sequencerUp;
             _healthTerm(h, scan, pos, q, marketId, mode);
         }

@@ -263,10 +263,14 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > s.heartbeatSec) {
             return (false, 0, 0);
         }
-        if (answer == type(int256).min) return (false, 0, 0);
-        uint256 mag = answer < 0 ? uint256(-answer) : uint256(answer);
-        if (mag > ConstantsLib.MAX_RAW_ANSWER) return (false, 0, 0);
-        int256 v = answer * int256(10 ** (18 - uint256(s.decimals)));
+        int256 v;
+        unchecked {
+            // |answer| <= MAX_RAW_ANSWER (1e40) and decimals <= 18 (checked at listing): the
+            // product below fits in int256 (1e58).
+            int256 lim = int256(ConstantsLib.MAX_RAW_ANSWER);
+            if (answer > lim || answer < -lim) return (false, 0, 0);
+            v = answer * int256(10 ** (18 - uint256(s.decimals)));
+        }
         if (v < s.minWad || v > s.maxWad) return (false, 0, 0);
         return (true, v, updatedAt);
     }
@@ -284,11 +288,10 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         q.sequencerUp = sequencerUp();
     }
 
-    /// @dev Open interest of the quoted side and of the other side, base units, WAD.
-    function _openInterest(uint256 marketId, bool isLong) internal view returns (uint256 side, uint256 other) {
+    /// @dev The bound engine's gross open interest of a market (long, short), base units, WAD.
+    function _engineOpenInterest(uint256 marketId) internal view returns (uint256 oiLong, uint256 oiShort) {
         address e = engine;
         if (e == address(0)) return (0, 0);
-        (uint256 l, uint256 s) = IMarginEngine(e).openInterest(marketId);
-        return isLong ? (l, s) : (s, l);
+        return IMarginEngine(e).openInterest(marketId);
     }
 }

@@ -94,6 +94,16 @@ contract StaticLeverageController is RiskOracleBase {
     }
 
     /// @inheritdoc ILeverageController
+    /// @dev The static model ignores open interest.
+    function quoteWithOpenInterest(uint256 marketId, bool isLong, uint256 positionSizeWad, uint256, uint256)
+        external
+        view
+        returns (MarketQuote memory)
+    {
+        return quote(marketId, isLong, positionSizeWad);
+    }
+
+    /// @inheritdoc ILeverageController
     function initialMarginFraction(uint256 marketId, bool, uint256) external view returns (uint256) {
         _requireListed(marketId);
         return _params[marketId].imfWad;

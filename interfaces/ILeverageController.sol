@@ -129,6 +129,18 @@ interface ILeverageController {
         view
         returns (MarketQuote memory q);
 
+    /// @notice `quote` with the market's gross open interest given by the caller (long, short,
+    /// base units, WAD) instead of read back from the bound engine: the engine passes its own, the
+    /// numbers `quote` would read, and saves the callback. A view: anyone may call it with any
+    /// figures; only the engine's own call prices its positions.
+    function quoteWithOpenInterest(
+        uint256 marketId,
+        bool isLong,
+        uint256 positionSizeWad,
+        uint256 oiLongWad,
+        uint256 oiShortWad
+    ) external view returns (MarketQuote memory q);
+
     /// @notice The configuration of one feed of a market (the engine reads the price feed's
     /// rounds through it to settle orders at a price published after they were committed).
     function feedConfig(uint256 marketId, FeedKind kind) external view returns (FeedConfig memory);

@@ -1347,7 +1347,128 @@ export const leverageControllerAbi = [
     ],
     "outputs": [
       {
-        "name": "q",
+        "name": "",
+        "type": "tuple",
+        "internalType": "struct MarketQuote",
+        "components": [
+          {
+            "name": "priceWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "priceTimeSec",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "fundingRateWad",
+            "type": "int256",
+            "internalType": "int256"
+          },
+          {
+            "name": "fundingTimeSec",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "imfWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "mmfBaseWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "maxMmfWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "maxImfWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "slipWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "impactCoefWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "depthUsdWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "liqFeeWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "priceOk",
+            "type": "bool",
+            "internalType": "bool"
+          },
+          {
+            "name": "riskFeedsOk",
+            "type": "bool",
+            "internalType": "bool"
+          },
+          {
+            "name": "fundingOk",
+            "type": "bool",
+            "internalType": "bool"
+          },
+          {
+            "name": "sequencerUp",
+            "type": "bool",
+            "internalType": "bool"
+          }
+        ]
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "quoteWithOpenInterest",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "isLong",
+        "type": "bool",
+        "internalType": "bool"
+      },
+      {
+        "name": "positionSizeWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "oiLongWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "oiShortWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "",
         "type": "tuple",
         "internalType": "struct MarketQuote",
         "components": [
