@@ -254,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise ValidationError("--tail-select", a.tail_select, "without --tail-window/--tail-fast-lambda/"
                                           "--tail-combine-expanding (the selection chooses them)")
                 tail = TailSpec(cap=a.tail_cap)
-            elif a.tail == "fhs":
+            elif a.validation_fraction != 0.3:
+                raise ValidationError("--validation-fraction", a.validation_fraction, "only with --tail-select validation")
+            if a.tail_select != "validation" and a.tail == "fhs":
                 tail = TailSpec(window=a.tail_window, fast_lambda=a.tail_fast_lambda,
                                 combine_expanding=a.tail_combine_expanding, cap=a.tail_cap)
             elif a.tail_window is not None or a.tail_fast_lambda is not None or a.tail_combine_expanding:

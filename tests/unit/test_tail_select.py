@@ -147,3 +147,5 @@ def test_calibrate_cli_tail_select(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["calibrate", "--csv", str(csv), "--tail-select", "validation", "--tail-window", "500",
                  "--out", str(out)]) == 2
     assert "--tail-select" in capsys.readouterr().err
+    assert main(["calibrate", "--csv", str(csv), "--validation-fraction", "0.2", "--out", str(out)]) == 2
+    assert "only with --tail-select validation" in capsys.readouterr().err
