@@ -69,6 +69,7 @@ contract LeverageController is RiskOracleBase {
         _checkTail(marketId, tailLongWad);
         _checkTail(marketId, tailShortWad);
         _tails[marketId] = tailLongWad | (tailShortWad << 64) | (block.timestamp << 128);
+        _reports[marketId].times |= TAIL_FLAG;
         emit EventsLib.TailPublished(marketId, tailLongWad, tailShortWad, block.timestamp);
     }
 
@@ -88,8 +89,8 @@ contract LeverageController is RiskOracleBase {
     /// @dev (true, 0) when none was published; (false, 0) when stale (older than the volatility
     /// feed's heartbeat); else (true, the side's tail).
     function _tailOf(bytes memory b, uint256 marketId, bool isLong) internal view returns (bool, uint256) {
+        if (_reports[marketId].times & TAIL_FLAG == 0) return (true, 0);
         uint256 w = _tails[marketId];
-        if (w == 0) return (true, 0);
         uint256 at = w >> 128;
         if (block.timestamp - at > BlobLib.feed(b, uint256(FeedKind.Volatility)).heartbeatSec) return (false, 0);
         return (true, isLong ? uint64(w) : uint64(w >> 64));

@@ -39,8 +39,8 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     /// @dev A market's risk report (`IRiskReport`), three slots: answers (feed decimals, int128
     /// each) of volatility | funding << 128 and of depth | skew << 128, then the four write times
-    /// (uint40 each, field k at bits 40(k-1)) and write counters (uint24 each, field k at bits
-    /// 160 + 24(k-1): a field's round id, +1 per write).
+    /// (uint40 each, field k at bits 40(k-1)), write counters (23 bits each, field k at bits
+    /// 160 + 23(k-1): a field's round id, +1 per write) and, at bit 255, `TAIL_FLAG`.
     struct Report {
         uint256 volFunding;
         uint256 depthSkew;
@@ -48,6 +48,11 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     }
 
     mapping(uint256 marketId => Report) internal _reports;
+    /// @dev A report field's write counter: 23 bits.
+    uint256 internal constant COUNTER_MASK = (1 << 23) - 1;
+    /// @dev Bit 255 of a report's `times`: a calibrated tail was published for the market (the
+    /// dynamic controller reads its tail slot only then; the slot is warm in every quote).
+    uint256 internal constant TAIL_FLAG = 1 << 255;
 
     constructor(address admin) {
         if (admin == address(0)) revert ErrorsLib.ZeroAddress();
@@ -76,9 +81,9 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
             if (mask & (1 << i) == 0) continue;
             uint256 sh = 128 * (i & 1);
             pairs[i >> 1] = (pairs[i >> 1] & ~(uint256(type(uint128).max) << sh)) | (uint256(uint128(_sat(answers[i]))) << sh);
-            uint256 n = uint24((times >> (160 + 24 * i)) + 1);
-            times = (times & ~(uint256(type(uint40).max) << (40 * i)) & ~(uint256(type(uint24).max) << (160 + 24 * i)))
-                | (block.timestamp << (40 * i)) | (n << (160 + 24 * i));
+            uint256 n = ((times >> (160 + 23 * i)) + 1) & COUNTER_MASK;
+            times = (times & ~(uint256(type(uint40).max) << (40 * i)) & ~(COUNTER_MASK << (160 + 23 * i)))
+                | (block.timestamp << (40 * i)) | (n << (160 + 23 * i));
         }
         if (mask & 3 != 0) r.volFunding = pairs[0];
         if (mask & 12 != 0) r.depthSkew = pairs[1];
@@ -94,7 +99,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     {
         if (kind == FeedKind.Price) revert ErrorsLib.NotReported(marketId, kind);
         (answer, updatedAt) = _reportAt(marketId, uint256(kind));
-        roundId = uint24(_reports[marketId].times >> (160 + 24 * (uint256(kind) - 1)));
+        roundId = uint80((_reports[marketId].times >> (160 + 23 * (uint256(kind) - 1))) & COUNTER_MASK);
     }
 
     /// @dev Field `kind` (1..4) of a market's report: its answer and write time.

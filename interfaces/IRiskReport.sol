@@ -17,7 +17,7 @@ interface IRiskReport {
 
     /// @notice The latest reported answer of a field (feed decimals), when it was written (0:
     /// never) and its round id: the field's write count (+1 per write, as an aggregator's rounds;
-    /// it restarts after 2^24 writes: 32 years at one a minute). An answer outside int128 reads as the int128 extreme of its sign (out of bounds).
+    /// it restarts after 2^23 writes: 16 years at one a minute). An answer outside int128 reads as the int128 extreme of its sign (out of bounds).
     function reportRound(uint256 marketId, FeedKind kind)
         external
         view
