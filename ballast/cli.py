@@ -16,6 +16,9 @@ def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--seed", type=int, default=42, help="seed of the scenario noise and the population")
     p.add_argument("--out", default=default_out, help="output folder (report.html, PNGs, metrics.json)")
     p.add_argument("--keeper", choices=["trailing", "predictive"], default="trailing", help="volatility feed mode")
+    p.add_argument("--depth-mode", choices=["trailing", "predictive"], default="trailing",
+                   help="depth feed mode: predictive projects the book's trend one liquidation horizon ahead "
+                        "(never above trailing)")
     p.add_argument("--anticipatory", type=float, default=0.0, help="share of traders who cut leverage as vol rises")
     p.add_argument("--liquidators", type=int, default=None,
                    help="liquidator keepers, 25 calls per block each (default: accounts/100, between 3 and 50)")
@@ -62,7 +65,7 @@ def _stress(a: argparse.Namespace) -> int:
             raise ValidationError("--keeper-down", a.keeper_down, "START:BLOCKS, two integers") from e
         down = (start, n)
     stress(StressOptions(scenario=a.scenario, rpc_drop_rate=a.rpc_drop_rate, keeper_down=down, accounts=a.accounts, seed=a.seed, out=Path(a.out),
-                         keeper_mode=a.keeper, anticipatory_share=a.anticipatory, liquidators=a.liquidators,
+                         keeper_mode=a.keeper, depth_mode=a.depth_mode, anticipatory_share=a.anticipatory, liquidators=a.liquidators,
                          liquidator_latency=a.liquidator_latency, workers=a.workers, fork_url=a.fork_url,
                          config=Path(a.config) if a.config else None, chain_salt=a.chain_salt,
                          allow_no_stress=a.allow_no_stress))

@@ -130,7 +130,8 @@ ERRORS = frozenset({"no_trading", "flat_vol_feed"})
 def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
     """The rows of one or more sweep files, a controller run under a keeper mode other than
     ``trailing`` or with model parameters set (``ballast sweep --set``) labelled ``NAME@predictive``,
-    ``NAME@regime_sens=0`` or ``NAME@predictive+regime_sens=0`` (``+tail=file``: the calibrated
+    ``NAME@regime_sens=0`` or ``NAME@predictive+regime_sens=0`` (``depth_predictive``: ``ballast sweep
+    --depth-mode predictive``; ``+tail=file``: the calibrated
     controllers with the calibration file's tail estimator, ``ballast sweep --tail-spec file``); duplicates (scenario, seed, accounts, controller) once."""
     out: dict[tuple[Any, ...], dict[str, Any]] = {}
     for db in dbs:
@@ -139,7 +140,9 @@ def load_rows(dbs: Sequence[Path]) -> list[dict[str, Any]]:
         con = sqlite3.connect(str(db))
         specs = {t: json.loads(sp) for t, sp in con.execute("SELECT task_id, spec FROM tasks")}
         modes = {t: "+".join(x for x in (sp.get("keeper_mode", "trailing") if sp.get("keeper_mode", "trailing") != "trailing"
-                                          else "", ",".join(f"{k}={v:g}" for k, v in sp.get("model_set", ())),
+                                          else "",
+                                          "depth_predictive" if sp.get("depth_mode", "trailing") == "predictive" else "",
+                                          ",".join(f"{k}={v:g}" for k, v in sp.get("model_set", ())),
                                           f"tail={sp['tail_spec']}" if sp.get("tail_spec", "plain") != "plain" else "")
                                  if x)
                  for t, sp in specs.items()}

@@ -10,6 +10,16 @@ Two volatility modes:
     GARCH(1,1) one-step-ahead forecast (``ballast.risk.volatility.Garch11``, fitted with ``arch``):
     tightens as soon as volatility clustering predicts a rise, before it is realized.
 
+Two depth modes (``FeedModel.depth_mode``, independent of the volatility mode; issue 12):
+
+``trailing``
+    depth = base_depth x scenario depth multiplier x min(1, sigma_ref / sigma): the book as it is now,
+    thinned by the current volatility estimate.
+``predictive``
+    :func:`predictive_depth`: the trailing depth projected one liquidation horizon ahead from its own
+    log change over the last window (the book's trend and the volatility-driven thinning both move
+    it), never above the trailing depth, at most ``DEPTH_FLOOR`` below it.
+
 Synthesized inputs (no public history exists for them; see DATA notes in the README):
 
 * depth = base_depth x scenario depth multiplier x min(1, sigma_ref / sigma)  (books thin as vol rises)
@@ -63,6 +73,11 @@ if TYPE_CHECKING:
     from ballast.deployments import Signer
 
 VolMode = Literal["trailing", "predictive"]
+DepthMode = Literal["trailing", "predictive"]
+DEPTH_MODES: tuple[DepthMode, ...] = ("trailing", "predictive")
+DEPTH_FLOOR = 0.5
+"""The predictive depth is at least this fraction of the trailing depth (a forecast never more than
+halves the book; fixed before any measurement, not tuned)."""
 FEEDS = ("price", "volatility", "funding", "depth", "skew")
 
 
@@ -88,6 +103,39 @@ class PushRules:
         return abs(target - onchain) > (self.skew_abs if kind == "skew" else self.funding_abs)
 
 
+def predictive_depth(trailing: FloatArray, block_sec: int, horizon_sec: int = 3_600, window_sec: int | None = None,
+                     floor: float = DEPTH_FLOOR) -> FloatArray:
+    """The depth a keeper publishes in ``predictive`` depth mode, per keeper round (block).
+
+    ``trailing[b]`` is the trailing depth target at round ``b`` (the book now, thinned by the current
+    volatility estimate). Its log change over the last ``window_sec`` (default: the horizon) is
+    taken as the trend and projected ``horizon_sec`` (the market's liquidation horizon) ahead; only
+    a fall counts, and the projection is at most a cut to ``floor`` x the trailing depth::
+
+        lag      = max(1, round(window_sec / block_sec))            rounds
+        trend    = trailing[b] / trailing[max(b - lag, 0)]
+        forecast = trailing[b] x clip(trend ** (horizon_sec / (lag x block_sec)), floor, 1)
+
+    so the published depth is ``min(trailing[b], forecast)``: never above the trailing depth
+    (conservative), and a book that has been thinning (a liquidity drought, or volatility rising:
+    ``log depth = log multiplier + log min(1, sigma_ref / sigma)``, both trends move it) is published
+    at the level the trend reaches one horizon later: the depth input leads instead of trails. Causal:
+    the value at ``b`` reads ``trailing[b - lag .. b]`` only. Before ``lag`` rounds exist the first
+    round stands in for the past (no trend)."""
+    d = np.asarray(trailing, dtype=np.float64)
+    if block_sec <= 0 or horizon_sec <= 0:
+        raise ValidationError("predictive_depth", (block_sec, horizon_sec), "block and horizon seconds > 0")
+    if not 0.0 < floor <= 1.0:
+        raise ValidationError("predictive_depth.floor", floor, "(0, 1]")
+    w = horizon_sec if window_sec is None else window_sec
+    lag = max(1, round(w / block_sec))
+    past = d[np.maximum(np.arange(d.size) - lag, 0)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        trend = np.where(past > 0, d / np.where(past > 0, past, 1.0), 1.0)
+    factor = np.clip(np.minimum(trend, 1.0) ** (horizon_sec / (lag * block_sec)), floor, 1.0)
+    return np.asarray(np.minimum(d, d * factor), dtype=np.float64)
+
+
 @dataclass
 class FeedModel:
     """Per-block feed targets for a scenario (volatility precomputed without look-ahead).
@@ -100,6 +148,11 @@ class FeedModel:
         ``trailing`` (EWMA) or ``predictive`` (GARCH one-step-ahead).
     base_depth_usd
         Depth at normal volatility, USD.
+    depth_mode
+        ``trailing`` (the book now) or ``predictive`` (:func:`predictive_depth`: the trend
+        projected one ``horizon_sec`` ahead, never above the trailing depth).
+    horizon_sec
+        The market's liquidation horizon (``[markets.model] horizon_sec``), for the predictive depth.
     """
 
     scenario: ScenarioPath
@@ -109,12 +162,16 @@ class FeedModel:
     skew_k: float = 0.5
     funding_k: float = 0.0005
     funding_cap: float = 0.004
+    depth_mode: DepthMode = "trailing"
+    horizon_sec: int = 3_600
     vol: FloatArray = field(init=False)
     sigma_ref: float = field(init=False)
 
     def __post_init__(self) -> None:
         if self.mode not in ("trailing", "predictive"):
             raise ValidationError("keeper.mode", self.mode, "'trailing' or 'predictive'")
+        if self.depth_mode not in DEPTH_MODES:
+            raise ValidationError("keeper.depth_mode", self.depth_mode, "'trailing' or 'predictive'")
         s = self.scenario
         ratio = max(1, s.history_sec // s.block_sec)
         self._ratio = ratio
@@ -132,6 +189,15 @@ class FeedModel:
         # The last completed grid sample at block b: history plus floor((b+1)/ratio) path samples.
         idx = self._n_hist - 1 + (blocks + 1) // ratio
         self.vol = np.asarray(sig[np.minimum(idx, sig.size - 1)], dtype=np.float64)
+        self._depth: FloatArray | None = None
+        if self.depth_mode == "predictive":
+            self._depth = predictive_depth(self.trailing_depth(), s.block_sec, self.horizon_sec)
+
+    def trailing_depth(self) -> FloatArray:
+        """The trailing depth target of every block (before the 1,000 USD floor of ``targets``)."""
+        sigma = np.maximum(self.vol, 0.01)
+        return np.asarray(self.base_depth_usd * self.scenario.depth_mult * np.minimum(1.0, self.sigma_ref / sigma),
+                          dtype=np.float64)
 
     def targets(self, b: int, oi_long: float, oi_short: float) -> dict[str, float]:
         """Feed targets at block ``b`` given open interest (base units)."""
@@ -140,6 +206,8 @@ class FeedModel:
         price = float(s.price[max(0, b - lag)])
         sigma = float(max(self.vol[b], 0.01))
         depth = self.base_depth_usd * float(s.depth_mult[b]) * min(1.0, self.sigma_ref / sigma)
+        if self._depth is not None:  # predictive depth mode: never above the trailing depth
+            depth = min(depth, float(self._depth[b]))
         day = max(1, 86_400 // s.block_sec)
         lo = max(0, b - day)
         recent = np.r_[s.history[-max(0, day - b):] if b < day else [], s.price[lo:b + 1]]

@@ -40,7 +40,7 @@ from ballast.chain import Anvil, Chain, Encoder, Rpc
 from ballast.config import FEED_KINDS, Config, StaticFractions, load_config, to_wad
 from ballast.deploy import ControllerKind, Deployment, deploy
 from ballast.errors import ChainError, VerificationError
-from ballast.keeper import FeedModel, OracleKeeper, VolMode
+from ballast.keeper import DepthMode, FeedModel, OracleKeeper, VolMode
 from ballast.labflow import PriceRounds, Round, topic, waiting_for_round
 from ballast.mirror import EngineMirror, Feed, MarketMirror, MirrorRevert
 from ballast.model import Ramp, RiskInputs, compute, skew_impact
@@ -160,7 +160,8 @@ class LabRun:
                  kind: ControllerKind, *, static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
                  liquidators: LiquidatorSpec = LiquidatorSpec(), max_unhealthy_blocks: int = 5,
                  keeper_down: tuple[int, int] | None = None,
-                 progress: Callable[[int, int, dict[str, float]], None] | None = None) -> None:
+                 progress: Callable[[int, int, dict[str, float]], None] | None = None,
+                 depth_mode: DepthMode = "trailing") -> None:
         self.chain = chain
         self.sc = scenario
         self.traders = traders
@@ -173,7 +174,8 @@ class LabRun:
         self.keeper_down = keeper_down
         """(first block, blocks): the oracle keeper process dies and restarts with no memory."""
         self.keeper_restarts = 0
-        self.model = FeedModel(scenario, keeper_mode, base_depth_usd=config.market(MARKET).initial["depth"])
+        self.model = FeedModel(scenario, keeper_mode, base_depth_usd=config.market(MARKET).initial["depth"],
+                               depth_mode=depth_mode, horizon_sec=config.market(MARKET).params.horizon_sec)
         self.keeper = OracleKeeper(decimals=config.market(MARKET).feed_decimals)
         self.violations: list[Violation] = []
         self._nonces: dict[str, int] = {}
@@ -858,7 +860,8 @@ def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader],
             static: StaticFractions | None = None, keeper_mode: VolMode = "trailing",
             liquidators: LiquidatorSpec = LiquidatorSpec(), fork_url: str | None = None,
             rpc_drop_rate: float = 0.0, keeper_down: tuple[int, int] | None = None, chain_salt: int = 0,
-            progress: Callable[[int, int, dict[str, float]], None] | None = None) -> RunResult:
+            progress: Callable[[int, int, dict[str, float]], None] | None = None,
+            depth_mode: DepthMode = "trailing") -> RunResult:
     """Start a chain (or fork ``fork_url``), run, stop the chain (also on error or Ctrl-C)."""
     with Anvil(fork_url=fork_url, timestamp=scenario.start_utc - 3_600,
                extra_args=["--base-fee", "0", "--gas-price", "0", "--order", "fifo", "--no-mining"] if not fork_url
@@ -874,7 +877,7 @@ def run_one(kind: ControllerKind, scenario: ScenarioPath, traders: list[Trader],
             chain.rpc.call("anvil_mine", [hex(chain_salt)])
         chain.set_automine(True)
         run = LabRun(chain, scenario, traders, config, kind, static=static, keeper_mode=keeper_mode,
-                     liquidators=liquidators, keeper_down=keeper_down, progress=progress)
+                     liquidators=liquidators, keeper_down=keeper_down, progress=progress, depth_mode=depth_mode)
         return run.run()
 
 

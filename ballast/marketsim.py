@@ -6,7 +6,7 @@ batch of ``R`` runs of ``N`` accounts each, held as ``(R, N)`` arrays (accounts 
 lab's settlement keeper visits them: sorted addresses):
 
 1. **keeper** (``_keeper``): the feed targets of ``ballast.keeper.FeedModel`` (the same code the lab
-   uses), clipped to the feed bounds, pushed under ``PushRules`` (deviation or refresh age); the
+   uses; ``depth_mode`` ``predictive``: ``ballast.keeper.predictive_depth``), clipped to the feed bounds, pushed under ``PushRules`` (deviation or refresh age); the
    price is skipped where the scenario marks it stale and pushed on demand (the lab's pull oracle)
    when a pending order or a flagged account waits for a round; then the controller's ``poke``
    (maintenance ramps: loosen at once, tighten after a random delay in ``[0, ramp_jitter_sec]`` at
@@ -53,7 +53,7 @@ from ballast._typing import WAD, FloatArray, IntArray
 from ballast.calm import calm_fractions
 from ballast.config import Config, StaticFractions
 from ballast.errors import ValidationError
-from ballast.keeper import FeedModel, PushRules, VolMode
+from ballast.keeper import DepthMode, FeedModel, PushRules, VolMode
 from ballast.model import FUNDING_PERIOD_SEC, MIN_REMAINING_NOTIONAL_USD_WAD, YEAR_SEC
 from ballast.population import LiquidatorSpec, Trader
 from ballast.scenarios import ScenarioPath
@@ -279,7 +279,8 @@ class MarketSim:
                  liquidators: LiquidatorSpec | None = None, rules: PushRules | None = None,
                  models: Sequence[FeedModel] | None = None,
                  target_cache: dict[bytes, tuple[FloatArray, ...]] | None = None,
-                 tail: TailFeedSpec | None = None, tail_targets: Sequence[FloatArray] | None = None) -> None:
+                 tail: TailFeedSpec | None = None, tail_targets: Sequence[FloatArray] | None = None,
+                 depth_mode: DepthMode = "trailing") -> None:
         if not runs:
             raise ValidationError("runs", 0, "at least one run")
         b0, s0 = runs[0].scenario.blocks, runs[0].scenario.block_sec
@@ -296,7 +297,7 @@ class MarketSim:
         self.R, self.N, self.B, self.block_sec = len(runs), n0, b0, s0
         m = config.market(0)
         self._cache = target_cache if target_cache is not None else {}
-        self._feed_targets(models, keeper_mode, m.initial["depth"])
+        self._feed_targets(models, keeper_mode, m.initial["depth"], depth_mode, m.params.horizon_sec)
         self._population()
         self.is_dyn = np.array([r.controller.kind == "dynamic" for r in runs])
         self.s_imf = np.array([r.controller.imf if r.controller.kind == "static" else 0.0 for r in runs])
@@ -310,9 +311,11 @@ class MarketSim:
         self._tail_setup(tail, tail_targets, m.params.horizon_sec)
 
     # ------------------------------------------------------------------ setup
-    def _feed_targets(self, models: Sequence[FeedModel] | None, mode: VolMode, depth: float) -> None:
+    def _feed_targets(self, models: Sequence[FeedModel] | None, mode: VolMode, depth: float,
+                      depth_mode: DepthMode = "trailing", horizon_sec: int = 3_600) -> None:
         """Per run and block: the keeper's price, volatility, depth and skew targets (they do not
-        depend on the market's state) and the scenario's funding shock and stale flags."""
+        depend on the market's state) and the scenario's funding shock and stale flags. ``depth_mode``
+        ``predictive``: ``ballast.keeper.predictive_depth`` over ``horizon_sec`` (the lab's code)."""
         R, B = self.R, self.B
         self.tgt = {k: np.empty((R, B)) for k in ("price", "volatility", "depth", "skew")}
         self.model_vol = np.empty((R, B))
@@ -328,10 +331,13 @@ class MarketSim:
             # same for every seed) share their targets.
             key = (mode + sc.name).encode() + sc.price.tobytes() + sc.history.tobytes() + sc.depth_mult.tobytes() \
                 + sc.skew_shock.tobytes() + sc.oracle_delay.tobytes()
+            if depth_mode != "trailing":  # (trailing keys unchanged)
+                key += f"/depth={depth_mode}/{horizon_sec}".encode()
             if models is not None:
                 key += str(id(models[i])).encode()
             if key not in cache:
-                fm = models[i] if models is not None else FeedModel(sc, mode, base_depth_usd=depth)
+                fm = models[i] if models is not None else FeedModel(sc, mode, base_depth_usd=depth,
+                                                                    depth_mode=depth_mode, horizon_sec=horizon_sec)
                 rows = [fm.targets(b, 0.0, 0.0) for b in range(B)]
                 cache[key] = tuple(np.array([row[k] for row in rows]) for k in ("price", "volatility", "depth", "skew")) \
                     + (np.asarray(fm.vol, dtype=np.float64), np.array([fm.funding_k, fm.funding_cap]))
@@ -1201,23 +1207,24 @@ def _nanmean(a: FloatArray) -> float:
 
 
 def simulate(runs: Sequence[RunSpec], config: Config, *, keeper_mode: VolMode = "trailing",
-             liquidators: LiquidatorSpec | None = None) -> list[dict[str, float]]:
+             liquidators: LiquidatorSpec | None = None, depth_mode: DepthMode = "trailing") -> list[dict[str, float]]:
     """Run a batch and return one metrics dict per run."""
-    return MarketSim(runs, config, keeper_mode=keeper_mode, liquidators=liquidators).run().metrics()
+    return MarketSim(runs, config, keeper_mode=keeper_mode, liquidators=liquidators,
+                     depth_mode=depth_mode).run().metrics()
 
 
 def three_controllers(scenario: ScenarioPath, traders: Sequence[Trader], config: Config, *, ramp_seed: int = 0,
-                      keeper_mode: VolMode = "trailing", liquidators: LiquidatorSpec | None = None
-                      ) -> dict[str, dict[str, float]]:
+                      keeper_mode: VolMode = "trailing", liquidators: LiquidatorSpec | None = None,
+                      depth_mode: DepthMode = "trailing") -> dict[str, dict[str, float]]:
     """What ``ballast stress`` does, in the simulator: the dynamic run first, then static_calm at
     its calm-period fractions and static_conservative from the configuration."""
     dyn = MarketSim([RunSpec(scenario, traders, Controller("dynamic", label="dynamic"), ramp_seed)], config,
-                    keeper_mode=keeper_mode, liquidators=liquidators).run()
+                    keeper_mode=keeper_mode, liquidators=liquidators, depth_mode=depth_mode).run()
     calm = dyn.calm_fractions(0)
     cons = config.market(0).static_conservative
     st = MarketSim([RunSpec(scenario, traders, Controller.static(calm, "static_calm"), ramp_seed),
                     RunSpec(scenario, traders, Controller.static(cons, "static_conservative"), ramp_seed)],
-                   config, keeper_mode=keeper_mode, liquidators=liquidators).run().metrics()
+                   config, keeper_mode=keeper_mode, liquidators=liquidators, depth_mode=depth_mode).run().metrics()
     m = dyn.metrics()[0]
     return {"dynamic": m, "static_calm": st[0] | {"imf": calm.imf, "mmf": calm.mmf},
             "static_conservative": st[1] | {"imf": cons.imf, "mmf": cons.mmf}}

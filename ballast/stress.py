@@ -15,7 +15,7 @@ from typing import Any
 
 from ballast.config import Config, StaticFractions, load_config
 from ballast.errors import ScenarioError, ValidationError, VerificationError
-from ballast.keeper import VolMode
+from ballast.keeper import DEPTH_MODES, DepthMode, VolMode
 from ballast.lab import RunResult, calm_fractions_from_run, run_one
 from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, default_liquidator_count, generate
 from ballast.scenarios import ScenarioPath, build
@@ -35,6 +35,9 @@ class StressOptions:
     seed: int = 42
     out: Path = Path("out/stress")
     keeper_mode: VolMode = "trailing"
+    depth_mode: DepthMode = "trailing"
+    """The keeper's depth feed: ``predictive`` projects the book's trend one liquidation horizon ahead
+    (``ballast.keeper.predictive_depth``)."""
     anticipatory_share: float = 0.0
     liquidators: int | None = None
     """Liquidator keepers; ``None``: ``default_liquidator_count(accounts)`` (3 up to 399 accounts)."""
@@ -58,6 +61,8 @@ class StressOptions:
             raise ValidationError("--seed", self.seed, "[0, 2**32)")
         if self.keeper_mode not in ("trailing", "predictive"):
             raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        if self.depth_mode not in DEPTH_MODES:
+            raise ValidationError("--depth-mode", self.depth_mode, "trailing or predictive")
         if not 0.0 <= self.anticipatory_share <= 1.0:
             raise ValidationError("--anticipatory", self.anticipatory_share, "[0, 1]")
         if self.liquidators is not None and not 1 <= self.liquidators <= 50:
@@ -109,9 +114,10 @@ class Progress:
 
 
 def _run(args: tuple[Any, ...]) -> RunResult:
-    kind, sc, traders, cfg, static, mode, liq, fork, show, drop, down, salt = args
+    kind, sc, traders, cfg, static, mode, liq, fork, show, drop, down, salt, dmode = args
     return run_one(kind, sc, traders, cfg, static=static, keeper_mode=mode, liquidators=liq, fork_url=fork,
-                   rpc_drop_rate=drop, keeper_down=down, chain_salt=salt, progress=Progress(kind) if show else None)
+                   rpc_drop_rate=drop, keeper_down=down, chain_salt=salt, progress=Progress(kind) if show else None,
+                   depth_mode=dmode)
 
 
 def stress(opts: StressOptions) -> dict[str, Any]:
@@ -126,13 +132,13 @@ def stress(opts: StressOptions) -> dict[str, Any]:
     n_liq = opts.liquidators if opts.liquidators is not None else default_liquidator_count(opts.accounts)
     liq = LiquidatorSpec(count=n_liq, latency_blocks=opts.liquidator_latency)
     print(f"scenario {sc.name}: {sc.blocks} blocks of {sc.block_sec} s, max drawdown {sc.max_drawdown():.1%}; "
-          f"{opts.accounts} accounts, seed {opts.seed}, keeper {opts.keeper_mode}; {liq.count} liquidators x "
+          f"{opts.accounts} accounts, seed {opts.seed}, keeper {opts.keeper_mode}, depth {opts.depth_mode}; {liq.count} liquidators x "
           f"{liq.max_per_block} calls/block, latency {liq.latency_blocks} block(s)", file=sys.stderr)
     t0 = time.monotonic()
 
     def job(kind: str, static: StaticFractions | None, show: bool) -> tuple[Any, ...]:
         return (kind, sc, traders, cfg, static, opts.keeper_mode, liq, opts.fork_url, show, opts.rpc_drop_rate,
-                opts.keeper_down, opts.chain_salt)
+                opts.keeper_down, opts.chain_salt, opts.depth_mode)
 
     # The dynamic run first: static_calm is pinned to its measured calm-period leverage.
     with ProcessPoolExecutor(max_workers=opts.workers) as pool:
@@ -163,6 +169,7 @@ def stress(opts: StressOptions) -> dict[str, Any]:
         "max_drawdown": sc.max_drawdown(),
         "crash_block": sc.crash_block,
         "keeper_mode": opts.keeper_mode,
+        "depth_mode": opts.depth_mode,
         "anticipatory_share": opts.anticipatory_share,
         "chain_salt": opts.chain_salt,
         "liquidators": {"count": liq.count, "latency_blocks": liq.latency_blocks,
@@ -215,6 +222,7 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
                                 f"{again['stored']}, re-run {again['rerun']}")
     name, seed, n = str(again["controller"]), int(again["seed"]), int(again["accounts"])
     mode: VolMode = again["keeper_mode"]
+    dmode: DepthMode = again.get("depth_mode", "trailing")
     sets = [(str(k), float(v)) for k, v in again["model_set"]]
     cfg = config_with(sets) if sets else load_config()  # a parameter-set variant's row runs with its parameters
     sc, _ = build_source(str(again["scenario"]), seed)
@@ -223,16 +231,16 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
     liq = LiquidatorSpec(count=default_liquidator_count(n))
     static = None if name == "dynamic" else StaticFractions(float(again["imf"]), float(again["mmf"]))
     print(f"sweep row {rowid} of {db}: {sc.name} seed {seed}, {n} accounts, {name}"
-          f"{'' if static is None else f' (IMF {static.imf:.6f}, MMF {static.mmf:.6f})'}, keeper {mode}; "
+          f"{'' if static is None else f' (IMF {static.imf:.6f}, MMF {static.mmf:.6f})'}, keeper {mode}, depth {dmode}; "
           f"drawn parameters {again['params'] or 'none'}; model parameters set {sets or 'none'}", file=sys.stderr)
     t0 = time.monotonic()
     lab = run_one("dynamic" if static is None else "static_calm", sc, traders, cfg, static=static, keeper_mode=mode,
-                  liquidators=liq, fork_url=fork_url, progress=Progress(name))
+                  liquidators=liq, fork_url=fork_url, progress=Progress(name), depth_mode=dmode)
     wall = time.monotonic() - t0
     sim = [dict(again["rerun"])]
     if static is None and draws > 1:
         specs = [RunSpec(sc, traders, Controller("dynamic", label="dynamic"), (seed + k) % 2**32) for k in range(1, draws)]
-        sim += MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq).run().metrics()
+        sim += MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq, depth_mode=dmode).run().metrics()
     rows = []
     for m in (x for x in FROM_SWEEP_METRICS if x in lab.metrics):
         lv = float(lab.metrics[m])
@@ -243,7 +251,7 @@ def from_sweep(db: Path, rowid: int, *, out: Path = Path("out/from_sweep"), fork
         ok = None if tol is None else bool(lo - tol <= lv <= hi + tol)
         rows.append({"metric": m, "lab": lv, "sim_row": vs[0], "sim_lo": lo, "sim_hi": hi, "tol": tol, "ok": ok})
     result = {"file": str(db), "rowid": int(rowid), "scenario": sc.name, "seed": seed, "accounts": n,
-              "controller": name, "keeper_mode": mode, "params": again["params"], "model_set": sets,
+              "controller": name, "keeper_mode": mode, "depth_mode": dmode, "params": again["params"], "model_set": sets,
               "static_fractions": None if static is None else asdict(static), "sim_draws": len(sim),
               "rows": rows, "lab_wall_sec": wall,
               "verification": {"checks": lab.checks, "violations": len(lab.violations)},

@@ -19,6 +19,11 @@ of ``ballast.scenarios.CORPUS``).
 Dask: a ``LocalCluster`` with one single-threaded worker process per core by default; ``--scheduler
 ADDRESS`` uses a running cluster (``dask scheduler`` and ``dask worker ADDRESS`` started apart).
 
+Keeper variants: ``--keeper predictive`` (GARCH volatility) and, independently, ``--depth-mode
+predictive`` (``ballast.keeper.predictive_depth``: the depth feed projected one liquidation horizon
+ahead from its recent trend, never above the trailing depth; issue 12). A variant's rows are
+labelled ``NAME@predictive``, ``NAME@depth_predictive`` (or both, joined by ``+``) in the frontier.
+
 Calibrated controllers (issue 12, ``--calibrated fhs,fhs_gap``): the model with a calibration file's
 parameters (``ballast calibrate --tail fhs``, default ``docs/calibration-btc.toml``: z, skew, tail
 cap, ``regime_sens = 0``) and the published tail feed (``ballast.marketsim.TailFeedSpec``: FHS on
@@ -47,6 +52,7 @@ import numpy as np
 from ballast.config import Config, StaticFractions, load_config
 from ballast.data import parse_utc
 from ballast.errors import ValidationError
+from ballast.keeper import DEPTH_MODES
 from ballast.marketsim import Controller, MarketSim, RunSpec, TailFeedSpec
 from ballast.population import LiquidatorSpec, default_liquidator_count, generate
 from ballast.scenarios import CORPUS, build_source, check_source
@@ -107,6 +113,8 @@ class SweepSpec:
     """The calibration file of the calibrated controllers (``ballast calibrate --tail fhs``)."""
     tail_spec: str = "plain"
     """``TAIL_SPECS``: the calibrated controllers' tail estimator."""
+    depth_mode: str = "trailing"
+    """The keeper's depth feed (``ballast.keeper.DEPTH_MODES``): ``predictive`` leads the book's trend."""
 
     def validate(self) -> SweepSpec:
         if not self.scenarios:
@@ -124,6 +132,8 @@ class SweepSpec:
                 raise ValidationError("--caps", c, "leverage in (1, 100]")
         if self.keeper_mode not in ("trailing", "predictive"):
             raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        if self.depth_mode not in DEPTH_MODES:
+            raise ValidationError("--depth-mode", self.depth_mode, "trailing or predictive")
         if self.model_set:
             config_with(self.model_set)  # raises, naming the key or value, if the set is not valid
         for name in self.calibrated:
@@ -156,6 +166,7 @@ class Task:
     calibrated: tuple[str, ...] = ()
     calibration: str = DEFAULT_CALIBRATION
     tail_spec: str = "plain"
+    depth_mode: str = "trailing"
 
 
 def resolve_calibration(path: str) -> Path:
@@ -230,9 +241,11 @@ def tasks_of(spec: SweepSpec) -> list[Task]:
                 key.append(spec.model_set)
             if spec.calibrated:  # (tasks without them keep their ids: older sweeps resume)
                 key.append([spec.calibrated, spec.calibration, spec.tail_spec])
+            if spec.depth_mode != "trailing":  # (likewise)
+                key.append(["depth", spec.depth_mode])
             tid = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
             out.append(Task(tid, s, chunk, spec.accounts, spec.caps, spec.keeper_mode, spec.model_set,
-                            spec.calibrated, spec.calibration, spec.tail_spec))
+                            spec.calibrated, spec.calibration, spec.tail_spec, spec.depth_mode))
     return out
 
 
@@ -272,9 +285,10 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
             for sd in task.seeds}
     liq = LiquidatorSpec(count=default_liquidator_count(task.accounts))
     mode: Any = task.keeper_mode
+    dmode: Any = task.depth_mode
     cache: dict[bytes, Any] = {}
     dyn = MarketSim([RunSpec(paths[sd], pops[sd], Controller("dynamic", label="dynamic"), sd) for sd in task.seeds],
-                    cfg, keeper_mode=mode, liquidators=liq, target_cache=cache).run()
+                    cfg, keeper_mode=mode, liquidators=liq, target_cache=cache, depth_mode=dmode).run()
     dm = dyn.metrics()
     # Calibrated controllers: one batch each (their parameters are their configuration's).
     cal_sims: list[tuple[str, MarketSim]] = []
@@ -287,7 +301,7 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
             cal_sims.append((v, MarketSim([RunSpec(paths[sd], pops[sd], Controller("dynamic", label=label,
                                                                                    tail_feed=True), sd)
                                            for sd in task.seeds], cfgs[v], keeper_mode=mode, liquidators=liq,
-                                          target_cache=cache, tail=tail).run()))
+                                          target_cache=cache, tail=tail, depth_mode=dmode).run()))
     cal_m = [(v, sim.metrics()) for v, sim in cal_sims]
     cons = cfg.market(0).static_conservative
     specs: list[RunSpec] = []
@@ -300,7 +314,7 @@ def run_task(task: Task, config: Config | None = None) -> list[dict[str, Any]]:
             specs.append(RunSpec(paths[sd], pops[sd], Controller.static(f, f"static_{c:g}x"), sd))
         for v, sim in cal_sims:  # static at the calibrated controller's own calm-period leverage
             specs.append(RunSpec(paths[sd], pops[sd], Controller.static(sim.calm_fractions(i), f"static_calm_{v}"), sd))
-    sm = MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq, target_cache=cache).run().metrics()
+    sm = MarketSim(specs, cfg, keeper_mode=mode, liquidators=liq, target_cache=cache, depth_mode=dmode).run().metrics()
     rows: list[dict[str, Any]] = []
     per = 2 + len(task.caps) + len(cal_sims)
     for i, sd in enumerate(task.seeds):
@@ -475,7 +489,7 @@ def stored_row(db: Path, rowid: int) -> tuple[dict[str, Any], Task]:
     task = Task(r["task_id"], r["scenario"], (int(r["seed"]),), int(r["accounts"]), tuple(spec["caps"]),
                 spec["keeper_mode"], tuple((str(k), float(v)) for k, v in spec.get("model_set", ())),
                 tuple(spec.get("calibrated", ())), spec.get("calibration", DEFAULT_CALIBRATION),
-                spec.get("tail_spec", "plain"))
+                spec.get("tail_spec", "plain"), spec.get("depth_mode", "trailing"))
     return r, task
 
 
@@ -487,7 +501,7 @@ def rerun(db: Path, rowid: int) -> dict[str, Any]:
     return {"stored": {k: r[k] for k in COLUMNS}, "rerun": {k: new[k] for k in COLUMNS},
             "identical": all(r[k] == new[k] for k in COLUMNS),
             "scenario": r["scenario"], "seed": r["seed"], "accounts": r["accounts"], "controller": r["controller"],
-            "keeper_mode": task.keeper_mode, "model_set": [list(kv) for kv in task.model_set], "imf": new["imf"],
+            "keeper_mode": task.keeper_mode, "depth_mode": task.depth_mode, "model_set": [list(kv) for kv in task.model_set], "imf": new["imf"],
             "mmf": new["mmf"], "params": new["params"],
             "anvil": f"ballast stress --from-sweep {db} {rowid}"}
 
@@ -510,7 +524,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--caps", default=",".join(f"{c:g}" for c in DEFAULT_CAPS), help="static caps (x); '' for none")
     ap.add_argument("--chunk", type=int, default=SweepSpec.chunk, help="seeds per Dask task")
     ap.add_argument("--base-seed", type=int, default=SweepSpec.base_seed)
-    ap.add_argument("--keeper", default="trailing", choices=["trailing", "predictive"])
+    ap.add_argument("--keeper", default="trailing", choices=["trailing", "predictive"],
+                    help="volatility feed: trailing (EWMA) or predictive (GARCH)")
+    ap.add_argument("--depth-mode", default="trailing", choices=list(DEPTH_MODES),
+                    help="depth feed: trailing (the book now) or predictive (its trend projected one liquidation "
+                         "horizon ahead, never above the trailing depth)")
     ap.add_argument("--set", dest="model_set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [markets.model] parameter other than config/markets.toml's (a dynamic variant; repeatable)")
     ap.add_argument("--calibrated", default="", help="calibrated controllers to add, comma-separated: "
@@ -542,7 +560,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             raise ValidationError("--set", kv, "KEY=NUMBER")
     spec = SweepSpec(tuple(sources), a.seeds, a.accounts, _floats(a.caps), a.chunk, a.base_seed, a.keeper,
                      tuple(sets), tuple(x.strip() for x in a.calibrated.split(",") if x.strip()), a.calibration,
-                     a.tail_spec).validate()
+                     a.tail_spec, a.depth_mode).validate()
     out = Path(a.out)
     timing = run_sweep(spec, out, scheduler=a.scheduler, workers=a.workers)
     print(f"{timing['runs']:,} runs in {timing['wall_sec']:,.1f} s: {timing['runs_per_sec']:,.1f} runs/s "
