@@ -409,6 +409,42 @@ def targets(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def compare_by_source(rows: Sequence[dict[str, Any]], a: str, b: str) -> dict[str, Any]:
+    """Controller ``a`` against ``b`` per source and over the held-out paths (rows not ``tuned``), on
+    the same (scenario, seed) paths: the paired ratio of mean bad debt (95% bootstrap interval), the
+    ratio of mean liquidation penalties, each controller's mean calm-period leverage
+    (``python -m ballast.frontier ... --compare A,B``: a keeper variant against another)."""
+    def one(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        pb = paired(rs, a, b)
+        lev = {c: float(np.nanmean(_v([r for r in rs if r["controller"] == c], "calm_mean_max_leverage")))
+               if any(r["controller"] == c for r in rs) else None for c in (a, b)}
+        return {"paths": pb["paths"], "bad_ratio": pb.get("ratio"), "bad_ci": pb.get("ci"), "bad_text": pb["text"],
+                "mean_a": pb.get("mean_a"), "mean_b": pb.get("mean_b"), "a_less": pb.get("a_less"),
+                "a_more": pb.get("a_more"),
+                "penalties_ratio": _ratio_of_means(rs, a, b, "liquidation_penalties_usd"),
+                "calm_lev_a": lev[a], "calm_lev_b": lev[b], "tuned": bool(rs and rs[0]["tuned"])}
+    mine = [r for r in rows if r["controller"] in (a, b)]
+    per = {src: one([r for r in mine if r["scenario"] == src]) for src in sorted({r["scenario"] for r in mine})}
+    return {"a": a, "b": b, "sources": {k: v for k, v in per.items() if v["paths"]},
+            "held_out": one([r for r in mine if not r["tuned"]])}
+
+
+def compare_text(c: dict[str, Any]) -> str:
+    """``compare_by_source`` as a Markdown table."""
+    head = (f"| source | paths | {c['a']} / {c['b']} mean bad debt [paired 95% CI] | {c['a']} lower / higher on | "
+            f"penalties ratio | calm-period leverage {c['a']} / {c['b']} (x) |")
+    lines = [head, "| --- | ---: | --- | ---: | ---: | ---: |"]
+
+    def f(x: float | None, fmt: str = "{:.2f}") -> str:
+        return "n/a" if x is None else fmt.format(x)
+    for name, v in list(c["sources"].items()) + [("all held-out paths", c["held_out"])]:
+        lab = f"{name} (tuned on)" if v["tuned"] and name in c["sources"] else name
+        lines.append(f"| {lab} | {v['paths']:,} | {v['bad_text']} | {f(v['a_less'], '{:.0%}')} / "
+                     f"{f(v['a_more'], '{:.0%}')} | {f(v['penalties_ratio'])} | {f(v['calm_lev_a'], '{:.1f}')} / "
+                     f"{f(v['calm_lev_b'], '{:.1f}')} |")
+    return "\n".join(lines)
+
+
 def _targets_html(t: dict[str, Any]) -> str:
     if not t:
         return ""
@@ -471,10 +507,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "one or more sweeps (HTML, PNG, JSON)")
     ap.add_argument("sweeps", nargs="+", help="sweep.sqlite files (merged; a duplicate row counted once)")
     ap.add_argument("--out", default="out/frontier")
+    ap.add_argument("--compare", action="append", default=[], metavar="A,B",
+                    help="also print controller A against B per source (paired bad debt, penalties, calm-period "
+                         "leverage; e.g. dynamic@depth_predictive,dynamic) and write it to compare.json; repeatable")
     a = ap.parse_args(list(argv) if argv is not None else None)
     rows = load_rows([Path(x) for x in a.sweeps])
     page = write_frontier(rows, Path(a.out))
     print(f"frontier of {len(rows):,} rows: {page}")
+    comps = []
+    for pair in a.compare:
+        x, _, y = pair.partition(",")
+        comps.append(compare_by_source(rows, x.strip(), y.strip()))
+        print(f"\n{compare_text(comps[-1])}")
+    if comps:
+        (Path(a.out) / "compare.json").write_text(json.dumps(_finite(comps), indent=1))
     for c, v in json.loads((Path(a.out) / "frontier.json").read_text())["targets"].items():
         f, vd = v["figures"], v["verdicts"]
         txt = ", ".join(f"{k} {'n/a' if f[k] is None else format(f[k], '.2f')} ({vd[k]})" for k in TARGETS)
