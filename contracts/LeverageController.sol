@@ -238,11 +238,12 @@ contract LeverageController is RiskOracleBase {
         bool isLong = x.isLong;
         bytes memory b = _blob(marketId);
         RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS + BlobLib.PARAM_WORDS);
-        _quoteBase(q, b);
+        Report memory rep = _loadReport(b, marketId);
+        _quoteBase(q, b, rep);
         x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
         x.priceWad = q.priceWad;
         bool riskOk;
-        (riskOk, x) = _inputs(b, x, q.fundingOk);
+        (riskOk, x) = _inputs(b, x, q.fundingOk, rep);
         (bool okT, uint256 tail) = _tailOf(b, marketId, isLong);
         riskOk = riskOk && okT;
         q.riskFeedsOk = riskOk;
@@ -355,15 +356,17 @@ contract LeverageController is RiskOracleBase {
 
     /// @dev Volatility, skew and depth inputs (funding comes with the quote's base). Bad risk
     /// feeds fall back to the most conservative bound (the caller then prices new risk at maxImf).
-    function _inputs(bytes memory b, RiskInputs memory x, bool okF) internal view returns (bool riskOk, RiskInputs memory) {
-        FeedSlot memory fv = BlobLib.feed(b, uint256(FeedKind.Volatility));
-        FeedSlot memory fd = BlobLib.feed(b, uint256(FeedKind.Depth));
-        (bool okV, int256 sigma) = _read(fv);
-        (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
-        (bool okD, int256 depth) = _read(fd);
-        x.sigmaWad = okV ? uint256(sigma) : uint256(int256(fv.maxWad));
+    function _inputs(bytes memory b, RiskInputs memory x, bool okF, Report memory rep)
+        internal
+        view
+        returns (bool riskOk, RiskInputs memory)
+    {
+        (bool okV, int256 sigma,,, int256 maxV) = _readK(b, uint256(FeedKind.Volatility), rep);
+        (bool okS, int256 skew,,,) = _readK(b, uint256(FeedKind.Skew), rep);
+        (bool okD, int256 depth,, int256 minD,) = _readK(b, uint256(FeedKind.Depth), rep);
+        x.sigmaWad = okV ? uint256(sigma) : uint256(maxV);
         x.skewWad = okS ? skew : int256(0);
-        x.depthUsdWad = okD ? uint256(depth) : uint256(int256(fd.minWad));
+        x.depthUsdWad = okD ? uint256(depth) : uint256(minD);
         return (okV && okS && okD && okF, x);
     }
 

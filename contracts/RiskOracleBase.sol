@@ -265,7 +265,17 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     /// @dev The checks of `_readAt` on an answer and its time.
     function _checkAnswer(FeedSlot memory s, int256 answer, uint256 updatedAt) internal view returns (bool, int256, uint256) {
-        if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > s.heartbeatSec) {
+        return _check(answer, updatedAt, s.heartbeatSec, s.decimals, s.minWad, s.maxWad);
+    }
+
+    /// @dev An answer and its time against a feed's heartbeat, decimals and WAD bounds: (ok, value
+    /// WAD, time), (false, 0, 0) when stale, from the future, too large or out of bounds.
+    function _check(int256 answer, uint256 updatedAt, uint256 heartbeatSec, uint256 decimals, int256 lo, int256 hi)
+        internal
+        view
+        returns (bool, int256, uint256)
+    {
+        if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > heartbeatSec) {
             return (false, 0, 0);
         }
         int256 v;
@@ -274,19 +284,68 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
             // product below fits in int256 (1e58).
             int256 lim = int256(ConstantsLib.MAX_RAW_ANSWER);
             if (answer > lim || answer < -lim) return (false, 0, 0);
-            v = answer * int256(10 ** (18 - uint256(s.decimals)));
+            v = answer * int256(10 ** (18 - decimals));
         }
-        if (v < s.minWad || v > s.maxWad) return (false, 0, 0);
+        if (v < lo || v > hi) return (false, 0, 0);
         return (true, v, updatedAt);
     }
 
+    /// @dev A market's report for a quote: its three slots when any of the blob's feeds is
+    /// reported, else zeros (no storage read).
+    function _loadReport(bytes memory b, uint256 marketId) internal view returns (Report memory r) {
+        uint256 any;
+        assembly ("memory-safe") {
+            let p := add(b, 32)
+            // reported bits (200) of the words of feeds 1..4 (words 2, 4, 6, 8)
+            any := or(or(mload(add(p, 64)), mload(add(p, 128))), or(mload(add(p, 192)), mload(add(p, 256))))
+        }
+        if ((any >> 200) & 1 == 1) r = _reports[marketId];
+    }
+
+    /// @dev Feed `k` of a blob read and checked, as `_readAt` (same checks) but without decoding a
+    /// `FeedSlot`, a reported field taken from `rep` (`_loadReport`, read once per quote): (ok, value
+    /// WAD, time, the feed's min and max WAD).
+    function _readK(bytes memory b, uint256 k, Report memory rep)
+        internal
+        view
+        returns (bool ok, int256 v, uint256 t, int256 lo, int256 hi)
+    {
+        if ((2 * k + 2) * 32 > b.length) revert BlobLib.BlobTooShort(2 * k + 1, b.length);
+        uint256 w0;
+        uint256 w1;
+        assembly ("memory-safe") {
+            let p := add(add(b, 32), mul(k, 64))
+            w0 := mload(p)
+            w1 := mload(add(p, 32))
+            lo := signextend(15, w1)
+            hi := signextend(15, shr(128, w1))
+        }
+        int256 answer;
+        uint256 updatedAt;
+        if ((w0 >> 200) & 1 == 1) {
+            uint256 i = k - 1;
+            answer = int128(uint128((i < 2 ? rep.volFunding : rep.depthSkew) >> (128 * (i & 1))));
+            updatedAt = uint40(rep.times >> (40 * i));
+        } else {
+            address feed = address(uint160(w0));
+            if (feed == address(0)) return (false, 0, 0, lo, hi);
+            try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 a, uint256, uint256 u, uint80) {
+                answer = a;
+                updatedAt = u;
+            } catch {
+                return (false, 0, 0, lo, hi);
+            }
+        }
+        (ok, v, t) = _check(answer, updatedAt, uint32(w0 >> 160), uint8(w0 >> 192), lo, hi);
+    }
+
     /// @dev Price, funding and sequencer fields of a quote (the price never reverts here).
-    function _quoteBase(MarketQuote memory q, bytes memory blob) internal view {
-        (bool okP, int256 p, uint256 tP) = _readAt(BlobLib.feed(blob, uint256(FeedKind.Price)));
+    function _quoteBase(MarketQuote memory q, bytes memory blob, Report memory rep) internal view {
+        (bool okP, int256 p, uint256 tP,,) = _readK(blob, uint256(FeedKind.Price), rep);
         q.priceOk = okP;
         q.priceWad = uint256(p);
         q.priceTimeSec = tP;
-        (bool okF, int256 f, uint256 tF) = _readAt(BlobLib.feed(blob, uint256(FeedKind.Funding)));
+        (bool okF, int256 f, uint256 tF,,) = _readK(blob, uint256(FeedKind.Funding), rep);
         q.fundingOk = okF;
         q.fundingRateWad = f;
         q.fundingTimeSec = tF;

@@ -78,10 +78,10 @@ contract StaticLeverageController is RiskOracleBase {
         bytes memory b = _blob(marketId);
         uint256 w = BlobLib.word(b, BlobLib.FEED_WORDS);
         StaticParams memory p = StaticParams(uint64(w), uint64(w >> 64), uint64(w >> 128), uint64(w >> 192));
-        _quoteBase(q, b);
-        FeedSlot memory d = BlobLib.feed(b, uint256(FeedKind.Depth));
-        (bool okD, int256 depth) = _read(d);
-        uint256 depthWad = okD ? uint256(depth) : uint256(int256(d.minWad));
+        Report memory rep = _loadReport(b, marketId);
+        _quoteBase(q, b, rep);
+        (bool okD, int256 depth,, int256 minD,) = _readK(b, uint256(FeedKind.Depth), rep);
+        uint256 depthWad = okD ? uint256(depth) : uint256(minD);
         q.riskFeedsOk = true;
         q.imfWad = p.imfWad;
         q.mmfBaseWad = p.mmfWad;
