@@ -8,8 +8,8 @@ supplies the RPC (its network list, ``brownie networks list``) and the deployer:
   unlocked with ``BALLAST_ACCOUNT_PASSWORD`` or a prompt, or else ``BALLAST_DEPLOYER_KEY``.
 
 Deploys MockUSD, the controller, the engine (EngineConfig from the ``[engine]`` table of the
-config, order settings included), the feeds and the keeper's ``RiskPusher`` (made a transmitter of
-every feed). Writes ``deployments/<chainId>.json`` (``out/deployments/`` for a development network), refuses
+config, order settings included), the price feeds, the risk report's ``ReportFeed`` views and the
+keeper's ``RiskPusher`` (a transmitter of every price feed and a reporter of the controller). Writes ``deployments/<chainId>.json`` (``out/deployments/`` for a development network), refuses
 to redeploy over a recorded deployment unless ``force`` is given, and verifies the result.
 Optional environment: ``BALLAST_CONFIG`` (market TOML), ``BALLAST_KIND`` (dynamic, static_calm,
 static_conservative).
