@@ -413,7 +413,8 @@ def compare_by_source(rows: Sequence[dict[str, Any]], a: str, b: str) -> dict[st
     """Controller ``a`` against ``b`` per source and over the held-out paths (rows not ``tuned``), on
     the same (scenario, seed) paths: the paired ratio of mean bad debt (95% bootstrap interval), the
     ratio of mean liquidation penalties, each controller's mean calm-period leverage
-    (``python -m ballast.frontier ... --compare A,B``: a keeper variant against another)."""
+    (``python -m ballast.frontier ... --compare A,B``: a keeper variant against another). Rows with
+    an error status (``ERRORS``) are left out, as in the frontier."""
     def one(rs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         pb = paired(rs, a, b)
         lev = {c: float(np.nanmean(_v([r for r in rs if r["controller"] == c], "calm_mean_max_leverage")))
@@ -423,7 +424,7 @@ def compare_by_source(rows: Sequence[dict[str, Any]], a: str, b: str) -> dict[st
                 "a_more": pb.get("a_more"),
                 "penalties_ratio": _ratio_of_means(rs, a, b, "liquidation_penalties_usd"),
                 "calm_lev_a": lev[a], "calm_lev_b": lev[b], "tuned": bool(rs and rs[0]["tuned"])}
-    mine = [r for r in rows if r["controller"] in (a, b)]
+    mine = [r for r in rows if r["controller"] in (a, b) and r["status"] not in ERRORS]
     per = {src: one([r for r in mine if r["scenario"] == src]) for src in sorted({r["scenario"] for r in mine})}
     return {"a": a, "b": b, "sources": {k: v for k, v in per.items() if v["paths"]},
             "held_out": one([r for r in mine if not r["tuned"]])}
