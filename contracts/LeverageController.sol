@@ -132,7 +132,7 @@ contract LeverageController is RiskOracleBase {
     /// (bootstrap: at once).
     function proposeParams(uint256 marketId, RiskParams calldata params) external onlyRole(RISK_ADMIN_ROLE) {
         _requireListed(marketId);
-        RiskParams memory cur = BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS);
+        RiskParams memory cur = BlobLib.params(_blob(marketId), BlobLib.HEADER_WORDS);
         ParamsLib.validate(params);
         ParamsLib.validateStep(cur, params);
         if (!bootstrapSealed) {
@@ -155,7 +155,7 @@ contract LeverageController is RiskOracleBase {
     function cancelParams(uint256 marketId) external onlyRole(RISK_ADMIN_ROLE) {
         if (_pendingParams[marketId].etaSec == 0) revert ErrorsLib.NoPendingChange(marketId);
         delete _pendingParams[marketId];
-        RiskParams memory a = BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS);
+        RiskParams memory a = BlobLib.params(_blob(marketId), BlobLib.HEADER_WORDS);
         _writeParams(marketId, a, a);
         emit EventsLib.ParamsCancelled(marketId);
     }
@@ -165,7 +165,7 @@ contract LeverageController is RiskOracleBase {
     /// @inheritdoc ILeverageController
     function poke(uint256 marketId) external {
         bytes memory b = _blob(marketId);
-        RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS);
+        RiskParams memory p = BlobLib.params(b, BlobLib.HEADER_WORDS);
         (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
         (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
         (bool okT, uint256 tailL) = _tailOf(b, marketId, true);
@@ -187,7 +187,7 @@ contract LeverageController is RiskOracleBase {
         (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
         (bool okT, uint256 tail) = _tailOf(b, marketId, isLong);
         if (!okV || !okS || !okT) return (false, 0);
-        return (true, _target(BlobLib.params(b, BlobLib.FEED_WORDS), uint256(sigma), skew, isLong, tail));
+        return (true, _target(BlobLib.params(b, BlobLib.HEADER_WORDS), uint256(sigma), skew, isLong, tail));
     }
 
     /// @dev The maintenance target of a side: maintenanceBase(varMove(...)).
@@ -237,7 +237,7 @@ contract LeverageController is RiskOracleBase {
     {
         bool isLong = x.isLong;
         bytes memory b = _blob(marketId);
-        RiskParams memory p = BlobLib.params(b, BlobLib.FEED_WORDS + BlobLib.PARAM_WORDS);
+        RiskParams memory p = BlobLib.params(b, BlobLib.HEADER_WORDS + BlobLib.PARAM_WORDS);
         Report memory rep = _loadReport(b, marketId);
         _quoteBase(q, b, rep);
         x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
@@ -254,8 +254,8 @@ contract LeverageController is RiskOracleBase {
         q.impactCoefWad = p.impactWad;
         q.depthUsdWad = x.depthUsdWad;
         // The active parameters' liquidation fee and maintenance cap.
-        q.liqFeeWad = BlobLib.liqFeeWad(b, BlobLib.FEED_WORDS);
-        q.maxMmfWad = BlobLib.maxMmfWad(b, BlobLib.FEED_WORDS);
+        q.liqFeeWad = BlobLib.liqFeeWad(b, BlobLib.HEADER_WORDS);
+        q.maxMmfWad = BlobLib.maxMmfWad(b, BlobLib.HEADER_WORDS);
         q.maxImfWad = p.maxImfWad;
         q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
         uint256 imfLive = riskOk ? f.imfWad : p.maxImfWad;
@@ -292,12 +292,12 @@ contract LeverageController is RiskOracleBase {
 
     /// @notice Active parameters of a market.
     function activeParams(uint256 marketId) external view returns (RiskParams memory) {
-        return BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS);
+        return BlobLib.params(_blob(marketId), BlobLib.HEADER_WORDS);
     }
 
     /// @notice Parameters that price new risk now (tighter of active and pending).
     function imfParams(uint256 marketId) external view returns (RiskParams memory) {
-        return BlobLib.params(_blob(marketId), BlobLib.FEED_WORDS + BlobLib.PARAM_WORDS);
+        return BlobLib.params(_blob(marketId), BlobLib.HEADER_WORDS + BlobLib.PARAM_WORDS);
     }
 
     /// @notice Hash of a pending parameter change and its eta (0: none).

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {SSTORE2} from "solady/utils/SSTORE2.sol";
+import {LibBit} from "solady/utils/LibBit.sol";
 import {BlobLib, FeedSlot} from "./libraries/BlobLib.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
 import {FeedConfig, FeedKind, ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
@@ -36,6 +37,8 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     /// layout in `BlobLib`). A quote reads it with one EXTCODECOPY instead of ~18 cold storage slots. The
     /// zero address: not listed. Rewritten (a new pointer) whenever the parameters change.
     mapping(uint256 marketId => address) internal _blobOf;
+    /// @dev Bit i: market i is listed (i < MAX_MARKETS; `setSequencerFeed` rewrites their blobs).
+    uint256 internal _listedBits;
 
     /// @dev A market's risk report (`IRiskReport`), three slots: answers (feed decimals, int128
     /// each) of volatility | funding << 128 and of depth | skew << 128, then the four write times
@@ -132,6 +135,19 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         if (graceSec > 1 days) revert ErrorsLib.ParamOutOfBounds(ParamField.SequencerGrace, graceSec, 0, 1 days);
         sequencerFeed = feed;
         sequencerGraceSec = graceSec;
+        // Every listed market's blob carries a copy (quotes read it there): rewrite them (at most
+        // MAX_MARKETS, bootstrap only).
+        uint256 bits = _listedBits;
+        while (bits != 0) {
+            uint256 m = LibBit.ffs(bits);
+            bits &= bits - 1;
+            bytes memory b = _blob(m);
+            uint256 w = _sequencerWord();
+            assembly ("memory-safe") {
+                mstore(add(add(b, 32), mul(10, 32)), w) // BlobLib.SEQUENCER_WORD
+            }
+            _blobOf[m] = SSTORE2.write(b);
+        }
         emit EventsLib.SequencerFeedSet(feed, graceSec);
     }
 
@@ -170,14 +186,28 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     /// @notice False while the sequencer is down or within the grace period after it came back.
     function sequencerUp() public view returns (bool) {
-        address f = sequencerFeed;
+        return _sequencerUp(sequencerFeed, sequencerGraceSec);
+    }
+
+    function _sequencerUp(address f, uint256 graceSec) internal view returns (bool) {
         if (f == address(0)) return true;
         try AggregatorV3Interface(f).latestRoundData() returns (uint80, int256 answer, uint256 startedAt, uint256, uint80) {
             if (answer != 0 || startedAt == 0 || startedAt > block.timestamp) return false;
-            return block.timestamp - startedAt > sequencerGraceSec;
+            return block.timestamp - startedAt > graceSec;
         } catch {
             return false;
         }
+    }
+
+    /// @dev `sequencerUp` from the copy in a market's blob.
+    function _sequencerUpOf(bytes memory b) internal view returns (bool) {
+        uint256 w = BlobLib.word(b, BlobLib.SEQUENCER_WORD);
+        return _sequencerUp(address(uint160(w)), w >> 160);
+    }
+
+    /// @dev The blob's sequencer word from storage.
+    function _sequencerWord() internal view returns (uint256) {
+        return uint256(uint160(sequencerFeed)) | (sequencerGraceSec << 160);
     }
 
     // ---------------------------------------------------------------- internals
@@ -199,7 +229,9 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     /// @dev Writes a market's blob: its feeds, then `extra` (the controller's parameter words).
     function _writeBlob(uint256 marketId, FeedSlot[5] memory fs, bytes memory extra) internal {
-        _blobOf[marketId] = SSTORE2.write(bytes.concat(abi.encodePacked(BlobLib.packFeeds(fs)), extra));
+        _blobOf[marketId] =
+            SSTORE2.write(bytes.concat(abi.encodePacked(BlobLib.packFeeds(fs), _sequencerWord()), extra));
+        _listedBits |= 1 << marketId;
     }
 
     /// @dev Validates the five feeds of a market (reads each feed's decimals).
@@ -349,7 +381,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         q.fundingOk = okF;
         q.fundingRateWad = f;
         q.fundingTimeSec = tF;
-        q.sequencerUp = sequencerUp();
+        q.sequencerUp = _sequencerUpOf(blob);
     }
 
     /// @dev The bound engine's gross open interest of a market (long, short), base units, WAD.

@@ -76,7 +76,7 @@ contract StaticLeverageController is RiskOracleBase {
     /// @inheritdoc ILeverageController
     function quote(uint256 marketId, bool, uint256 positionSizeWad) public view returns (MarketQuote memory q) {
         bytes memory b = _blob(marketId);
-        uint256 w = BlobLib.word(b, BlobLib.FEED_WORDS);
+        uint256 w = BlobLib.word(b, BlobLib.HEADER_WORDS);
         StaticParams memory p = StaticParams(uint64(w), uint64(w >> 64), uint64(w >> 128), uint64(w >> 192));
         Report memory rep = _loadReport(b, marketId);
         _quoteBase(q, b, rep);

@@ -23,11 +23,16 @@ struct FeedSlot {
 /// with one EXTCODECOPY) and cheap unpacking (shifts and masks, no ABI decoder).
 /// @dev Layout, in 32-byte words: feed k (k = 0..4) in words 2k and 2k+1
 ///   (word 2k: feed | heartbeat << 160 | decimals << 192 | reported << 200 | marketId << 208;
-///   word 2k+1: uint128(min) | uint128(max) << 128),
-/// then the controller's words from word 10 on (`RiskParams`: 5 words each, see `packParams`).
+///   word 2k+1: uint128(min) | uint128(max) << 128), the sequencer word (word 10),
+/// then the controller's words from word 11 on (`RiskParams`: 5 words each, see `packParams`).
 library BlobLib {
     /// @notice Words of the five feeds at the start of every blob.
     uint256 internal constant FEED_WORDS = 10;
+    /// @notice The word after the feeds: the L2 sequencer uptime feed (160 bits) and its grace
+    /// period, seconds (<< 160), copied from the controller's storage (a quote reads it here).
+    uint256 internal constant SEQUENCER_WORD = 10;
+    /// @notice Words before the controller's own words (feeds, then the sequencer word).
+    uint256 internal constant HEADER_WORDS = 11;
     /// @notice Words of one packed `RiskParams`.
     uint256 internal constant PARAM_WORDS = 5;
 

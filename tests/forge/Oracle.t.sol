@@ -394,6 +394,26 @@ contract OracleSequencerTest is OrderHelpers {
     function beforeSeal() internal override {
         seq = new MockAggregator(0, "L2 sequencer uptime", 0); // 0 = up, since now
         controller.setSequencerFeed(address(seq), GRACE);
+        // BTC was listed before the feed was set (its blob is rewritten), market 1 after.
+        listExtraMarket(1, 3_000, 0.6e8, 20_000_000);
+    }
+
+    /// @dev Quotes read the sequencer from each market's blob: a market listed before
+    /// `setSequencerFeed` and one listed after both follow the feed, as `sequencerUp()` does.
+    function test_sequencer_copiedIntoEveryMarketsBlob() public {
+        assertTrue(controller.quote(BTC, true, 1e18).sequencerUp);
+        assertTrue(controller.quote(1, true, 1e18).sequencerUp);
+        setSeq(1); // down
+        assertFalse(controller.sequencerUp());
+        assertFalse(controller.quote(BTC, true, 1e18).sequencerUp, "listed before the feed was set");
+        assertFalse(controller.quote(1, false, 1e18).sequencerUp, "listed after");
+        setSeq(0); // back up: within the grace period
+        skipAndRefresh(GRACE / 2);
+        assertFalse(controller.quote(BTC, true, 1e18).sequencerUp, "grace");
+        skipAndRefresh(GRACE);
+        assertTrue(controller.sequencerUp());
+        assertTrue(controller.quote(BTC, true, 1e18).sequencerUp);
+        assertTrue(controller.quote(1, true, 1e18).sequencerUp);
     }
 
     function setUp() public override {
