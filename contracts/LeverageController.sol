@@ -249,13 +249,13 @@ contract LeverageController is RiskOracleBase {
         q.riskFeedsOk = riskOk;
         x.fundingRateWad = q.fundingRateWad;
 
-        Fractions memory f = MarginMath.compute(p, x, tail);
+        Fractions memory f =
+            MarginMath.compute(p, x, tail, BlobLib.sqrtHorizon(b, BlobLib.HEADER_WORDS + BlobLib.PARAM_WORDS));
         q.slipWad = f.slipWad;
         q.impactCoefWad = p.impactWad;
         q.depthUsdWad = x.depthUsdWad;
         // The active parameters' liquidation fee and maintenance cap.
-        q.liqFeeWad = BlobLib.liqFeeWad(b, BlobLib.HEADER_WORDS);
-        q.maxMmfWad = BlobLib.maxMmfWad(b, BlobLib.HEADER_WORDS);
+        (q.liqFeeWad, q.maxMmfWad) = BlobLib.liqFeeAndMaxMmf(b, BlobLib.HEADER_WORDS);
         q.maxImfWad = p.maxImfWad;
         q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
         uint256 imfLive = riskOk ? f.imfWad : p.maxImfWad;

@@ -305,21 +305,22 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     function _check(int256 answer, uint256 updatedAt, uint256 heartbeatSec, uint256 decimals, int256 lo, int256 hi)
         internal
         view
-        returns (bool, int256, uint256)
+        returns (bool ok, int256 v, uint256 t)
     {
-        if (updatedAt == 0 || updatedAt > block.timestamp || block.timestamp - updatedAt > heartbeatSec) {
-            return (false, 0, 0);
+        uint256 lim = ConstantsLib.MAX_RAW_ANSWER;
+        assembly ("memory-safe") {
+            let now_ := timestamp()
+            // published (t != 0), not from the future, within the heartbeat (a future time makes
+            // the difference wrap above any heartbeat)
+            let fresh := and(iszero(iszero(updatedAt)), iszero(gt(sub(now_, updatedAt), heartbeatSec)))
+            // |answer| <= MAX_RAW_ANSWER (1e40); decimals <= 18 (checked at listing): the product
+            // below fits in int256 (1e58) whenever the answer is in range
+            let inRange := and(iszero(sgt(answer, lim)), iszero(slt(answer, sub(0, lim))))
+            v := mul(answer, exp(10, sub(18, decimals)))
+            ok := and(and(fresh, inRange), and(iszero(slt(v, lo)), iszero(sgt(v, hi))))
+            v := mul(v, ok)
+            t := mul(updatedAt, ok)
         }
-        int256 v;
-        unchecked {
-            // |answer| <= MAX_RAW_ANSWER (1e40) and decimals <= 18 (checked at listing): the
-            // product below fits in int256 (1e58).
-            int256 lim = int256(ConstantsLib.MAX_RAW_ANSWER);
-            if (answer > lim || answer < -lim) return (false, 0, 0);
-            v = answer * int256(10 ** (18 - decimals));
-        }
-        if (v < lo || v > hi) return (false, 0, 0);
-        return (true, v, updatedAt);
     }
 
     /// @dev A market's report for a quote: its three slots when any of the blob's feeds is
@@ -355,9 +356,13 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         int256 answer;
         uint256 updatedAt;
         if ((w0 >> 200) & 1 == 1) {
-            uint256 i = k - 1;
-            answer = int128(uint128((i < 2 ? rep.volFunding : rep.depthSkew) >> (128 * (i & 1))));
-            updatedAt = uint40(rep.times >> (40 * i));
+            // Field k (1..4) of the report in memory: answers in words 0 (vol | funding) and 1
+            // (depth | skew), times in word 2 (`Report`).
+            assembly ("memory-safe") {
+                let i := sub(k, 1)
+                answer := signextend(15, shr(mul(128, and(i, 1)), mload(add(rep, mul(32, shr(1, i))))))
+                updatedAt := and(shr(mul(40, i), mload(add(rep, 64))), 0xffffffffff)
+            }
         } else {
             address feed = address(uint160(w0));
             if (feed == address(0)) return (false, 0, 0, lo, hi);

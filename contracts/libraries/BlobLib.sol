@@ -2,6 +2,7 @@
 pragma solidity ^0.8.20;
 
 import {RiskParams} from "../../interfaces/ILeverageController.sol";
+import {MarginMath} from "./MarginMath.sol";
 
 /// @notice Storage form of a feed configuration, with the feed's decimals read at listing.
 /// @param reported True when the feed is the controller's own `ReportFeed` for this market and
@@ -82,14 +83,16 @@ library BlobLib {
 
     /// @notice `RiskParams` in five words: (z, skewSens, tailCap, bufferMult), (minBuffer, liqFee,
     /// impact, crowd), (fundingSens (96 bits), fundingThreshold, horizon (32), rampJitter (32)),
-    /// (minImf, maxImf, minMmf, maxMmf), (mmfRamp, volRef, regimeSens); 64 bits each unless noted.
+    /// (minImf, maxImf, minMmf, maxMmf), (mmfRamp, volRef, regimeSens, sqrt(horizon / YEAR));
+    /// 64 bits each unless noted.
     function packParams(RiskParams memory p) internal pure returns (uint256[5] memory w) {
         w[0] = _four(p.zWad, p.skewSensWad, p.tailCapWad, p.bufferMultWad);
         w[1] = _four(p.minBufferWad, p.liqFeeWad, p.impactWad, p.crowdWad);
         w[2] = uint256(p.fundingSensWad) | (uint256(p.fundingThresholdWad) << 96) | (uint256(p.horizonSec) << 160)
             | (uint256(p.rampJitterSec) << 192);
         w[3] = _four(p.minImfWad, p.maxImfWad, p.minMmfWad, p.maxMmfWad);
-        w[4] = _four(p.mmfRampWadPerSec, p.volRefWad, p.regimeSensWad, 0);
+        // Word 4's last 64 bits cache sqrt(horizon / YEAR) (`sqrtHorizon`), which every quote needs.
+        w[4] = _four(p.mmfRampWadPerSec, p.volRefWad, p.regimeSensWad, uint64(MarginMath.sqrtHorizonWad(p.horizonSec)));
     }
 
     /// @notice The `RiskParams` packed at word `at` of a blob (one bounds check; the 19 fields
@@ -126,14 +129,21 @@ library BlobLib {
         }
     }
 
-    /// @notice The liquidation fee of the `RiskParams` packed at word `at` (word 1, bits 64-127).
-    function liqFeeWad(bytes memory b, uint256 at) internal pure returns (uint256) {
-        return uint64(word(b, at + 1) >> 64);
+    /// @notice sqrt(horizonSec / YEAR), WAD, of the `RiskParams` packed at word `at` (cached in
+    /// word 4, bits 192-255, by `packParams`).
+    function sqrtHorizon(bytes memory b, uint256 at) internal pure returns (uint256) {
+        return word(b, at + 4) >> 192;
     }
 
-    /// @notice The maintenance cap of the `RiskParams` packed at word `at` (word 3, bits 192-255).
-    function maxMmfWad(bytes memory b, uint256 at) internal pure returns (uint256) {
-        return uint64(word(b, at + 3) >> 192);
+    /// @notice The liquidation fee (word 1, bits 64-127) and the maintenance cap (word 3, bits
+    /// 192-255) of the `RiskParams` packed at word `at`, one bounds check.
+    function liqFeeAndMaxMmf(bytes memory b, uint256 at) internal pure returns (uint256 liqFee, uint256 maxMmf) {
+        if ((at + 4) * 32 > b.length) revert BlobTooShort(at + 3, b.length);
+        assembly ("memory-safe") {
+            let p := add(add(b, 32), mul(at, 32))
+            liqFee := and(shr(64, mload(add(p, 32))), 0xffffffffffffffff)
+            maxMmf := shr(192, mload(add(p, 96)))
+        }
     }
 
     function _four(uint64 a, uint64 b, uint64 c, uint64 d) private pure returns (uint256) {

@@ -112,7 +112,19 @@ library MarginMath {
         pure
         returns (uint256)
     {
-        return uint256(p.zWad).mulWadUp(sigmaWad).mulWadUp(sqrtHorizonWad(p.horizonSec)).mulWadUp(
+        return varMove(p, sigmaWad, skewWad, isLong, tailFeedWad, sqrtHorizonWad(p.horizonSec));
+    }
+
+    /// @notice `varMove` with sqrt(horizon / YEAR) given (`sqrtHorizonWad(p.horizonSec)`, cached).
+    function varMove(
+        RiskParams memory p,
+        uint256 sigmaWad,
+        int256 skewWad,
+        bool isLong,
+        uint256 tailFeedWad,
+        uint256 sqrtHorizon
+    ) internal pure returns (uint256) {
+        return uint256(p.zWad).mulWadUp(sigmaWad).mulWadUp(sqrtHorizon).mulWadUp(
             tailMultiplier(p, sigmaWad, skewWad, isLong, tailFeedWad)
         );
     }
@@ -160,7 +172,16 @@ library MarginMath {
         pure
         returns (Fractions memory f)
     {
-        f.varMoveWad = varMove(p, x.sigmaWad, x.skewWad, x.isLong, tailFeedWad);
+        return compute(p, x, tailFeedWad, sqrtHorizonWad(p.horizonSec));
+    }
+
+    /// @notice `compute` with sqrt(horizon / YEAR) given (`sqrtHorizonWad(p.horizonSec)`, cached).
+    function compute(RiskParams memory p, RiskInputs memory x, uint256 tailFeedWad, uint256 sqrtHorizon)
+        internal
+        pure
+        returns (Fractions memory f)
+    {
+        f.varMoveWad = varMove(p, x.sigmaWad, x.skewWad, x.isLong, tailFeedWad, sqrtHorizon);
         f.mmfBaseWad = maintenanceBase(p, f.varMoveWad);
         f.slipWad = slippage(p.impactWad, x.notionalUsdWad, x.depthUsdWad);
         f.crowdWad = crowding(p.crowdWad, x.oiSideWad, x.oiOtherWad, x.priceWad, x.depthUsdWad);
