@@ -166,13 +166,12 @@ contract LeverageController is RiskOracleBase {
     function poke(uint256 marketId) external {
         bytes memory b = _blob(marketId);
         RiskParams memory p = BlobLib.params(b, BlobLib.HEADER_WORDS);
-        (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
-        (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
+        (bool okV, uint256 sigma, bool okS, int256 skew) = _volSkew(b, marketId);
         (bool okT, uint256 tailL) = _tailOf(b, marketId, true);
         (, uint256 tailS) = _tailOf(b, marketId, false);
         if (!okV || !okS || !okT) revert ErrorsLib.RiskFeedInvalid(marketId);
-        _commit(marketId, true, p, uint256(sigma), skew, tailL);
-        _commit(marketId, false, p, uint256(sigma), skew, tailS);
+        _commit(marketId, true, p, sigma, skew, tailL);
+        _commit(marketId, false, p, sigma, skew, tailS);
     }
 
     /// @notice The maintenance ramp of a side.
@@ -183,11 +182,23 @@ contract LeverageController is RiskOracleBase {
     /// @notice The live maintenance target of a side (what `poke` would commit), WAD.
     function maintenanceTarget(uint256 marketId, bool isLong) external view returns (bool ok, uint256 targetWad) {
         bytes memory b = _blob(marketId);
-        (bool okV, int256 sigma) = _read(BlobLib.feed(b, uint256(FeedKind.Volatility)));
-        (bool okS, int256 skew) = _read(BlobLib.feed(b, uint256(FeedKind.Skew)));
+        (bool okV, uint256 sigma, bool okS, int256 skew) = _volSkew(b, marketId);
         (bool okT, uint256 tail) = _tailOf(b, marketId, isLong);
         if (!okV || !okS || !okT) return (false, 0);
-        return (true, _target(BlobLib.params(b, BlobLib.HEADER_WORDS), uint256(sigma), skew, isLong, tail));
+        return (true, _target(BlobLib.params(b, BlobLib.HEADER_WORDS), sigma, skew, isLong, tail));
+    }
+
+    /// @dev The volatility and skew inputs of the maintenance target (the market's report loaded once).
+    function _volSkew(bytes memory b, uint256 marketId)
+        internal
+        view
+        returns (bool okV, uint256 sigma, bool okS, int256 skew)
+    {
+        Report memory rep = _loadReport(b, marketId);
+        int256 v;
+        (okV, v,,,) = _readK(b, uint256(FeedKind.Volatility), rep);
+        (okS, skew,,,) = _readK(b, uint256(FeedKind.Skew), rep);
+        sigma = uint256(v);
     }
 
     /// @dev The maintenance target of a side: maintenanceBase(varMove(...)).

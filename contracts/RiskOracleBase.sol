@@ -101,16 +101,12 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         returns (uint80 roundId, int256 answer, uint256 updatedAt)
     {
         if (kind == FeedKind.Price) revert ErrorsLib.NotReported(marketId, kind);
-        (answer, updatedAt) = _reportAt(marketId, uint256(kind));
-        roundId = uint80((_reports[marketId].times >> (160 + 23 * (uint256(kind) - 1))) & COUNTER_MASK);
-    }
-
-    /// @dev Field `kind` (1..4) of a market's report: its answer and write time.
-    function _reportAt(uint256 marketId, uint256 kind) internal view returns (int256 answer, uint256 updatedAt) {
-        uint256 i = kind - 1;
+        uint256 i = uint256(kind) - 1;
         Report storage r = _reports[marketId];
+        uint256 times = r.times;
         answer = int128(uint128((i < 2 ? r.volFunding : r.depthSkew) >> (128 * (i & 1))));
-        updatedAt = uint40(r.times >> (40 * i));
+        updatedAt = uint40(times >> (40 * i));
+        roundId = uint80((times >> (160 + 23 * i)) & COUNTER_MASK);
     }
 
     function _sat(int256 v) private pure returns (int128) {
@@ -174,12 +170,14 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     /// @notice A feed's answer scaled to WAD, and whether it passed every check.
     function readFeed(uint256 marketId, FeedKind kind) external view returns (bool ok, int256 valueWad) {
         if (_blobOf[marketId] == address(0)) return (false, 0);
-        return _read(BlobLib.feed(_blob(marketId), uint256(kind)));
+        bytes memory b = _blob(marketId);
+        (ok, valueWad,,,) = _readK(b, uint256(kind), _loadReport(b, marketId));
     }
 
     /// @notice Oracle price, USD per base unit, WAD. Reverts `PriceFeedInvalid` when bad.
     function priceWad(uint256 marketId) public view returns (uint256) {
-        (bool ok, int256 p) = _read(BlobLib.feed(_blob(marketId), uint256(FeedKind.Price)));
+        Report memory none; // the price is never a report field
+        (bool ok, int256 p,,,) = _readK(_blob(marketId), uint256(FeedKind.Price), none);
         if (!ok) revert ErrorsLib.PriceFeedInvalid(marketId);
         return uint256(p);
     }
@@ -256,8 +254,6 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
                 heartbeatSec: c.heartbeatSec,
                 decimals: dec,
                 reported: reported,
-                marketId: uint8(marketId),
-                kind: uint8(k),
                 minWad: c.minWad,
                 maxWad: c.maxWad
             });
@@ -271,33 +267,6 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         } catch {
             return false;
         }
-    }
-
-    /// @dev Reads a feed: (false, 0) when it reverts, is stale, from the future, too large, or
-    /// outside its bounds.
-    function _read(FeedSlot memory s) internal view returns (bool ok, int256 v) {
-        (ok, v,) = _readAt(s);
-    }
-
-    /// @dev `_read` with the answer's publication time (0 when bad).
-    /// A reported field is read from the report storage; any other feed with `latestRoundData`.
-    function _readAt(FeedSlot memory s) internal view returns (bool, int256, uint256) {
-        address feed = s.feed;
-        if (feed == address(0)) return (false, 0, 0);
-        if (s.reported) {
-            (int256 a, uint256 t) = _reportAt(s.marketId, s.kind);
-            return _checkAnswer(s, a, t);
-        }
-        try AggregatorV3Interface(feed).latestRoundData() returns (uint80, int256 answer, uint256, uint256 updatedAt, uint80) {
-            return _checkAnswer(s, answer, updatedAt);
-        } catch {
-            return (false, 0, 0);
-        }
-    }
-
-    /// @dev The checks of `_readAt` on an answer and its time.
-    function _checkAnswer(FeedSlot memory s, int256 answer, uint256 updatedAt) internal view returns (bool, int256, uint256) {
-        return _check(answer, updatedAt, s.heartbeatSec, s.decimals, s.minWad, s.maxWad);
     }
 
     /// @dev An answer and its time against a feed's heartbeat, decimals and WAD bounds: (ok, value
@@ -335,9 +304,10 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         if ((any >> 200) & 1 == 1) r = _reports[marketId];
     }
 
-    /// @dev Feed `k` of a blob read and checked, as `_readAt` (same checks) but without decoding a
-    /// `FeedSlot`, a reported field taken from `rep` (`_loadReport`, read once per quote): (ok, value
-    /// WAD, time, the feed's min and max WAD).
+    /// @dev Feed `k` of a blob read and checked: a reported field from `rep` (`_loadReport`, read
+    /// once per quote or poke), any other feed with `latestRoundData` (a feed that reverts is bad):
+    /// (ok, value WAD, time, the feed's min and max WAD); ok false (value and time 0) when it is
+    /// stale, from the future, too large or outside its bounds (`_check`).
     function _readK(bytes memory b, uint256 k, Report memory rep)
         internal
         view

@@ -7,14 +7,11 @@ import {MarginMath} from "./MarginMath.sol";
 /// @notice Storage form of a feed configuration, with the feed's decimals read at listing.
 /// @param reported True when the feed is the controller's own `ReportFeed` for this market and
 /// field: the controller then reads its report storage instead of calling the feed.
-/// @param marketId, kind Which report field (memory only for `kind`: the blob's word index).
 struct FeedSlot {
     address feed;
     uint32 heartbeatSec;
     uint8 decimals;
     bool reported;
-    uint8 marketId;
-    uint8 kind;
     int128 minWad;
     int128 maxWad;
 }
@@ -23,7 +20,7 @@ struct FeedSlot {
 /// @notice Packing of a market's configuration into the words of an SSTORE2 blob (read by a quote
 /// with one EXTCODECOPY) and cheap unpacking (shifts and masks, no ABI decoder).
 /// @dev Layout, in 32-byte words: feed k (k = 0..4) in words 2k and 2k+1
-///   (word 2k: feed | heartbeat << 160 | decimals << 192 | reported << 200 | marketId << 208;
+///   (word 2k: feed | heartbeat << 160 | decimals << 192 | reported << 200;
 ///   word 2k+1: uint128(min) | uint128(max) << 128), the sequencer word (word 10),
 /// then the controller's words from word 11 on (`RiskParams`: 5 words each, see `packParams`).
 library BlobLib {
@@ -51,7 +48,7 @@ library BlobLib {
         for (uint256 k; k < 5; ++k) {
             FeedSlot memory s = fs[k];
             w[2 * k] = uint256(uint160(s.feed)) | (uint256(s.heartbeatSec) << 160) | (uint256(s.decimals) << 192)
-                | (s.reported ? uint256(1) << 200 : 0) | (uint256(s.marketId) << 208);
+                | (s.reported ? uint256(1) << 200 : 0);
             w[2 * k + 1] = uint256(uint128(s.minWad)) | (uint256(uint128(s.maxWad)) << 128);
         }
     }
@@ -68,10 +65,8 @@ library BlobLib {
             mstore(add(s, 32), and(shr(160, w0), 0xffffffff))
             mstore(add(s, 64), and(shr(192, w0), 0xff))
             mstore(add(s, 96), and(shr(200, w0), 1))
-            mstore(add(s, 128), and(shr(208, w0), 0xff))
-            mstore(add(s, 160), k)
-            mstore(add(s, 192), signextend(15, w1))
-            mstore(add(s, 224), signextend(15, shr(128, w1)))
+            mstore(add(s, 128), signextend(15, w1))
+            mstore(add(s, 160), signextend(15, shr(128, w1)))
         }
     }
 
