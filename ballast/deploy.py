@@ -39,14 +39,17 @@ class Deployment:
     reported: frozenset[str] = frozenset(REPORT_KINDS)
     """Kinds read from the controller's risk report (written with ``submitReport``)."""
 
-    def set_feeds(self, market_id: int, answers: dict[str, int]) -> None:
-        """Publish answers (feed decimals) as the admin, one transaction per call: the price to
-        its aggregator, the risk inputs as one report."""
+    def feed_calls(self, market_id: int, answers: dict[str, int]) -> list[Any]:
+        """The admin's calls that publish answers (feed decimals): each aggregator's ``transmit``
+        (the price), then one ``submitReport`` with the risk inputs."""
         addrs, ans, reports = pusher_args(self.feeds, self.reported, {market_id: answers})
-        for a, v in zip(addrs, ans):
-            self.chain.transact(self.chain.at("MockAggregator", a).functions.transmit(v), self.admin)
-        for mid, mask, row in reports:
-            self.chain.transact(self.controller.functions.submitReport(mid, mask, row), self.admin)
+        calls = [self.chain.at("MockAggregator", a).functions.transmit(v) for a, v in zip(addrs, ans)]
+        return calls + [self.controller.functions.submitReport(*r) for r in reports]
+
+    def set_feeds(self, market_id: int, answers: dict[str, int]) -> None:
+        """Publish answers (feed decimals) as the admin (``feed_calls``), one transaction each."""
+        for fn in self.feed_calls(market_id, answers):
+            self.chain.transact(fn, self.admin)
 
     def addresses(self) -> dict[str, Any]:
         return {

@@ -167,13 +167,10 @@ class System:
 
     def report(self, mid: int, values: dict[str, float]) -> int:
         m = self.config.market(mid)
-        answers = {k: m.feed_answer(k, v) for k, v in values.items()}
-        addrs, ans, reports = pusher_args(self.dep.feeds, self.dep.reported, {mid: answers})
-        if addrs and reports:
-            raise ValueError("one transaction per call: the price or risk inputs, not both")
-        if addrs:
-            return self.gas(self.chain.at("MockAggregator", addrs[0]).functions.transmit(ans[0]), self.admin)
-        return self.gas(self.dep.controller.functions.submitReport(*reports[0]), self.admin)
+        calls = self.dep.feed_calls(mid, {k: m.feed_answer(k, v) for k, v in values.items()})
+        if len(calls) != 1:
+            raise ValueError(f"one transaction per call: the price or risk inputs, not both ({sorted(values)})")
+        return self.gas(calls[0], self.admin)
 
     def feed_value(self, mid: int, kind: str) -> float:
         m = self.config.market(mid)
