@@ -89,7 +89,14 @@ contract LeverageController is RiskOracleBase {
     /// @dev (true, 0) when none was published; (false, 0) when stale (older than the volatility
     /// feed's heartbeat); else (true, the side's tail).
     function _tailOf(bytes memory b, uint256 marketId, bool isLong) internal view returns (bool, uint256) {
-        if (_reports[marketId].times & TAIL_FLAG == 0) return (true, 0);
+        return _tailOf(b, marketId, isLong, _reports[marketId].times);
+    }
+
+    /// @dev `_tailOf` with the report's time word already read (`times`; 0: read it here, as a
+    /// market without reported feeds loads no report).
+    function _tailOf(bytes memory b, uint256 marketId, bool isLong, uint256 times) internal view returns (bool, uint256) {
+        if (times == 0) times = _reports[marketId].times;
+        if (times & TAIL_FLAG == 0) return (true, 0);
         uint256 w = _tails[marketId];
         uint256 at = w >> 128;
         if (block.timestamp - at > BlobLib.feed(b, uint256(FeedKind.Volatility)).heartbeatSec) return (false, 0);
@@ -232,32 +239,32 @@ contract LeverageController is RiskOracleBase {
     function _quote(uint256 marketId, bool isLong, uint256 positionSizeWad, uint256 oiLong, uint256 oiShort)
         internal
         view
-        returns (MarketQuote memory)
+        returns (MarketQuote memory q)
     {
         RiskInputs memory x;
         x.isLong = isLong;
         (x.oiSideWad, x.oiOtherWad) = isLong ? (oiLong, oiShort) : (oiShort, oiLong);
-        return _priced(marketId, positionSizeWad, x);
+        _priced(q, marketId, positionSizeWad, x);
     }
 
-    /// @dev The quote for a side and open interest already in `x`.
-    function _priced(uint256 marketId, uint256 positionSizeWad, RiskInputs memory x)
+    /// @dev Fills `q` with the quote for a side and open interest already in `x` (the caller's
+    /// struct, not a returned one: a memory-struct return is zero-filled again on every call).
+    function _priced(MarketQuote memory q, uint256 marketId, uint256 positionSizeWad, RiskInputs memory x)
         internal
         view
-        returns (MarketQuote memory q)
     {
-        bool isLong = x.isLong;
         bytes memory b = _blob(marketId);
-        RiskParams memory p = BlobLib.params(b, BlobLib.HEADER_WORDS + BlobLib.PARAM_WORDS);
-        Report memory rep = _loadReport(b, marketId);
-        _quoteBase(q, b, rep);
-        x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
-        x.priceWad = q.priceWad;
-        bool riskOk;
-        (riskOk, x) = _inputs(b, x, q.fundingOk, rep);
-        (bool okT, uint256 tail) = _tailOf(b, marketId, isLong);
-        riskOk = riskOk && okT;
-        q.riskFeedsOk = riskOk;
+        RiskParams memory p = BlobLib.paramsReader()(b, BlobLib.HEADER_WORDS + BlobLib.PARAM_WORDS);
+        uint256 tail;
+        {
+            Report memory rep = _loadReport(b, marketId);
+            _quoteBase(q, b, rep);
+            x.notionalUsdWad = positionSizeWad.mulWadUp(q.priceWad);
+            x.priceWad = q.priceWad;
+            bool okT;
+            (okT, tail) = _tailOf(b, marketId, x.isLong, rep.times);
+            q.riskFeedsOk = _inputs(b, x, q.fundingOk, rep) && okT;
+        }
         x.fundingRateWad = q.fundingRateWad;
 
         Fractions memory f =
@@ -268,11 +275,23 @@ contract LeverageController is RiskOracleBase {
         // The active parameters' liquidation fee and maintenance cap.
         (q.liqFeeWad, q.maxMmfWad) = BlobLib.liqFeeAndMaxMmf(b, BlobLib.HEADER_WORDS);
         q.maxImfWad = p.maxImfWad;
-        q.mmfBaseWad = _ramps[marketId][isLong ? 0 : 1].valueAt(block.timestamp);
-        uint256 imfLive = riskOk ? f.imfWad : p.maxImfWad;
+        q.mmfBaseWad = _rampValue(marketId, x.isLong);
         q.imfWad = MarginMath.requiredInitial(
-            imfLive, MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad), p.minBufferWad, p.maxImfWad
+            q.riskFeedsOk ? f.imfWad : p.maxImfWad,
+            MarginMath.positionMaintenance(q.mmfBaseWad, q.slipWad, q.maxMmfWad),
+            p.minBufferWad,
+            p.maxImfWad
         );
+    }
+
+    /// @dev A side's ramped maintenance fraction now, from one raw SLOAD of its ramp.
+    function _rampValue(uint256 marketId, bool isLong) internal view returns (uint256) {
+        Ramp storage rs = _ramps[marketId][isLong ? 0 : 1];
+        uint256 w;
+        assembly ("memory-safe") {
+            w := sload(rs.slot)
+        }
+        return RampLib.valueAtWord(w, block.timestamp);
     }
 
     /// @inheritdoc ILeverageController
@@ -370,7 +389,7 @@ contract LeverageController is RiskOracleBase {
     function _inputs(bytes memory b, RiskInputs memory x, bool okF, Report memory rep)
         internal
         view
-        returns (bool riskOk, RiskInputs memory)
+        returns (bool riskOk)
     {
         (bool okV, int256 sigma,,, int256 maxV) = _readK(b, uint256(FeedKind.Volatility), rep);
         (bool okS, int256 skew,,,) = _readK(b, uint256(FeedKind.Skew), rep);
@@ -378,7 +397,7 @@ contract LeverageController is RiskOracleBase {
         x.sigmaWad = okV ? uint256(sigma) : uint256(maxV);
         x.skewWad = okS ? skew : int256(0);
         x.depthUsdWad = okD ? uint256(depth) : uint256(minD);
-        return (okV && okS && okD && okF, x);
+        return okV && okS && okD && okF;
     }
 
     /// @dev Moves one side's ramp toward the live target: loosen at once, tighten after a random

@@ -89,9 +89,14 @@ library MarginMath {
         pure
         returns (uint256)
     {
-        uint256 t = WAD + uint256(p.skewSensWad).mulWadUp(adverseSkew(skewWad, isLong));
-        if (sigmaWad > p.volRefWad) {
-            t += uint256(p.regimeSensWad).mulWadUp((sigmaWad - p.volRefWad).divWadUp(p.volRefWad));
+        // Unchecked: a mulWadUp result is below 2^256 / 1e18 < 2^197 (it reverts when the product
+        // overflows), so WAD plus two of them cannot overflow; the subtraction is guarded.
+        uint256 t;
+        unchecked {
+            t = WAD + uint256(p.skewSensWad).mulWadUp(adverseSkew(skewWad, isLong));
+            if (sigmaWad > p.volRefWad) {
+                t += uint256(p.regimeSensWad).mulWadUp((sigmaWad - p.volRefWad).divWadUp(p.volRefWad));
+            }
         }
         if (tailFeedWad > t) t = tailFeedWad;
         return t < p.tailCapWad ? t : p.tailCapWad;
@@ -149,7 +154,11 @@ library MarginMath {
         returns (uint256)
     {
         if (oiSideWad <= oiOtherWad) return 0;
-        uint256 ratio = slippage(WAD, (oiSideWad - oiOtherWad).mulWadUp(priceWad), depthUsdWad);
+        uint256 net;
+        unchecked {
+            net = oiSideWad - oiOtherWad; // guarded above
+        }
+        uint256 ratio = slippage(WAD, net.mulWadUp(priceWad), depthUsdWad);
         return crowdK.mulWadUp(ratio);
     }
 
@@ -158,7 +167,10 @@ library MarginMath {
         int256 payer = isLong ? fundingRateWad : -fundingRateWad;
         int256 threshold = int256(uint256(p.fundingThresholdWad));
         if (payer <= threshold) return 0;
-        return uint256(p.fundingSensWad).mulWadUp(uint256(payer - threshold));
+        unchecked {
+            // payer > threshold >= 0: the difference of two non-negative int256 cannot overflow
+            return uint256(p.fundingSensWad).mulWadUp(uint256(payer - threshold));
+        }
     }
 
     /// @notice Every term of the model for one input set.
@@ -186,8 +198,12 @@ library MarginMath {
         f.slipWad = slippage(p.impactWad, x.notionalUsdWad, x.depthUsdWad);
         f.crowdWad = crowding(p.crowdWad, x.oiSideWad, x.oiOtherWad, x.priceWad, x.depthUsdWad);
         f.fundingWad = fundingPenalty(p, x.fundingRateWad, x.isLong);
-        uint256 raw = f.mmfBaseWad + f.slipWad + uint256(p.bufferMultWad).mulWadUp(f.varMoveWad) + p.minBufferWad
-            + f.crowdWad + f.fundingWad;
+        uint256 raw;
+        unchecked {
+            // six terms, each a uint64, a clamped fraction or a mulWadUp result (< 2^197): no overflow
+            raw = f.mmfBaseWad + f.slipWad + uint256(p.bufferMultWad).mulWadUp(f.varMoveWad) + p.minBufferWad
+                + f.crowdWad + f.fundingWad;
+        }
         f.imfWad = clamp(raw, p.minImfWad, p.maxImfWad);
     }
 

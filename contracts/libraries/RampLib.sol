@@ -21,6 +21,20 @@ library RampLib {
         return v < r.toWad ? v : r.toWad;
     }
 
+    /// @notice `valueAt` of a ramp read as its raw storage word (fromWad: bits 0-63, toWad: 64-127,
+    /// activationSec: 128-191, rateWadPerSec: 192-255), for a quote's single SLOAD.
+    function valueAtWord(uint256 w, uint256 nowSec) internal pure returns (uint256 v) {
+        uint256 from = uint64(w);
+        uint256 to = uint64(w >> 64);
+        uint256 activation = uint64(w >> 128);
+        if (nowSec <= activation || to <= from) return from;
+        // Unchecked: rate < 2^64 and nowSec - activation < 2^64 (timestamps), so the sum is < 2^129.
+        unchecked {
+            v = from + (w >> 192) * (nowSec - activation);
+        }
+        return v < to ? v : to;
+    }
+
     /// @notice Whether the ramp has reached its target at `nowSec`.
     function settled(Ramp memory r, uint256 nowSec) internal pure returns (bool) {
         return valueAt(r, nowSec) >= r.toWad;

@@ -512,4 +512,16 @@ contract MarginMathTest is OrderHelpers {
         assertLe(v2 - v1, uint256(rate) * (t2 - t1), "rate bound");
         if (t1 <= act) assertEq(v1, from, "flat before activation");
     }
+
+    /// @dev The quote's raw-word reader (`valueAtWord`, one SLOAD, unchecked arithmetic) equals
+    /// `valueAt` on the same ramp, whatever its fields and the time (any uint64 fields, any
+    /// timestamp below 2^64).
+    function testFuzz_ramp_valueAtWordEqualsValueAt(uint64 from, uint64 to, uint64 act, uint64 rate, uint64 t)
+        public
+        pure
+    {
+        Ramp memory r = Ramp(from, to, act, rate);
+        uint256 w = uint256(from) | (uint256(to) << 64) | (uint256(act) << 128) | (uint256(rate) << 192);
+        assertEq(RampLib.valueAtWord(w, t), RampLib.valueAt(r, t));
+    }
 }

@@ -14,7 +14,7 @@ import {RiskParams} from "../../../interfaces/ILeverageController.sol";
 /// Defences (each test names the one it exercises):
 ///  (D1) Maintenance of existing positions moves only through the Ramp: LeverageController._commit
 ///       schedules a tightening after a delay at a bounded rate (LeverageController.sol:290-295),
-///       and quote reads `q.mmfBaseWad = _ramps[...].valueAt(block.timestamp)` (LeverageController.sol:167).
+///       and quote reads `q.mmfBaseWad = _rampValue(marketId, isLong)` (RampLib.valueAtWord of the ramp).
 ///       Volatility and skew only reach maintenance through it.
 ///  (D2) The closing-slippage part of a position's maintenance is snapshotted when it grows:
 ///       `if (increasing) pos.slipSnapWad = uint64(q.slipWad);` (MarginEngine.sol:298), and health uses

@@ -17,8 +17,8 @@ import {Ramp} from "../../../contracts/libraries/RampLib.sol";
 ///       (LeverageController.sol:310-313): unknown before the poke block.
 ///  (D2) The maintenance fraction of existing positions follows the Ramp: constant until its
 ///       activation, then rising by at most `mmfRampWadPerSec` per second
-///       (RampLib.valueAt; LeverageController.quote: `q.mmfBaseWad = _ramps[...].valueAt(block.timestamp)`,
-///       LeverageController.sol:167). A tightening never jumps.
+///       (RampLib.valueAt; LeverageController.quote: `q.mmfBaseWad = _rampValue(marketId, isLong)`,
+///       RampLib.valueAtWord of the side's ramp slot). A tightening never jumps.
 contract RampTimingTest is AttackBase {
     function setUp() public override {
         super.setUp();
