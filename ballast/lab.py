@@ -601,7 +601,7 @@ class LabRun:
     def _apply_liquidate(self, b: int, ts: int, r: dict[str, Any], p: _Pending, ok: bool) -> None:
         mir = self.mir
         try:
-            res = mir.liquidate(p.account, p.market, ts)
+            res = mir.liquidate(p.account, p.market, ts, p.sender)
             m_ok, reason = True, ""
         except MirrorRevert as err:
             m_ok, reason = False, err.error

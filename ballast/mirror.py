@@ -389,7 +389,7 @@ class EngineMirror:
     bad_debt_socialized: int = 0
     net_deposits: int = 0
     settlement_fees_paid: int = 0
-    """Settlement fees transferred to settlers (out of the engine), token units."""
+    """Settlement fees credited to settlers' engine accounts, token units."""
     flagged_at: dict[str, int] = field(default_factory=dict)
     """``flaggedAt(account)``: when an account was flagged for liquidation (absent: not flagged)."""
     sequencer_up: bool = True
@@ -729,15 +729,19 @@ class EngineMirror:
         (``fill_price_wad``) and publication time (``round_time``), and the previous round's
         (``prev_round_time``; 0 when there is none). The round must be the first published at or
         after the order's settle-from time, no later than its expiry (nor ``now``); the fill must
-        lie within the price feed's bounds. Pays the settlement fee out to ``settler`` and
-        executes the trade at the fill. Returns (realized PnL, trading fee, signed impact) tokens;
-        ``round_id`` only fills the revert data."""
+        lie within the price feed's bounds. Executes the trade at the fill, then credits the
+        settlement fee to ``settler``'s engine account (required: the engine pays no token out).
+        Returns (realized PnL, trading fee, signed impact) tokens; ``round_id`` only fills the
+        revert data."""
+        if settler is None:
+            raise ValueError("settle: settler is None; the settlement fee is credited to the settler's account, "
+                             "so pass the address that sends settleOrder")
         result: tuple[int, int, int] = self._atomic(a, mid, self._settle, a, mid, fill_price_wad, round_time,
-                                                    prev_round_time, now, round_id)
+                                                    prev_round_time, now, round_id, settler)
         return result
 
     def _settle(self, a: str, mid: int, fill: int, round_time: int, prev_time: int, now: int,
-                round_id: int) -> tuple[int, int, int]:
+                round_id: int, settler: str) -> tuple[int, int, int]:
         o = self.orders.get((a, mid))
         if o is None:
             raise MirrorRevert("NoOrder", a, mid)
@@ -754,8 +758,6 @@ class EngineMirror:
             raise MirrorRevert("SettlementPriceInvalid", mid, round_id, answer)
         del self.orders[(a, mid)]
         self.order_escrow -= o.fee_tokens
-        self.net_deposits -= o.fee_tokens
-        self.settlement_fees_paid += o.fee_tokens
         delta = o.size_delta
         if o.close_all:
             acc = self.accounts.get(a)
@@ -763,7 +765,11 @@ class EngineMirror:
             delta = -(pos.size if pos else 0)
             if delta == 0:
                 raise MirrorRevert("NoPosition", a, mid)
-        return self._execute(a, mid, delta, fill, o.acceptable_price_wad, now)
+        result = self._execute(a, mid, delta, fill, o.acceptable_price_wad, now)
+        # After the trade and its checks, as on chain: nothing can revert past this point.
+        self.account(settler).collateral += o.fee_tokens
+        self.settlement_fees_paid += o.fee_tokens
+        return result
 
     def cancel_expired(self, a: str, mid: int, now: int) -> int:
         """``cancelExpiredOrder(a, mid)``: refunds the escrowed fee to collateral after expiry.
@@ -866,17 +872,18 @@ class EngineMirror:
         if at != q.price_time or at < frm or prev >= frm:
             raise MirrorRevert("SettlementRoundInvalid", feed.round_id, at, frm, prev)
 
-    def liquidate(self, a: str, mid: int, now: int) -> LiquidationResult:
-        """``liquidate(a, mid)`` at the live price, or raise MirrorRevert (state untouched):
+    def liquidate(self, a: str, mid: int, now: int, liquidator: str) -> LiquidationResult:
+        """``liquidate(a, mid)`` sent by ``liquidator`` (credited the reward in its engine account)
+        at the live price, or raise MirrorRevert (state untouched):
         ``PriceFeedInvalid`` when that market's price is bad, ``NotFlagged`` /
         ``SettlementRoundInvalid`` unless the account was flagged (:meth:`flag_liquidation`) and
         the live price is the first round published at or after flag + min delay (the price feed's
         ``prev_updated_at``/``round_id``: update feeds with :meth:`Feed.push`),
         ``LiquidationMarketNotPreferred`` when ``mid`` is not :meth:`liquidation_market`."""
-        result: LiquidationResult = self._atomic(a, mid, self._liquidate, a, mid, now)
+        result: LiquidationResult = self._atomic(a, mid, self._liquidate, a, mid, now, liquidator)
         return result
 
-    def _liquidate(self, a: str, mid: int, now: int) -> LiquidationResult:
+    def _liquidate(self, a: str, mid: int, now: int, liquidator: str) -> LiquidationResult:
         acc = self.accounts.get(a)
         pos = acc.positions.get(mid) if acc else None
         if acc is None or pos is None or pos.size == 0:
@@ -919,7 +926,8 @@ class EngineMirror:
         bad = 0
         if not acc.open_markets() and acc.collateral < 0:
             bad = self._realize_bad_debt(acc)
-        self.net_deposits -= reward
+        # After the bad debt, as on chain: the reward is credited, not transferred.
+        self.account(liquidator).collateral += reward
         return LiquidationResult(a, mid, delta, closed_n, penalty, reward, bad, h, realized, impact, pos.size, price)
 
 

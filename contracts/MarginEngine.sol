@@ -326,7 +326,6 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         _clearOrder(account, marketId);
         uint256 fee = settlementFeeTokens;
         _book.orderEscrow -= uint128(fee);
-        _book.netDeposits -= uint128(fee);
 
         int256 delta = o.sizeDeltaWad;
         if (o.closeAll) {
@@ -334,8 +333,10 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
             if (delta == 0) revert ErrorsLib.NoPosition(account, marketId);
         }
         _execute(account, marketId, delta, fill, o.acceptablePriceWad);
+        // The keeper's fee is credited to its own engine account (withdrawable with `withdraw`),
+        // after the trade and its margin check: no token transfer.
+        if (fee != 0) _addCollateral(msg.sender, int256(fee));
         emit EventsLib.OrderSettled(account, marketId, msg.sender, priceRoundId, fill, fee);
-        if (fee != 0) collateralToken.safeTransfer(msg.sender, fee);
     }
 
     /// @inheritdoc IMarginEngine
@@ -606,8 +607,9 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         _emitLiquidated(account, marketId, delta, q.priceWad, penaltyTokens, rewardTokens, realizedTokens, impactTokens);
 
         _realizeIfBankrupt(account);
-        _book.netDeposits -= uint128(rewardTokens);
-        if (rewardTokens != 0) collateralToken.safeTransfer(msg.sender, rewardTokens);
+        // The liquidator's reward is credited to its own engine account (withdrawable with
+        // `withdraw`), after the account's bad debt is realized: no token transfer.
+        if (rewardTokens != 0) _addCollateral(msg.sender, int256(rewardTokens));
     }
 
     function _emitLiquidated(

@@ -20,8 +20,8 @@ struct Position {
 /// @param acceptablePriceWad Worst acceptable effective price per base unit, fees and impact
 /// included, USD, WAD: a buy fails above it, a sell below it (0: no limit).
 /// @param commitSec When the order was committed, unix seconds (0: no order).
-/// @param feeTokens Settlement fee escrowed from collateral: paid to whoever settles the order,
-/// refunded if it expires.
+/// @param feeTokens Settlement fee escrowed from collateral: credited to the engine account of
+/// whoever settles the order (withdrawable with `withdraw`), refunded if it expires.
 /// @param closeAll Close whatever position exists at settlement (`sizeDeltaWad` is 0).
 struct Order {
     int128 sizeDeltaWad;
@@ -81,7 +81,8 @@ interface IMarginEngine {
 
     /// @notice Settles `account`'s order in `marketId` at the price of round `priceRoundId` of the
     /// market's price feed, which must be the first round published at or after the order's
-    /// `settleFrom` time and no later than its expiry. Pays the caller the settlement fee.
+    /// `settleFrom` time and no later than its expiry. Credits the settlement fee to the caller's engine
+    /// account (its collateral, withdrawable with `withdraw`; no token transfer).
     function settleOrder(address account, uint256 marketId, uint80 priceRoundId) external;
 
     /// @notice Cancels an expired order and refunds its settlement fee to the account. Anyone.
@@ -104,7 +105,8 @@ interface IMarginEngine {
     /// valid-price market that restores health with the least notional closed. A market whose
     /// price is bad cannot be liquidated, and is valued conservatively (last good price moved
     /// adversely by its maximum maintenance fraction) so it cannot shield the others. Closes just enough to restore health to the target ratio (all of it when
-    /// that is not possible), pays the caller a reward and the insurance fund a share. When
+    /// that is not possible), credits the caller's engine account with a reward (its collateral,
+    /// withdrawable with `withdraw`; no token transfer) and pays the insurance fund a share. When
     /// the account is left with no position and negative collateral the shortfall is bad debt,
     /// covered by the insurance fund and then socialized to the vault.
     function liquidate(address account, uint256 marketId) external;

@@ -101,7 +101,7 @@ contract LiquidateTest is OrderHelpers {
         assertLt(e.impact, 0, "a close shrinks the skew: a rebate from the pool");
         assertEq(engine.vaultBalance(), v0 - e.realized);
         assertEq(engine.insuranceFund(), i0 + e.penalty - e.reward);
-        assertEq(usd.balanceOf(liquidator), e.reward);
+        assertEq(engine.collateralOf(liquidator), int256(e.reward));
         assertGt(e.reward, 0);
         (uint256 l,) = engine.openInterest(BTC);
         assertEq(l, uint256(int256(p1.sizeWad)));
@@ -220,7 +220,7 @@ contract LiquidateTest is OrderHelpers {
         assertEq(engine.insuranceFund(), i0 + 220 * USDC - debt);
         assertEq(engine.vaultBalance(), v0 + 12_000 * int256(USDC));
         assertEq(poolOf(BTC), 1 * USDC - 774_400);
-        assertEq(usd.balanceOf(liquidator), 220 * USDC);
+        assertEq(engine.collateralOf(liquidator), int256(220 * USDC));
         assertFalse(engine.isLiquidatable(alice));
         assertConserved();
     }
@@ -253,7 +253,7 @@ contract LiquidateTest is OrderHelpers {
         assertEq(engine.badDebtSocialized(), socialized);
         assertEq(engine.vaultBalance(), v0 - e.realized - int256(socialized));
         assertEq(engine.collateralOf(alice), 0);
-        assertEq(usd.balanceOf(liquidator), e.reward);
+        assertEq(engine.collateralOf(liquidator), int256(e.reward));
         assertConserved();
 
         // A second bad debt: the fund only holds carol's own fee share and penalty share.
@@ -361,13 +361,19 @@ contract LiquidateTest is OrderHelpers {
     }
 
     /// @dev Anyone may liquidate, including the account itself; the reward goes to the caller.
+    /// @dev Self-liquidation: the reward is credited to the liquidated account itself, after its
+    /// penalty (and any bad debt) is settled: what it keeps is exactly the penalty's liquidator share.
     function test_liquidate_selfLiquidationPaysCaller() public {
         fund(alice, 10_000 * USDC);
         open(alice, 2e18);
         setPrice(45_500);
         Expect memory e = expectLiquidation(alice);
+        int256 c0 = engine.collateralOf(alice);
+        uint256 t0 = usd.balanceOf(alice);
         liquidateAs(alice, alice);
-        assertEq(usd.balanceOf(alice), e.reward);
+        assertGt(e.reward, 0);
+        assertEq(engine.collateralOf(alice), c0 + e.realized - int256(e.penalty) - e.impact + int256(e.reward));
+        assertEq(usd.balanceOf(alice), t0, "no token transfer");
         assertConserved();
     }
 
@@ -400,7 +406,7 @@ contract LiquidateTest is OrderHelpers {
             assertGe(h.equityUsdWad + 1e13, int256(h.maintenanceUsdWad.mulWad(TARGET)), "target ratio");
             assertFalse(engine.isLiquidatable(alice));
         }
-        assertEq(usd.balanceOf(liquidator), e.reward);
+        assertEq(engine.collateralOf(liquidator), int256(e.reward));
         assertEq(engine.badDebtTotal(), engine.badDebtCovered() + engine.badDebtSocialized());
         assertConserved();
     }

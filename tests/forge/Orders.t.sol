@@ -243,17 +243,19 @@ contract OrdersTest is OrderHelpers {
         assertConserved();
     }
 
-    /// @dev The keeper (anyone) receives the escrowed fee as tokens.
+    /// @dev The keeper (anyone) is credited the escrowed fee in its engine account, no transfer.
     function test_settle_paysTheCaller() public {
         commit(alice, 1e18);
         waitAndPublish(BTC);
         uint80 r = latestRound(BTC);
-        uint256 b0 = usd.balanceOf(bob);
+        int256 b0 = engine.collateralOf(bob);
+        uint256 t0 = usd.balanceOf(bob);
         uint256 n0 = engine.netDeposits();
         vm.prank(bob);
         engine.settleOrder(alice, BTC, r);
-        assertEq(usd.balanceOf(bob), b0 + SETTLE_FEE);
-        assertEq(engine.netDeposits(), n0 - SETTLE_FEE);
+        assertEq(engine.collateralOf(bob), b0 + int256(SETTLE_FEE), "fee credited to the keeper's account");
+        assertEq(usd.balanceOf(bob), t0, "no token transfer");
+        assertEq(engine.netDeposits(), n0, "the fee stays in the engine");
         assertEq(engine.orderEscrow(), 0);
         assertConserved();
     }

@@ -25,7 +25,7 @@ contract SmokeTest is BaseTest {
         emit log_named_decimal_int("equity after", h.equityUsdWad, 18);
         emit log_named_decimal_uint("maint after", h.maintenanceUsdWad, 18);
         emit log_named_decimal_int("size after", engine.position(alice, BTC).sizeWad, 18);
-        assertGt(usd.balanceOf(liquidator), 0);
+        assertGt(engine.collateralOf(liquidator), 0);
         assertConserved();
     }
 }

@@ -194,7 +194,7 @@ contract StaticTest is BaseTest {
         se.liquidate(alice, BTC);
         h = se.health(alice);
         assertGe(uint256(h.equityUsdWad) * 1e18 / h.maintenanceUsdWad, 1.25e18);
-        assertGt(usd.balanceOf(liquidator), 0);
+        assertGt(se.collateralOf(liquidator), 0);
     }
 
     /// @dev Same funding as the dynamic engine: longs pay the feed rate.

@@ -37,7 +37,7 @@ contract TradeTest is OrderHelpers {
         int256 v0 = engine.vaultBalance();
         uint256 i0 = engine.insuranceFund();
         uint256 f0 = engine.protocolFees();
-        uint256 k0 = usd.balanceOf(address(this));
+        int256 k0 = engine.collateralOf(address(this));
         commitAndWait(alice, BTC, 2e18, 0);
         assertEq(engine.orderEscrow(), SETTLE_FEE);
         uint80 r = latestRound(BTC);
@@ -52,7 +52,7 @@ contract TradeTest is OrderHelpers {
         assertEq(poolOf(BTC), 1 * USDC);
         assertEq(engine.impactPools(), 1 * USDC);
         assertEq(engine.orderEscrow(), 0);
-        assertEq(usd.balanceOf(address(this)), k0 + SETTLE_FEE, "keeper paid");
+        assertEq(engine.collateralOf(address(this)), k0 + int256(SETTLE_FEE), "keeper credited in the engine");
         assertEq(engine.insuranceFund(), i0 + 25 * USDC);
         assertEq(engine.protocolFees(), f0 + 25 * USDC);
         Position memory p = engine.position(alice, BTC);

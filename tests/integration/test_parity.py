@@ -455,7 +455,7 @@ def _engine_sequence(chain: Chain, seed: int) -> None:
                 m_ = mir.liquidation_market(x, d.now)
             else:
                 m_ = mid
-            d.step("liquidate", d.e.functions.liquidate(x, m_), d.keeper, lambda x=x, m_=m_: mir.liquidate(x, m_, d.now))
+            d.step("liquidate", d.e.functions.liquidate(x, m_), d.keeper, lambda x=x, m_=m_: mir.liquidate(x, m_, d.now, d.keeper))
         elif op == "withdraw":
             amt = int(rng.integers(1, 30_000)) * 10**6
             d.step("withdraw", d.e.functions.withdraw(amt), a, lambda a=a, amt=amt: mir.withdraw(a, amt, d.now))

@@ -229,7 +229,8 @@ def test_commit_escrows_and_settle_pays_the_keeper() -> None:
     assert r == 0 and trading_fee == div_up(notional(wad(0.5), 50_100 * WAD) * 5 * 10**14 // WAD, TOKEN_SCALE)
     assert impact > 0 and mir.markets[DYN].impact_pool == impact
     assert mir.order(a, DYN) is None and mir.order_escrow == 0
-    assert mir.net_deposits == nd - fee and mir.settlement_fees_paid == fee
+    # the fee stays in the engine, credited to the keeper's account
+    assert mir.net_deposits == nd and mir.settlement_fees_paid == fee and mir.account(KEEPER).collateral == fee
     pos = mir.account(a).positions[DYN]
     assert pos.size == wad(0.5) and pos.basis == 50_100 * WAD // 2  # basis at the fill
     conserved(mir)
@@ -492,7 +493,7 @@ def test_preferred_market_rule() -> None:
     other = STAT if preferred == DYN else DYN
     assert mir.liquidation_market(a, t) == preferred
     with pytest.raises(MirrorRevert) as info:
-        mir.liquidate(a, preferred, t)
+        mir.liquidate(a, preferred, t, KEEPER)
     assert (info.value.error, *info.value.data) == ("NotFlagged", a)
     t0 = t
     t = flag_and_wait(mir, a, t)
@@ -501,10 +502,10 @@ def test_preferred_market_rule() -> None:
     assert (info.value.error, *info.value.data) == ("AlreadyFlagged", a, t0)
     before = copy.deepcopy(mir)
     with pytest.raises(MirrorRevert) as info:
-        mir.liquidate(a, other, t)
+        mir.liquidate(a, other, t, KEEPER)
     assert (info.value.error, *info.value.data) == ("LiquidationMarketNotPreferred", other, preferred)
     assert mir == before
-    res = mir.liquidate(a, preferred, t)
+    res = mir.liquidate(a, preferred, t, KEEPER)
     assert res.size_closed_wad < 0 and res.health_before.liquidatable and res.price_wad == price_wad(mir)
     assert a not in mir.flagged_at
     conserved(mir)
@@ -544,9 +545,9 @@ def test_bad_price_market_cannot_shield_the_account() -> None:
     t = flag_and_wait(mir, a, t, mids=(DYN,))
     before = copy.deepcopy(mir)
     with pytest.raises(MirrorRevert) as info:
-        mir.liquidate(a, STAT, t)
+        mir.liquidate(a, STAT, t, KEEPER)
     assert (info.value.error, *info.value.data) == ("PriceFeedInvalid", STAT) and mir == before
-    res = mir.liquidate(a, DYN, t)
+    res = mir.liquidate(a, DYN, t, KEEPER)
     assert res.size_closed_wad < 0
     conserved(mir)
 
@@ -566,7 +567,7 @@ def test_crash_liquidates_and_conserves_with_bad_debt() -> None:
         while mir.is_liquidatable(a, t):
             t = flag_and_wait(mir, a, t)
             mid = mir.liquidation_market(a, t)
-            res = mir.liquidate(a, mid, t)
+            res = mir.liquidate(a, mid, t, KEEPER)
             assert res.size_closed_wad != 0 and res.reward_tokens <= res.penalty_tokens
             liquidated += 1
             conserved(mir)
@@ -731,9 +732,9 @@ def test_reverting_calls_leave_the_mirror_unchanged(case: str) -> None:
             elif case == "unknown_market":
                 mir.commit(a, 9, wad(1.0), t)
             elif case == "healthy":
-                mir.liquidate(a, DYN, t)
+                mir.liquidate(a, DYN, t, KEEPER)
             else:
-                mir.liquidate(ACCOUNTS[5], DYN, t)
+                mir.liquidate(ACCOUNTS[5], DYN, t, KEEPER)
     assert info.value.error == expected, info.value
     assert mir == before, f"{case} changed the mirror"
     assert mir.markets[DYN] is held, "a revert must restore the market in place, not replace the object"
@@ -822,10 +823,10 @@ def test_random_sequences_conserve_tokens_exactly(seed: int) -> None:
                         outcomes["flag"] = outcomes.get("flag", 0) + 1
                     now = keeper_round(now + mir.order_min_delay_sec, None, None)
                     before = copy.deepcopy(mir)
-                    res = mir.liquidate(x, mir.liquidation_market(x, now), now)
+                    res = mir.liquidate(x, mir.liquidation_market(x, now), now, KEEPER)
                     assert res.reward_tokens <= res.penalty_tokens and res.health_before.liquidatable
                 else:
-                    mir.liquidate(a, mid, now)
+                    mir.liquidate(a, mid, now, KEEPER)
             elif op == "accrue":
                 mir.accrue_funding(mid, now)
             else:
@@ -855,15 +856,15 @@ def test_liquidation_settles_at_the_first_price_after_the_flag() -> None:
     before = copy.deepcopy(mir)
     f = mir.markets[DYN].feeds["price"]
     with pytest.raises(MirrorRevert) as info:  # the live price is the one the flagger saw
-        mir.liquidate(a, DYN, t + 5)
+        mir.liquidate(a, DYN, t + 5, KEEPER)
     assert (info.value.error, *info.value.data) == ("SettlementRoundInvalid", f.round_id, t, t + 1, f.prev_updated_at)
     assert mir == before
     publish(mir, t + 1)
     publish(mir, t + 2)  # a second round after the flag: the first one has passed
     with pytest.raises(MirrorRevert) as info:
-        mir.liquidate(a, DYN, t + 2)
+        mir.liquidate(a, DYN, t + 2, KEEPER)
     assert (info.value.error, *info.value.data) == ("SettlementRoundInvalid", f.round_id, t + 2, t + 1, t + 1)
     t2 = flag_and_wait(mir, a, t + 2)  # a stale flag can be set again
-    res = mir.liquidate(a, DYN, t2)
+    res = mir.liquidate(a, DYN, t2, KEEPER)
     assert res.size_closed_wad < 0 and a not in mir.flagged_at
     conserved(mir)

@@ -71,9 +71,11 @@ contract EngineInvariantTest is BaseTest {
         targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
     }
 
+    /// @dev Over the actors and the handler's keeper (credited with settlement fees and
+    /// liquidation rewards in the engine).
     function _sumCollateral() internal view returns (int256 sum, uint256 positive) {
-        for (uint256 i; i < actorList.length; ++i) {
-            int256 c = engine.collateralOf(actorList[i]);
+        for (uint256 i; i <= actorList.length; ++i) {
+            int256 c = engine.collateralOf(i < actorList.length ? actorList[i] : handler.keeper());
             sum += c;
             if (c > 0) positive += uint256(c);
         }

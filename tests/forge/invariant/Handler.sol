@@ -257,14 +257,14 @@ contract Handler is Test {
         int256 oldSize = engine.position(a, m).sizeWad;
         int256 newSize = o.closeAll ? int256(0) : oldSize + o.sizeDeltaWad;
         bool increasing = _abs(newSize) > _abs(oldSize) || (oldSize != 0 && newSize != 0 && (newSize > 0) != (oldSize > 0));
-        uint256 k0 = usd.balanceOf(keeper);
+        int256 k0 = engine.collateralOf(keeper);
         _startLogs();
         vm.prank(keeper);
         try engine.settleOrder(a, m, r) {
             ++settlements;
             ++calls["settle"];
             _collectBadDebt();
-            if (usd.balanceOf(keeper) != k0 + o.feeTokens) ++orderViolations;
+            if (engine.collateralOf(keeper) != k0 + int256(uint256(o.feeTokens))) ++orderViolations;
             if (engine.order(a, m).commitSec != 0) ++orderViolations;
             if (increasing) _checkAfterOpen(a);
         } catch {
