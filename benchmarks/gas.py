@@ -10,11 +10,12 @@ Accounts
 --------
 fresh
     An address that never touched the engine: its first deposit, its first position in the market,
-    and, for liquidations, a victim opened just before and a liquidator with no token balance
-    (the reward transfer creates its balance).
+    and, for liquidations, a victim opened just before and a liquidator with no engine account
+    (the reward credit creates it).
 warm
     An account with history: deposited before, opened and closed a position in the market before;
-    for liquidations, a liquidator that already holds tokens.
+    for liquidations, a liquidator whose engine account already holds earlier rewards (rewards are
+    credited in the engine, not transferred).
 3 markets (cross-margin)
     The account also holds positions in the two other markets while it trades (or is liquidated in)
     market 0, so every health check prices three positions.
@@ -249,7 +250,9 @@ def _liquidation(s: System, col: str, out: dict[str, dict[str, int]], notes: lis
     Each attempt runs in a snapshot that is reverted (after tracing). ``commit``: keep one full
     liquidation with bad debt instead, then restore the price (warms the bad-debt counters up)."""
     warm = col.endswith("warm")
-    liq = s.new_account(usd=1_000.0 if warm else 0.0)  # a warm liquidator holds tokens already
+    liq = s.new_account(usd=1_000.0 if warm else 0.0)
+    if warm:  # a warm liquidator's engine account holds earlier rewards (as a deposit here)
+        s.send(s.e.functions.deposit(100 * TOKEN), liq)
     v = s.new_account()
     if warm:
         s.send(s.e.functions.deposit(5_000 * TOKEN), v)
@@ -689,7 +692,7 @@ def tables(r: dict[str, Any]) -> str:
             lines.append(f"{label:<{w0}}" + "".join(f"{x:>{w}}" for x in cells))
         lines.append("")
     lines.append("fresh: first deposit / first position of a new address, new liquidator; warm: account with history, "
-                 "liquidator holding tokens.")
+                 "liquidator whose engine account holds earlier rewards.")
     lines.append("3 mkt: the account holds positions in the 2 other markets (cross-margin: every health check prices "
                  "3 positions). Keeper/admin rows: one figure per deployment.")
     lines.append("")

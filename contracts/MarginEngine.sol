@@ -86,10 +86,12 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     }
 
     /// @dev What a cross-margin health pass found besides the totals (`preferred` only in
-    /// `HealthMode.Liquidation`).
+    /// `HealthMode.Liquidation`; `single`: one open market, which is then the preferred one
+    /// without scoring its exit cost).
     struct HealthScan {
         bool seqUp;
         bool found;
+        bool single;
         uint256 preferred;
         int256 bestScore;
     }
@@ -167,10 +169,14 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     }
 
     Book internal _book;
-    /// @notice Bad debt ever realized, token units, and how it was absorbed.
-    uint256 public badDebtTotal;
-    uint256 public badDebtCovered;
-    uint256 public badDebtSocialized;
+    /// @dev Bad debt ever realized and the part the insurance fund covered, token units, in one
+    /// slot (the socialized part is their difference): see the views of the same names.
+    struct BadDebtBook {
+        uint128 total;
+        uint128 covered;
+    }
+
+    BadDebtBook internal _badDebt;
     /// @notice Hard cap on each side's gross open interest of a market, USD, WAD (0: only the
     /// depth-relative cap applies).
     mapping(uint256 marketId => uint256) public oiHardCapUsdWad;
@@ -766,6 +772,22 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     // ================================================================ views
 
+    /// @notice Bad debt ever realized, token units.
+    function badDebtTotal() external view returns (uint256) {
+        return _badDebt.total;
+    }
+
+    /// @notice The part of `badDebtTotal` the insurance fund covered, token units.
+    function badDebtCovered() external view returns (uint256) {
+        return _badDebt.covered;
+    }
+
+    /// @notice The part of `badDebtTotal` socialized to the vault (total - covered), token units.
+    function badDebtSocialized() external view returns (uint256) {
+        BadDebtBook memory bd = _badDebt;
+        return bd.total - bd.covered;
+    }
+
     /// @inheritdoc IMarginEngine
     function health(address account) external view returns (Health memory h) {
         MarketQuote memory none;
@@ -984,6 +1006,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         Account memory acc = _accounts[account];
         h.equityUsdWad = int256(acc.collateral) * int256(tokenScale);
         uint256 bits = acc.openMarkets;
+        if (mode == HealthMode.Liquidation) {
+            unchecked {
+                scan.single = bits & (bits - 1) == 0; // at most one bit set (0 - 1 wraps harmlessly)
+            }
+        }
         while (bits != 0) {
             uint256 marketId = LibBit.ffs(bits);
             bits &= bits - 1;
@@ -1014,13 +1041,16 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
             }
             mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
             imf = q.imfWad > mmf ? q.imfWad : mmf;
-            if (mode == HealthMode.Liquidation) {
+            // The preferred market's score compares markets: with one open market it is that one.
+            if (mode == HealthMode.Liquidation && !scan.single) {
                 int256 score = int256(mmf.mulWad(liqTargetRatioWad))
                     - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
                 if (!scan.found || score > scan.bestScore) {
                     scan.bestScore = score;
                     scan.preferred = marketId;
                 }
+            } else if (mode == HealthMode.Liquidation) {
+                scan.preferred = marketId;
             }
             scan.found = true;
         } else {
@@ -1061,9 +1091,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         acc.collateral = 0;
         b.insuranceFund = uint128(fund - covered);
         b.vaultBalance = (b.vaultBalance - int256(socialized)).toInt128();
-        badDebtTotal += debt;
-        badDebtCovered += covered;
-        badDebtSocialized += socialized;
+        BadDebtBook memory bd = _badDebt;
+        _badDebt = BadDebtBook({total: (bd.total + debt).toUint128(), covered: (bd.covered + covered).toUint128()});
         emit EventsLib.BadDebt(account, debt, covered, socialized);
     }
 }
