@@ -297,9 +297,13 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     }
 
     function _commit(uint256 marketId, int256 delta, uint256 acceptablePriceWad, bool closeAll) internal {
-        if (!controller.isListed(marketId)) revert ErrorsLib.MarketNotListed(marketId);
+        OrderSlot memory prev = _orders[msg.sender][marketId];
+        // A kept order slot means this account committed in this market before, when it was listed,
+        // and a controller never delists a market (`_listedBits` only gains bits): the call is
+        // skipped for a returning trader.
+        if (!prev.kept && !controller.isListed(marketId)) revert ErrorsLib.MarketNotListed(marketId);
         if (acceptablePriceWad > type(uint96).max) revert ErrorsLib.SizeOverflow(int256(acceptablePriceWad));
-        if (_orders[msg.sender][marketId].commitSec != 0) revert ErrorsLib.OrderPending(msg.sender, marketId);
+        if (prev.commitSec != 0) revert ErrorsLib.OrderPending(msg.sender, marketId);
         uint256 fee = settlementFeeTokens;
         Account storage acc = _accounts[msg.sender];
         int256 c = acc.collateral;

@@ -69,12 +69,13 @@ def test_crash_liquidate_balances_to_the_wei(system, cfg):
         ev = tx.events["OrderCommitted"]
         assert (ev["sizeDeltaWad"], ev["settlementFeeTokens"]) == (size, o.fee_tokens)
         assert (ev["settleFromSec"], ev["expiresAtSec"]) == mir.order_times(t.address, 0)
-        fee_before = usd.balanceOf(settler)
+        fee_before, wallet_before = e.collateralOf(settler), usd.balanceOf(settler)
         tx, (realized, fee, impact) = _settle(mir, system, t, settler)
         ev = tx.events["PositionModified"]
         assert (ev["realizedPnlTokens"], ev["feeTokens"], ev["impactTokens"]) == (realized, fee, impact)
         assert tx.events["OrderSettled"]["settlementFeeTokens"] == o.fee_tokens
-        assert usd.balanceOf(settler) - fee_before == o.fee_tokens
+        # the fee is credited to the settler's engine account, no token moves
+        assert e.collateralOf(settler) - fee_before == o.fee_tokens and usd.balanceOf(settler) == wallet_before
 
     # A position too large for its margin: the commit is accepted, its settlement refused.
     tx = e.commitOrder(0, 100 * WAD, 0, {"from": traders[1]})
@@ -103,16 +104,16 @@ def test_crash_liquidate_balances_to_the_wei(system, cfg):
         e.liquidate(liquidatable[0], 0, {"from": liquidator})
     _push(mir, system, "price", 44_000 * 10**8)
     for t in liquidatable:
-        before = usd.balanceOf(liquidator)
+        before = e.collateralOf(liquidator)
         tx = e.liquidate(t, 0, {"from": liquidator})
-        res = mir.liquidate(t.address, 0, tx.timestamp)
+        res = mir.liquidate(t.address, 0, tx.timestamp, liquidator.address)
         ev = tx.events["Liquidated"]
         assert ev["sizeClosedWad"] == res.size_closed_wad
         assert ev["penaltyTokens"] == res.penalty_tokens
         st = tx.events["LiquidationSettled"]
         assert (st["realizedPnlTokens"], st["impactTokens"], st["remainingSizeWad"]) == (
             res.realized_tokens, res.impact_tokens, res.remaining_size_wad)
-        assert usd.balanceOf(liquidator) - before == res.reward_tokens
+        assert e.collateralOf(liquidator) - before == res.reward_tokens  # credited in the engine
         if "BadDebt" in tx.events:
             assert tx.events["BadDebt"]["amountTokens"] == res.bad_debt_tokens
 
@@ -121,7 +122,7 @@ def test_crash_liquidate_balances_to_the_wei(system, cfg):
         e.flagLiquidation(traders[2], {"from": liquidator})
 
     # Every balance, to the wei (the refused order is still pending: its fee stays in escrow).
-    for t in traders:
+    for t in list(traders) + [liquidator, settler]:
         assert e.collateralOf(t) == mir.account(t.address).collateral
         p = e.position(t, 0)
         mp = mir.account(t.address).positions.get(0)

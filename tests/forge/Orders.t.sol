@@ -62,6 +62,28 @@ contract OrdersTest is OrderHelpers {
         assertConserved();
     }
 
+    /// @dev A first commit in a market asks the controller whether it is listed (an unlisted
+    /// market is refused) ...
+    function test_commit_firstInMarketChecksListing() public {
+        fund(alice, 10_000 * USDC);
+        vm.prank(alice);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.MarketNotListed.selector, 7));
+        engine.commitOrder(7, 1e18, 0);
+        vm.expectCall(address(controller), abi.encodeCall(controller.isListed, (BTC)), 1);
+        commit(alice, 1e18);
+    }
+
+    /// @dev ... a returning trader's (its order slot kept) does not: the market was listed at its
+    /// first commit and markets are never delisted.
+    function test_commit_returningTraderSkipsListingCall() public {
+        fund(alice, 10_000 * USDC);
+        commit(alice, 1e18);
+        settle(alice, BTC);
+        vm.expectCall(address(controller), abi.encodeCall(controller.isListed, (BTC)), 0);
+        commit(alice, 1e18);
+        assertGt(engine.order(alice, BTC).commitSec, 0);
+    }
+
     /// @dev Kept slots (issue 14): after a settlement and a close the views show no order and an
     /// empty position, as before; the account's next order and next position rewrite the kept
     /// slots instead of creating them (each a 20,000-gas slot creation saved: the second commit
