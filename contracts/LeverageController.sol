@@ -89,7 +89,7 @@ contract LeverageController is RiskOracleBase {
     /// @dev (true, 0) when none was published; (false, 0) when stale (older than the volatility
     /// feed's heartbeat); else (true, the side's tail).
     function _tailOf(bytes memory b, uint256 marketId, bool isLong) internal view returns (bool, uint256) {
-        return _tailOf(b, marketId, isLong, _reports[marketId].times);
+        return _tailOf(b, marketId, isLong, 0);
     }
 
     /// @dev `_tailOf` with the report's time word already read (`times`; 0: read it here, as a

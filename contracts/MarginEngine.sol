@@ -1045,16 +1045,18 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
             }
             mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
             imf = q.imfWad > mmf ? q.imfWad : mmf;
-            // The preferred market's score compares markets: with one open market it is that one.
-            if (mode == HealthMode.Liquidation && !scan.single) {
-                int256 score = int256(mmf.mulWad(liqTargetRatioWad))
-                    - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
-                if (!scan.found || score > scan.bestScore) {
-                    scan.bestScore = score;
+            if (mode == HealthMode.Liquidation) {
+                // The preferred market's score compares markets: with one open market it is that one.
+                if (scan.single) {
                     scan.preferred = marketId;
+                } else {
+                    int256 score = int256(mmf.mulWad(liqTargetRatioWad))
+                        - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
+                    if (!scan.found || score > scan.bestScore) {
+                        scan.bestScore = score;
+                        scan.preferred = marketId;
+                    }
                 }
-            } else if (mode == HealthMode.Liquidation) {
-                scan.preferred = marketId;
             }
             scan.found = true;
         } else {

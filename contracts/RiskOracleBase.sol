@@ -133,14 +133,15 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         sequencerGraceSec = graceSec;
         // Every listed market's blob carries a copy (quotes read it there): rewrite them (at most
         // MAX_MARKETS, bootstrap only).
+        uint256 w = _sequencerWord();
+        uint256 at = 32 * (BlobLib.SEQUENCER_WORD + 1); // byte offset of the word in a `bytes`
         uint256 bits = _listedBits;
         while (bits != 0) {
             uint256 m = LibBit.ffs(bits);
             bits &= bits - 1;
             bytes memory b = _blob(m);
-            uint256 w = _sequencerWord();
             assembly ("memory-safe") {
-                mstore(add(add(b, 32), mul(10, 32)), w) // BlobLib.SEQUENCER_WORD
+                mstore(add(b, at), w)
             }
             _blobOf[m] = SSTORE2.write(b);
         }
