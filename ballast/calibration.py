@@ -979,11 +979,6 @@ def tail_complexity(spec: TailSpec) -> int:
     return int(spec.window is not None) + int(spec.fast_lambda is not None) + int(spec.combine_expanding)
 
 
-def _bars(h: PriceHistory, lo: int, hi: int) -> PriceHistory:
-    return PriceHistory(timestamps=h.timestamps[lo:hi], open=h.open[lo:hi], high=h.high[lo:hi], low=h.low[lo:hi],
-                        close=h.close[lo:hi], interval_seconds=h.interval_seconds, name=h.name, cleaning=h.cleaning)
-
-
 def _spec_time(ts: int) -> str:
     t = _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc)
     return t.strftime("%Y-%m-%d") if (t.hour, t.minute, t.second) == (0, 0, 0) else t.strftime("%Y-%m-%dT%H:%M")
@@ -1013,9 +1008,9 @@ def split_training(d: Dataset, fraction: float = VALIDATION_FRACTION) -> tuple[D
         raise DataError(f"{d.spec}: {n} bars, too few to split into an inner fit part and a validation part")
     name, start, end = parse_dataset_spec(d.spec)
     at = _spec_time(int(h.timestamps[cut]))
-    inner = Dataset(spec=f"{name}@{start or ''}..{at}", base=d.base, history=_bars(h, 0, cut),
+    inner = Dataset(spec=f"{name}@{start or ''}..{at}", base=d.base, history=h.bars(0, cut),
                     conventions=d.conventions)
-    valid = Dataset(spec=f"{name}@{at}..{end or ''}", base=d.base, history=_bars(h, cut, n),
+    valid = Dataset(spec=f"{name}@{at}..{end or ''}", base=d.base, history=h.bars(cut, n),
                     conventions=d.conventions, full=h, offset=cut)
     return inner, valid
 

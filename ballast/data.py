@@ -312,6 +312,11 @@ class PriceHistory:
         hi = int(np.searchsorted(self.timestamps, end, side="left"))
         if hi <= lo:
             raise DataError(f"{self.name}: no bars in [{start_utc}, {end_utc})")
+        return self.bars(lo, hi)
+
+    def bars(self, lo: int, hi: int) -> PriceHistory:
+        """Bars ``lo`` to ``hi - 1`` (indices, as a slice) as a new history with the same interval,
+        name and ``cleaning``."""
         return PriceHistory(
             timestamps=self.timestamps[lo:hi],
             open=self.open[lo:hi],

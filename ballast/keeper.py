@@ -189,9 +189,11 @@ class FeedModel:
         # The last completed grid sample at block b: history plus floor((b+1)/ratio) path samples.
         idx = self._n_hist - 1 + (blocks + 1) // ratio
         self.vol = np.asarray(sig[np.minimum(idx, sig.size - 1)], dtype=np.float64)
-        self._depth: FloatArray | None = None
-        if self.depth_mode == "predictive":
-            self._depth = predictive_depth(self.trailing_depth(), s.block_sec, self.horizon_sec)
+        # The depth target of every block (``targets`` reads it): trailing, or its predictive projection
+        # (never above it).
+        trailing = self.trailing_depth()
+        self._depth = (predictive_depth(trailing, s.block_sec, self.horizon_sec) if self.depth_mode == "predictive"
+                       else trailing)
 
     def trailing_depth(self) -> FloatArray:
         """The trailing depth target of every block (before the 1,000 USD floor of ``targets``)."""
@@ -205,9 +207,7 @@ class FeedModel:
         lag = int(s.oracle_delay[b])
         price = float(s.price[max(0, b - lag)])
         sigma = float(max(self.vol[b], 0.01))
-        depth = self.base_depth_usd * float(s.depth_mult[b]) * min(1.0, self.sigma_ref / sigma)
-        if self._depth is not None:  # predictive depth mode: never above the trailing depth
-            depth = min(depth, float(self._depth[b]))
+        depth = float(self._depth[b])
         day = max(1, 86_400 // s.block_sec)
         lo = max(0, b - day)
         recent = np.r_[s.history[-max(0, day - b):] if b < day else [], s.price[lo:b + 1]]
