@@ -126,12 +126,17 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     uint256 public immutable oiDepthMultWad;
 
     /// @dev The engine's token buckets, packed in three slots (see the views of the same names).
+    /// The order escrow is `pendingOrders x settlementFeeTokens` (the fee is immutable), counted
+    /// in the slot a settlement writes anyway (protocol fees), so that neither commit nor settle
+    /// touches a third slot. `protocolFees` holds up to 2^96 - 1 token units (7.9e10 tokens of 18
+    /// decimals; a trade that would pass it reverts `SafeCastOverflowedUintDowncast` until the
+    /// treasury withdraws the fees).
     struct Book {
         int128 vaultBalance;
         uint128 insuranceFund;
-        uint128 protocolFees;
+        uint96 protocolFees;
+        uint32 pendingOrders;
         uint128 impactPools;
-        uint128 orderEscrow;
         uint128 netDeposits;
     }
 
@@ -311,14 +316,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         // account): its fee may take collateral below zero, settled by the close itself.
         if (c < int256(fee) && !closeAll) revert ErrorsLib.InsufficientCollateral(c, fee);
         acc.collateral = (c - int256(fee)).toInt128();
-        _book.orderEscrow += uint128(fee);
-        _orders[msg.sender][marketId] = OrderSlot({
-            sizeDeltaWad: int96(delta),
-            acceptablePriceWad: uint96(acceptablePriceWad),
-            commitSec: uint40(block.timestamp),
-            closeAll: closeAll,
-            kept: true
-        });
+        _book.pendingOrders += 1;
+        _storeOrder(msg.sender, marketId, delta, acceptablePriceWad, block.timestamp, closeAll);
         uint256 from = block.timestamp + orderMinDelaySec;
         emit EventsLib.OrderCommitted(
             msg.sender, marketId, delta, closeAll, acceptablePriceWad, from, from + orderWindowSec, fee
@@ -335,7 +334,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         uint256 fill = _settlementPrice(marketId, priceRoundId, from, expiry);
         _clearOrder(account, marketId);
         uint256 fee = settlementFeeTokens;
-        _book.orderEscrow -= uint128(fee);
+        _book.pendingOrders -= 1;
 
         int256 delta = o.sizeDeltaWad;
         if (o.closeAll) {
@@ -357,7 +356,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         if (block.timestamp <= expiry) revert ErrorsLib.OrderNotExpired(account, marketId, expiry);
         _clearOrder(account, marketId);
         uint256 fee = settlementFeeTokens;
-        _book.orderEscrow -= uint128(fee);
+        _book.pendingOrders -= 1;
         _addCollateral(account, int256(fee));
         emit EventsLib.OrderCancelled(account, marketId, fee);
     }
@@ -371,8 +370,21 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     /// @dev No order any more (commitSec 0), the slot kept non-zero (`OrderSlot.kept`).
     function _clearOrder(address account, uint256 marketId) internal {
-        _orders[account][marketId] =
-            OrderSlot({sizeDeltaWad: 0, acceptablePriceWad: 0, commitSec: 0, closeAll: false, kept: true});
+        _storeOrder(account, marketId, 0, 0, 0, false);
+    }
+
+    /// @dev Writes an `OrderSlot` (with `kept` set) in one SSTORE: a struct assignment writes it
+    /// member by member (five SSTOREs). Callers bound `delta` to int96, the price to uint96 and
+    /// the time to uint40.
+    function _storeOrder(address account, uint256 marketId, int256 delta, uint256 priceWad, uint256 sec, bool closeAll)
+        internal
+    {
+        OrderSlot storage o = _orders[account][marketId];
+        uint256 w = uint256(uint96(int96(delta))) | (priceWad << 96) | (uint256(uint40(sec)) << 192)
+            | (closeAll ? uint256(1) << 232 : 0) | (uint256(1) << 240);
+        assembly ("memory-safe") {
+            sstore(o.slot, w)
+        }
     }
 
     /// @dev A stored position as the interface's `Position`.
@@ -521,7 +533,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         Book storage b = _book;
         b.vaultBalance = (b.vaultBalance - realizedTokens).toInt128();
         b.insuranceFund = (b.insuranceFund + feeToInsurance).toUint128();
-        b.protocolFees = (b.protocolFees + feeTokens - feeToInsurance).toUint128();
+        b.protocolFees = (b.protocolFees + feeTokens - feeToInsurance).toUint96();
         emit EventsLib.PositionModified(
             x.account, x.marketId, x.delta, x.oldSize + x.delta, x.fill, realizedTokens, feeTokens, x.impactTokens
         );
@@ -716,16 +728,22 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         pos.basisUsdWad = int128(basis2);
         if (increasing) pos.slipSnapWad = uint64(slipWad);
         if (size2 == 0) pos.slipSnapWad = 0;
-        _positions[account][marketId] = PositionSlot({
-            sizeWad: pos.sizeWad,
-            basisUsdWad: SafeCast.toInt120(basis2),
-            kept: keep || size2 != 0,
-            fundingIndexWad: pos.fundingIndexWad,
-            slipSnapWad: pos.slipSnapWad,
-            kept2: keep || size2 != 0
-        });
+        _storePosition(account, marketId, pos, SafeCast.toInt120(basis2), keep || size2 != 0);
         _setOpen(account, marketId, oldSize != 0, size2 != 0);
         realizedTokens = realizedWad.divFloor(int256(tokenScale));
+    }
+
+    /// @dev Writes both slots of a `PositionSlot` in one SSTORE each (a struct assignment writes
+    /// it member by member: six SSTOREs), `kept` and `kept2` both set to `kept`.
+    function _storePosition(address account, uint256 marketId, Position memory pos, int120 basis, bool kept) internal {
+        PositionSlot storage s = _positions[account][marketId];
+        uint256 k = kept ? 1 : 0;
+        uint256 w0 = uint256(uint128(pos.sizeWad)) | (uint256(uint120(basis)) << 128) | (k << 248);
+        uint256 w1 = uint256(uint128(pos.fundingIndexWad)) | (uint256(pos.slipSnapWad) << 128) | (k << 192);
+        assembly ("memory-safe") {
+            sstore(s.slot, w0)
+            sstore(add(s.slot, 1), w1)
+        }
     }
 
     // ================================================================ vault and insurance
@@ -855,7 +873,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
 
     /// @notice Settlement fees escrowed by pending orders, token units.
     function orderEscrow() external view returns (uint256) {
-        return _book.orderEscrow;
+        return uint256(_book.pendingOrders) * settlementFeeTokens;
     }
 
     /// @notice Sum of deposits minus withdrawals over every bucket, token units (conservation check).

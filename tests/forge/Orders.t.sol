@@ -62,6 +62,39 @@ contract OrdersTest is OrderHelpers {
         assertConserved();
     }
 
+    /// @dev The order slot is written as one packed word (`_storeOrder`): every field reads back as
+    /// committed, negative sizes and extreme prices included, and the escrow counts the orders.
+    function testFuzz_commit_packedOrderReadsBack(int96 delta, uint96 price, bool close, uint32 dt) public {
+        vm.assume(delta != 0);
+        vm.warp(block.timestamp + dt);
+        if (close) {
+            trade(alice, BTC, 1e18, 0);
+            vm.prank(alice);
+            engine.commitClose(BTC, price);
+        } else {
+            vm.prank(alice);
+            engine.commitOrder(BTC, delta, price);
+        }
+        Order memory o = engine.order(alice, BTC);
+        assertEq(o.sizeDeltaWad, close ? int256(0) : int256(delta));
+        assertEq(o.acceptablePriceWad, price);
+        assertEq(o.commitSec, block.timestamp);
+        assertEq(o.closeAll, close);
+        assertEq(o.feeTokens, SETTLE_FEE);
+        vm.prank(bob);
+        engine.commitOrder(BTC, 1e18, 0);
+        assertEq(engine.orderEscrow(), 2 * SETTLE_FEE, "two pending orders");
+        vm.warp(block.timestamp + DELAY + WINDOW + 1);
+        engine.cancelExpiredOrder(alice, BTC);
+        o = engine.order(alice, BTC);
+        assertEq(o.commitSec, 0);
+        assertEq(o.sizeDeltaWad, 0);
+        assertEq(o.acceptablePriceWad, 0);
+        assertFalse(o.closeAll);
+        assertEq(engine.orderEscrow(), SETTLE_FEE, "one pending order");
+        assertConserved();
+    }
+
     /// @dev A first commit in a market asks the controller whether it is listed (an unlisted
     /// market is refused) ...
     function test_commit_firstInMarketChecksListing() public {
