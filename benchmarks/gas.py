@@ -361,11 +361,10 @@ def _keeper_and_admin(s: System, out: dict[str, dict[str, int]]) -> None:
 # ------------------------------------------------------------------------------ attribution
 
 # MarginEngine storage layout (``forge inspect MarginEngine storageLayout``); checked against the
-# live contract in ``_engine_slot_names`` before it is used to name storage writes.
-ENGINE_SLOTS = {1: "_status (reentrancy guard)", 2: "vaultBalance", 3: "insuranceFund", 4: "protocolFees",
-                5: "orderEscrow", 6: "impactPools", 7: "badDebtTotal", 8: "badDebtCovered", 9: "badDebtSocialized",
-                10: "netDeposits"}
-SLOT_MARKETS, SLOT_COLLATERAL, SLOT_OPEN, SLOT_POSITIONS, SLOT_ORDERS, SLOT_FLAGGED = 12, 13, 14, 15, 16, 17
+# live contract in ``_engine_slot_names`` (a mismatch stops the benchmark: update these names).
+ENGINE_SLOTS = {1: "book: vaultBalance, insuranceFund", 2: "book: protocolFees, pendingOrders, impactPools",
+                3: "book: netDeposits", 4: "_badDebt (total, covered)"}
+SLOT_HARD_CAP, SLOT_MARKETS, SLOT_ACCOUNTS, SLOT_POSITIONS, SLOT_ORDERS = 5, 6, 7, 8, 9
 
 
 def _mapping_slot(key: int | str, base: int) -> int:
@@ -376,35 +375,37 @@ def _mapping_slot(key: int | str, base: int) -> int:
 def _engine_slot_names(s: System, accounts: list[tuple[str, str]]) -> dict[int, str]:
     """Storage slot -> variable name for the engine's scalars and the mappings of ``accounts``."""
     names: dict[int, str] = dict(ENGINE_SLOTS)
-    bucket_names = {"vaultBalance", "insuranceFund", "protocolFees", "orderEscrow", "impactPools", "badDebtTotal",
-                    "badDebtCovered", "badDebtSocialized", "netDeposits"}
-    for slot, name in ENGINE_SLOTS.items():
-        if name in bucket_names:
-            names[slot] = "vault/insurance/fees/bad-debt/net-deposit buckets"
     for mid in range(s.markets):
         base = _mapping_slot(mid, SLOT_MARKETS)
-        names[base] = names[base + 1] = names[base + 2] = f"_markets[{mid}] (open interest, funding, impact pool)"
+        names[base] = f"_markets[{mid}] (open interest)"
+        names[base + 1] = f"_markets[{mid}] (funding)"
+        names[base + 2] = f"_markets[{mid}] (impact pool, last price)"
+        names[_mapping_slot(mid, SLOT_HARD_CAP)] = f"oiHardCapUsdWad[{mid}]"
     for a, who in accounts:
-        names[_mapping_slot(a, SLOT_COLLATERAL)] = f"_collateral[{who}]"
-        names[_mapping_slot(a, SLOT_OPEN)] = f"_openMarkets[{who}] (bitmap)"
+        names[_mapping_slot(a, SLOT_ACCOUNTS)] = f"_accounts[{who}] (collateral, open markets, flag)"
         inner = _mapping_slot(a, SLOT_POSITIONS)
         orders = _mapping_slot(a, SLOT_ORDERS)
-        names[_mapping_slot(a, SLOT_FLAGGED)] = f"_flaggedAt[{who}]"
         for mid in range(s.markets):
             base = _mapping_slot(mid, inner)
             names[base] = names[base + 1] = f"_positions[{who}][{mid}]"
-            ob = _mapping_slot(mid, orders)
-            names[ob] = names[ob + 1] = f"_orders[{who}][{mid}]"
-    # Check the layout on the live contract (a mismatch leaves the writes unnamed).
+            names[_mapping_slot(mid, orders)] = f"_orders[{who}][{mid}]"
+    # Check the layout on the live contract.
     rpc, e = s.chain.rpc, s.e.address
-    net = int(rpc.call("eth_getStorageAt", [e, hex(10), "latest"]), 16)
+
+    def word(slot: int) -> int:
+        return int(rpc.call("eth_getStorageAt", [e, hex(slot), "latest"]), 16)
+
+    net = word(3) % 2**128
     if net != s.e.functions.netDeposits().call():
-        return {}
+        raise RuntimeError(f"engine storage layout changed (slot 3 holds {net}, netDeposits() is "
+                           f"{s.e.functions.netDeposits().call()}): update ENGINE_SLOTS in benchmarks/gas.py")
     if accounts:
         a0 = accounts[0][0]
-        coll = int(rpc.call("eth_getStorageAt", [e, hex(_mapping_slot(a0, SLOT_COLLATERAL)), "latest"]), 16)
-        if coll != s.e.functions.collateralOf(a0).call() % 2**256:
-            return {}
+        coll = word(_mapping_slot(a0, SLOT_ACCOUNTS)) % 2**128
+        want = s.e.functions.collateralOf(a0).call() % 2**128
+        if coll != want:
+            raise RuntimeError(f"engine storage layout changed (the _accounts slot of {a0} holds {coll}, "
+                               f"collateralOf is {want}): update SLOT_ACCOUNTS in benchmarks/gas.py")
     return names
 
 
@@ -571,6 +572,11 @@ def breakdown(tr: dict[str, Any]) -> list[tuple[str, int, str, int]]:
     loads = root.sloads
     out.append((f"{root.label} storage reads (SLOAD, cold/all)", sum(g for _, g in loads),
                 f"{sum(1 for _, g in loads if g >= 2_100)}/{len(loads)}", 0))
+    reads: dict[str, list[int]] = {}
+    for slot, cost in loads:
+        reads.setdefault(names.get(slot, "other slots"), []).append(cost)
+    for name, costs in sorted(reads.items(), key=lambda x: -sum(x[1])):
+        out.append((name, sum(costs), f"{sum(1 for c in costs if c >= 2_100)}/{len(costs)}", 1))
     out.append((f"{root.label} events (LOG)", sum(root.logs), f"{len(root.logs)}", 0))
     out.append((f"{root.label} arithmetic, memory, ABI (rest)", root.other, "", 0))
     out.append(("refund (storage reset/cleared)", -tr["refund"], "", 0))

@@ -241,19 +241,30 @@ contract LeverageController is RiskOracleBase {
         view
         returns (MarketQuote memory q)
     {
+        _quoteOf(q, _blob(marketId), marketId, isLong, positionSizeWad, oiLong, oiShort);
+    }
+
+    function _quoteOf(
+        MarketQuote memory q,
+        bytes memory b,
+        uint256 marketId,
+        bool isLong,
+        uint256 positionSizeWad,
+        uint256 oiLong,
+        uint256 oiShort
+    ) internal view override {
         RiskInputs memory x;
         x.isLong = isLong;
         (x.oiSideWad, x.oiOtherWad) = isLong ? (oiLong, oiShort) : (oiShort, oiLong);
-        _priced(q, marketId, positionSizeWad, x);
+        _priced(q, b, marketId, positionSizeWad, x);
     }
 
     /// @dev Fills `q` with the quote for a side and open interest already in `x` (the caller's
     /// struct, not a returned one: a memory-struct return is zero-filled again on every call).
-    function _priced(MarketQuote memory q, uint256 marketId, uint256 positionSizeWad, RiskInputs memory x)
+    function _priced(MarketQuote memory q, bytes memory b, uint256 marketId, uint256 positionSizeWad, RiskInputs memory x)
         internal
         view
     {
-        bytes memory b = _blob(marketId);
         RiskParams memory p = BlobLib.paramsReader()(b, BlobLib.HEADER_WORDS + BlobLib.PARAM_WORDS);
         uint256 tail;
         {

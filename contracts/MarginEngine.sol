@@ -9,8 +9,7 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {LibBit} from "solady/utils/LibBit.sol";
-import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
-import {FeedConfig, FeedKind, ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
+import {ILeverageController, MarketQuote, PriceRound} from "../interfaces/ILeverageController.sol";
 import {Health, IMarginEngine, Order, Position} from "../interfaces/IMarginEngine.sol";
 import {ConstantsLib} from "./libraries/ConstantsLib.sol";
 import {ErrorsLib} from "./libraries/ErrorsLib.sol";
@@ -331,21 +330,24 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         uint256 from = uint256(o.commitSec) + orderMinDelaySec;
         uint256 expiry = from + orderWindowSec;
         if (block.timestamp > expiry) revert ErrorsLib.OrderExpired(account, marketId, expiry);
-        uint256 fill = _settlementPrice(marketId, priceRoundId, from, expiry);
         _clearOrder(account, marketId);
         uint256 fee = settlementFeeTokens;
         _book.pendingOrders -= 1;
 
-        int256 delta = o.sizeDeltaWad;
+        Exec memory x;
+        x.account = account;
+        x.marketId = marketId;
+        x.delta = o.sizeDeltaWad;
+        x.limit = o.acceptablePriceWad;
         if (o.closeAll) {
-            delta = -int256(_positions[account][marketId].sizeWad);
-            if (delta == 0) revert ErrorsLib.NoPosition(account, marketId);
+            x.delta = -int256(_positions[account][marketId].sizeWad);
+            if (x.delta == 0) revert ErrorsLib.NoPosition(account, marketId);
         }
-        _execute(account, marketId, delta, fill, o.acceptablePriceWad);
+        _execute(x, priceRoundId, from, expiry);
         // The keeper's fee is credited to its own engine account (withdrawable with `withdraw`),
         // after the trade and its margin check: no token transfer.
         if (fee != 0) _addCollateral(msg.sender, int256(fee));
-        emit EventsLib.OrderSettled(account, marketId, msg.sender, priceRoundId, fill, fee);
+        emit EventsLib.OrderSettled(account, marketId, msg.sender, priceRoundId, x.fill, fee);
     }
 
     /// @inheritdoc IMarginEngine
@@ -396,64 +398,67 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         p.slipSnapWad = s.slipSnapWad;
     }
 
-    /// @dev The answer of round `roundId` of the market's price feed, WAD, after checking that it
-    /// is the first round published at or after `from`, no later than `expiry`, and valid.
-    function _settlementPrice(uint256 marketId, uint80 roundId, uint256 from, uint256 expiry)
+    /// @dev The quote of a market at its open interest now, with round `roundId` of its price
+    /// feed (0: the latest) read in the same call.
+    function _quoteAt(uint256 marketId, bool isLong, uint256 sizeWad, uint80 roundId)
+        internal
+        view
+        returns (MarketQuote memory, PriceRound memory)
+    {
+        MarketState storage m = _markets[marketId];
+        return controller.quoteAtRound(marketId, isLong, sizeWad, m.oiLongWad, m.oiShortWad, roundId);
+    }
+
+    /// @dev The settlement price of an order: round `r`'s answer, WAD, after checking that it is
+    /// the first round published at or after `from`, no later than `expiry`, and valid.
+    function _settlementPrice(uint256 marketId, PriceRound memory r, uint256 from, uint256 expiry)
         internal
         view
         returns (uint256)
     {
-        FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
-        AggregatorV3Interface feed = AggregatorV3Interface(c.feed);
-        (, int256 answer,, uint256 updatedAt,) = feed.getRoundData(roundId);
-        _checkFirstRound(feed, roundId, updatedAt, from, updatedAt > expiry || updatedAt > block.timestamp);
-        uint8 dec = feed.decimals();
-        if (answer <= 0 || uint256(answer) > ConstantsLib.MAX_RAW_ANSWER) {
-            revert ErrorsLib.SettlementPriceInvalid(marketId, roundId, answer);
-        }
-        int256 v = answer * int256(10 ** (18 - uint256(dec)));
-        if (v < c.minWad || v > c.maxWad) revert ErrorsLib.SettlementPriceInvalid(marketId, roundId, answer);
-        return uint256(v);
+        _checkFirstRound(r, from, r.updatedAt > expiry || r.updatedAt > block.timestamp);
+        if (r.answerWad == 0) revert ErrorsLib.SettlementPriceInvalid(marketId, r.roundId, r.answer);
+        return r.answerWad;
     }
 
     // ================================================================ execution
 
-    /// @dev Executes `delta` of `account`'s position at `fill`: impact from the skew it moves,
-    /// fee, open-interest caps, margin at the live quote, then events and bad debt.
-    function _execute(address account, uint256 marketId, int256 delta, uint256 fill, uint256 acceptablePriceWad)
-        internal
-    {
-        Exec memory x;
-        x.account = account;
-        x.marketId = marketId;
-        x.delta = delta;
-        x.fill = fill;
-        x.limit = acceptablePriceWad;
-        Position memory pos = _position(account, marketId);
+    /// @dev Executes `x.delta` of `x.account`'s position in `x.marketId` at the answer of price
+    /// round `roundId` (`_settlementPrice`, into `x.fill`): impact from the skew it moves, fee,
+    /// open-interest caps, margin at the live quote, then events and bad debt.
+    function _execute(Exec memory x, uint80 roundId, uint256 from, uint256 expiry) internal {
+        uint256 marketId = x.marketId;
+        Position memory pos = _position(x.account, marketId);
         x.oldSize = pos.sizeWad;
-        int256 newSize = x.oldSize + delta;
+        int256 newSize = x.oldSize + x.delta;
         if (newSize > type(int128).max || newSize < type(int128).min) revert ErrorsLib.SizeOverflow(newSize);
         x.increasing =
             newSize.abs() > x.oldSize.abs() || (x.oldSize != 0 && (newSize > 0) != (x.oldSize > 0) && newSize != 0);
 
         int256 skewBefore = _skew(marketId);
         _updateOpenInterest(marketId, x.oldSize, newSize);
-        MarketQuote memory q = _quote(marketId, newSize != 0 ? newSize > 0 : x.oldSize > 0, newSize.abs());
+        MarketQuote memory q;
+        {
+            PriceRound memory r;
+            (q, r) = _quoteAt(marketId, newSize != 0 ? newSize > 0 : x.oldSize > 0, newSize.abs(), roundId);
+            x.fill = _settlementPrice(marketId, r, from, expiry);
+        }
         if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
-        _settleFunding(account, marketId, pos, _accrue(marketId, q));
+        _settleFunding(x.account, marketId, pos, _accrue(marketId, q));
         if (x.increasing) _checkOpenInterestCap(marketId, newSize > 0, q);
 
-        x.impactTokens = _tradeImpact(marketId, q, skewBefore, fill, x.increasing ? 0 : pos.slipSnapWad, delta, x.oldSize);
+        x.impactTokens =
+            _tradeImpact(marketId, q, skewBefore, x.fill, x.increasing ? 0 : pos.slipSnapWad, x.delta, x.oldSize);
         _settleTrade(x, pos, q);
 
         if (x.increasing) {
             if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
-            (Health memory h,) = _health(account, marketId, q, HealthMode.Margin);
+            (Health memory h,) = _health(x.account, marketId, q, HealthMode.Margin);
             if (h.equityUsdWad < int256(h.initialUsdWad)) {
                 revert ErrorsLib.InitialMarginViolated(h.equityUsdWad, h.initialUsdWad);
             }
         }
-        _realizeIfBankrupt(account);
+        _realizeIfBankrupt(x.account);
     }
 
     /// @dev The effective price (fill, plus fee and impact per unit for a buy, minus for a sell,
@@ -562,10 +567,10 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         int256 size = pos.sizeWad;
         if (size == 0) revert ErrorsLib.NoPosition(account, marketId);
         uint256 absSize = size.abs();
-        MarketQuote memory q = _quote(marketId, size > 0, absSize);
+        (MarketQuote memory q, PriceRound memory r) = _quoteAt(marketId, size > 0, absSize, 0);
         if (!q.priceOk) revert ErrorsLib.PriceFeedInvalid(marketId);
         if (!q.sequencerUp) revert ErrorsLib.SequencerDown();
-        _checkFlag(account, marketId, q);
+        _checkFlag(account, r, q);
         _settleFunding(account, marketId, pos, _accrue(marketId, q));
         _positions[account][marketId].fundingIndexWad = pos.fundingIndexWad;
 
@@ -582,33 +587,21 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     }
 
     /// @dev A liquidation settles at a price published after the account was flagged: the live
-    /// price must be the first round of the market's feed at or after flag + orderMinDelaySec
-    /// (so neither the flagger nor the account's owner knew it when the flag was set).
-    function _checkFlag(address account, uint256 marketId, MarketQuote memory q) internal view {
+    /// price (`q`, its round `r`) must be the first round of the market's feed at or after flag +
+    /// orderMinDelaySec (so neither the flagger nor the account's owner knew it when the flag was
+    /// set).
+    function _checkFlag(address account, PriceRound memory r, MarketQuote memory q) internal view {
         uint256 f = _accounts[account].flaggedAt;
         if (f == 0) revert ErrorsLib.NotFlagged(account);
-        uint256 from = f + orderMinDelaySec;
-        FeedConfig memory c = controller.feedConfig(marketId, FeedKind.Price);
-        AggregatorV3Interface feed = AggregatorV3Interface(c.feed);
-        (uint80 r,,, uint256 updatedAt,) = feed.latestRoundData();
-        _checkFirstRound(feed, r, updatedAt, from, updatedAt != q.priceTimeSec);
+        _checkFirstRound(r, f + orderMinDelaySec, r.updatedAt != q.priceTimeSec);
     }
 
-    /// @dev Reverts `SettlementRoundInvalid` unless round `r` (published at `updatedAt`) is the
-    /// first round of `feed` published at or after `from` (the previous round, if it can be read,
-    /// was published before `from`) and `alsoInvalid` is false.
-    function _checkFirstRound(AggregatorV3Interface feed, uint80 r, uint256 updatedAt, uint256 from, bool alsoInvalid)
-        internal
-        view
-    {
-        uint256 prevAt;
-        if (r > 1) {
-            try feed.getRoundData(r - 1) returns (uint80, int256, uint256, uint256 t, uint80) {
-                prevAt = t;
-            } catch {}
-        }
-        if (alsoInvalid || updatedAt < from || prevAt >= from) {
-            revert ErrorsLib.SettlementRoundInvalid(r, updatedAt, from, prevAt);
+    /// @dev Reverts `SettlementRoundInvalid` unless round `r` is the first round of its feed
+    /// published at or after `from` (the previous round, if it can be read, was published before
+    /// `from`) and `alsoInvalid` is false.
+    function _checkFirstRound(PriceRound memory r, uint256 from, bool alsoInvalid) internal pure {
+        if (alsoInvalid || r.updatedAt < from || r.prevUpdatedAt >= from) {
+            revert ErrorsLib.SettlementRoundInvalid(r.roundId, r.updatedAt, from, r.prevUpdatedAt);
         }
     }
 

@@ -6,7 +6,7 @@ import {SSTORE2} from "solady/utils/SSTORE2.sol";
 import {LibBit} from "solady/utils/LibBit.sol";
 import {BlobLib, FeedSlot} from "./libraries/BlobLib.sol";
 import {AggregatorV3Interface} from "../interfaces/AggregatorV3Interface.sol";
-import {FeedConfig, FeedKind, ILeverageController, MarketQuote} from "../interfaces/ILeverageController.sol";
+import {FeedConfig, FeedKind, ILeverageController, MarketQuote, PriceRound} from "../interfaces/ILeverageController.sol";
 import {IMarginEngine} from "../interfaces/IMarginEngine.sol";
 import {IReportSource, IRiskReport} from "../interfaces/IRiskReport.sol";
 import {ConstantsLib} from "./libraries/ConstantsLib.sol";
@@ -159,6 +159,69 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     function isListed(uint256 marketId) public view returns (bool) {
         return _blobOf[marketId] != address(0);
+    }
+
+    /// @inheritdoc ILeverageController
+    function quoteAtRound(
+        uint256 marketId,
+        bool isLong,
+        uint256 positionSizeWad,
+        uint256 oiLongWad,
+        uint256 oiShortWad,
+        uint80 roundId
+    ) external view returns (MarketQuote memory q, PriceRound memory r) {
+        bytes memory b = _blob(marketId);
+        _quoteOf(q, b, marketId, isLong, positionSizeWad, oiLongWad, oiShortWad);
+        _priceRound(r, b, roundId);
+    }
+
+    /// @dev The controller's quote of a market from its blob (already read), into `q`.
+    function _quoteOf(
+        MarketQuote memory q,
+        bytes memory b,
+        uint256 marketId,
+        bool isLong,
+        uint256 positionSizeWad,
+        uint256 oiLongWad,
+        uint256 oiShortWad
+    ) internal view virtual;
+
+    /// @dev Round `roundId` (0: the latest) of the blob's price feed (feed 0, always listed and
+    /// never a report field), its answer checked against the feed's decimals and bounds as
+    /// `_check` does (heartbeat aside: the engine checks the round's time), and the time of the
+    /// round before it (0 when that round cannot be read). A feed that reverts for the round
+    /// leaves it unpublished (time 0, answer 0), which the engine refuses.
+    function _priceRound(PriceRound memory r, bytes memory b, uint80 roundId) internal view {
+        uint256 w0;
+        uint256 w1;
+        assembly ("memory-safe") {
+            w0 := mload(add(b, 32))
+            w1 := mload(add(b, 64))
+        }
+        AggregatorV3Interface feed = AggregatorV3Interface(address(uint160(w0)));
+        int256 answer;
+        if (roundId == 0) {
+            try feed.latestRoundData() returns (uint80 id, int256 a, uint256, uint256 t, uint80) {
+                (roundId, answer, r.updatedAt) = (id, a, t);
+            } catch {
+                return;
+            }
+        } else {
+            try feed.getRoundData(roundId) returns (uint80, int256 a, uint256, uint256 t, uint80) {
+                (answer, r.updatedAt) = (a, t);
+            } catch {}
+        }
+        r.roundId = roundId;
+        r.answer = answer;
+        if (roundId > 1) {
+            try feed.getRoundData(roundId - 1) returns (uint80, int256, uint256, uint256 prevAt, uint80) {
+                r.prevUpdatedAt = prevAt;
+            } catch {}
+        }
+        if (answer > 0 && uint256(answer) <= ConstantsLib.MAX_RAW_ANSWER) {
+            int256 v = answer * int256(10 ** (18 - uint256(uint8(w0 >> 192))));
+            if (v >= int128(uint128(w1)) && v <= int128(uint128(w1 >> 128))) r.answerWad = uint256(v);
+        }
     }
 
     /// @notice The feed configuration of a market input.

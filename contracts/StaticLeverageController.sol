@@ -74,8 +74,23 @@ contract StaticLeverageController is RiskOracleBase {
     }
 
     /// @inheritdoc ILeverageController
-    function quote(uint256 marketId, bool, uint256 positionSizeWad) public view returns (MarketQuote memory q) {
-        bytes memory b = _blob(marketId);
+    function quote(uint256 marketId, bool isLong, uint256 positionSizeWad) public view returns (MarketQuote memory q) {
+        _quoteOf(q, _blob(marketId), marketId, isLong, positionSizeWad, 0, 0);
+    }
+
+    /// @dev The static model ignores the side and open interest.
+    function _quoteOf(MarketQuote memory q, bytes memory b, uint256 marketId, bool, uint256 positionSizeWad, uint256, uint256)
+        internal
+        view
+        override
+    {
+        _staticQuote(q, b, marketId, positionSizeWad);
+    }
+
+    function _staticQuote(MarketQuote memory q, bytes memory b, uint256 marketId, uint256 positionSizeWad)
+        internal
+        view
+    {
         uint256 w = BlobLib.word(b, BlobLib.HEADER_WORDS);
         StaticParams memory p = StaticParams(uint64(w), uint64(w >> 64), uint64(w >> 128), uint64(w >> 192));
         Report memory rep = _loadReport(b, marketId);

@@ -111,6 +111,22 @@ struct MarketQuote {
     bool sequencerUp;
 }
 
+/// @notice One round of a market's price feed, read for settling at it (`quoteAtRound`).
+/// @param roundId The round (the latest when 0 was asked).
+/// @param answer Its raw answer.
+/// @param answerWad The answer scaled to WAD; 0 when it is not positive, too large or outside the
+/// feed's bounds.
+/// @param updatedAt Its publication time.
+/// @param prevUpdatedAt Publication time of round `roundId - 1`; 0 when `roundId <= 1` or that
+/// round cannot be read.
+struct PriceRound {
+    uint80 roundId;
+    int256 answer;
+    uint256 answerWad;
+    uint256 updatedAt;
+    uint256 prevUpdatedAt;
+}
+
 /// @title ILeverageController
 /// @notice Prices leverage: for a (market, side, size) it returns the initial and maintenance
 /// margin fractions derived from the live feeds. Max leverage = 1 / initial margin fraction.
@@ -140,6 +156,19 @@ interface ILeverageController {
         uint256 oiLongWad,
         uint256 oiShortWad
     ) external view returns (MarketQuote memory q);
+
+    /// @notice `quoteWithOpenInterest`, plus round `roundId` of the market's price feed (0: its
+    /// latest round) and the time of the round before it, in one call: the engine settles an order
+    /// (or a liquidation) at the first round published after the commit (or the flag) and checks
+    /// that from these figures. A feed that reverts for the round gives it time 0 and answer 0.
+    function quoteAtRound(
+        uint256 marketId,
+        bool isLong,
+        uint256 positionSizeWad,
+        uint256 oiLongWad,
+        uint256 oiShortWad,
+        uint80 roundId
+    ) external view returns (MarketQuote memory q, PriceRound memory r);
 
     /// @notice The configuration of one feed of a market (the engine reads the price feed's
     /// rounds through it to settle orders at a price published after they were committed).

@@ -293,6 +293,164 @@ export declare const iLeverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "quoteAtRound";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "isLong";
+        readonly "type": "bool";
+        readonly "internalType": "bool";
+      },
+      {
+        readonly "name": "positionSizeWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "oiLongWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "oiShortWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "roundId";
+        readonly "type": "uint80";
+        readonly "internalType": "uint80";
+      }
+    ];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "q";
+        readonly "type": "tuple";
+        readonly "internalType": "struct MarketQuote";
+        readonly "components": readonly [
+          {
+            readonly "name": "priceWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "priceTimeSec";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "fundingRateWad";
+            readonly "type": "int256";
+            readonly "internalType": "int256";
+          },
+          {
+            readonly "name": "fundingTimeSec";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "imfWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "mmfBaseWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "maxMmfWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "maxImfWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "slipWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "impactCoefWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "depthUsdWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "liqFeeWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "priceOk";
+            readonly "type": "bool";
+            readonly "internalType": "bool";
+          },
+          {
+            readonly "name": "riskFeedsOk";
+            readonly "type": "bool";
+            readonly "internalType": "bool";
+          },
+          {
+            readonly "name": "fundingOk";
+            readonly "type": "bool";
+            readonly "internalType": "bool";
+          },
+          {
+            readonly "name": "sequencerUp";
+            readonly "type": "bool";
+            readonly "internalType": "bool";
+          }
+        ];
+      },
+      {
+        readonly "name": "r";
+        readonly "type": "tuple";
+        readonly "internalType": "struct PriceRound";
+        readonly "components": readonly [
+          {
+            readonly "name": "roundId";
+            readonly "type": "uint80";
+            readonly "internalType": "uint80";
+          },
+          {
+            readonly "name": "answer";
+            readonly "type": "int256";
+            readonly "internalType": "int256";
+          },
+          {
+            readonly "name": "answerWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "updatedAt";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "prevUpdatedAt";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          }
+        ];
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "quoteWithOpenInterest";
     readonly "inputs": readonly [
       {

@@ -407,7 +407,7 @@ export const staticLeverageControllerAbi = [
         "internalType": "uint256"
       },
       {
-        "name": "",
+        "name": "isLong",
         "type": "bool",
         "internalType": "bool"
       },
@@ -502,6 +502,164 @@ export const staticLeverageControllerAbi = [
             "name": "sequencerUp",
             "type": "bool",
             "internalType": "bool"
+          }
+        ]
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "quoteAtRound",
+    "inputs": [
+      {
+        "name": "marketId",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "isLong",
+        "type": "bool",
+        "internalType": "bool"
+      },
+      {
+        "name": "positionSizeWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "oiLongWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "oiShortWad",
+        "type": "uint256",
+        "internalType": "uint256"
+      },
+      {
+        "name": "roundId",
+        "type": "uint80",
+        "internalType": "uint80"
+      }
+    ],
+    "outputs": [
+      {
+        "name": "q",
+        "type": "tuple",
+        "internalType": "struct MarketQuote",
+        "components": [
+          {
+            "name": "priceWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "priceTimeSec",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "fundingRateWad",
+            "type": "int256",
+            "internalType": "int256"
+          },
+          {
+            "name": "fundingTimeSec",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "imfWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "mmfBaseWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "maxMmfWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "maxImfWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "slipWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "impactCoefWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "depthUsdWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "liqFeeWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "priceOk",
+            "type": "bool",
+            "internalType": "bool"
+          },
+          {
+            "name": "riskFeedsOk",
+            "type": "bool",
+            "internalType": "bool"
+          },
+          {
+            "name": "fundingOk",
+            "type": "bool",
+            "internalType": "bool"
+          },
+          {
+            "name": "sequencerUp",
+            "type": "bool",
+            "internalType": "bool"
+          }
+        ]
+      },
+      {
+        "name": "r",
+        "type": "tuple",
+        "internalType": "struct PriceRound",
+        "components": [
+          {
+            "name": "roundId",
+            "type": "uint80",
+            "internalType": "uint80"
+          },
+          {
+            "name": "answer",
+            "type": "int256",
+            "internalType": "int256"
+          },
+          {
+            "name": "answerWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "updatedAt",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "prevUpdatedAt",
+            "type": "uint256",
+            "internalType": "uint256"
           }
         ]
       }

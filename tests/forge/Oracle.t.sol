@@ -6,7 +6,7 @@ import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
 import {ErrorsLib} from "../../contracts/libraries/ErrorsLib.sol";
 import {LeverageController} from "../../contracts/LeverageController.sol";
 import {MockAggregator} from "../../contracts/mocks/MockAggregator.sol";
-import {FeedConfig, FeedKind, MarketQuote} from "../../interfaces/ILeverageController.sol";
+import {FeedConfig, FeedKind, MarketQuote, PriceRound} from "../../interfaces/ILeverageController.sol";
 import {Health} from "../../interfaces/IMarginEngine.sol";
 
 /// @notice Feed validation. A bad price feed (stale, future, zero, negative, out of bounds, too
@@ -177,6 +177,52 @@ contract OracleTest is OrderHelpers {
         engine.settleOrder(alice, BTC, r);
         setPrice(50_000);
         engine.settleOrder(alice, BTC, r + 1);
+        assertEq(engine.position(alice, BTC).sizeWad, 1e18);
+    }
+
+    /// @dev `quoteAtRound` is `quoteWithOpenInterest` plus the round: every round of the feed
+    /// (0: the latest) with its answer scaled to WAD and the time of the round before it; a round
+    /// the feed does not have reads as unpublished (time 0, answer 0).
+    function test_quoteAtRound_isTheQuoteAndTheRound() public {
+        setPrice(51_000);
+        setPrice(49_000);
+        uint80 last = latestRound(BTC);
+        MarketQuote memory q0 = controller.quoteWithOpenInterest(BTC, false, 2e18, 5e18, 3e18);
+        for (uint80 r = 0; r <= last; r++) {
+            (MarketQuote memory q, PriceRound memory pr) = controller.quoteAtRound(BTC, false, 2e18, 5e18, 3e18, r);
+            assertEq(keccak256(abi.encode(q)), keccak256(abi.encode(q0)), "the same quote");
+            uint80 want = r == 0 ? last : r;
+            (, int256 a,, uint256 t,) = feeds[0].getRoundData(want);
+            assertEq(pr.roundId, want);
+            assertEq(pr.answer, a);
+            assertEq(pr.answerWad, uint256(a) * 1e10);
+            assertEq(pr.updatedAt, t);
+            uint256 prevAt;
+            if (want > 1) (,,, prevAt,) = feeds[0].getRoundData(want - 1);
+            assertEq(pr.prevUpdatedAt, prevAt);
+        }
+        (, PriceRound memory none) = controller.quoteAtRound(BTC, true, 1e18, 0, 0, last + 1);
+        assertEq(none.roundId, last + 1);
+        assertEq(none.updatedAt, 0);
+        assertEq(none.answerWad, 0);
+        (,,, uint256 lastAt,) = feeds[0].getRoundData(last);
+        assertEq(none.prevUpdatedAt, lastAt);
+    }
+
+    /// @dev An order cannot settle at a round the feed does not have (or reverts for): it reads
+    /// as unpublished and the engine refuses it with the round's figures.
+    function test_settle_missingRoundRevertsSettlementRoundInvalid() public {
+        fund(alice, 10_000 * USDC);
+        vm.prank(alice);
+        engine.commitOrder(BTC, 1e18, 0);
+        uint256 from = block.timestamp + engine.orderMinDelaySec();
+        vm.warp(from);
+        setPrice(50_000);
+        uint80 r = latestRound(BTC);
+        (,,, uint256 lastAt,) = feeds[0].getRoundData(r);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.SettlementRoundInvalid.selector, r + 1, 0, from, lastAt));
+        engine.settleOrder(alice, BTC, r + 1);
+        engine.settleOrder(alice, BTC, r);
         assertEq(engine.position(alice, BTC).sizeWad, 1e18);
     }
 
