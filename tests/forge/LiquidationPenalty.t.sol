@@ -11,7 +11,8 @@ import {EventsLib} from "../../contracts/libraries/EventsLib.sol";
 import {PositionMath} from "../../contracts/libraries/PositionMath.sol";
 import {SignedMath} from "../../contracts/libraries/SignedMath.sol";
 import {Health, Position} from "../../interfaces/IMarginEngine.sol";
-import {MarketQuote} from "../../interfaces/ILeverageController.sol";
+import {MarketQuote, RiskParams} from "../../interfaces/ILeverageController.sol";
+import {MockAggregator} from "../../contracts/mocks/MockAggregator.sol";
 
 /// @notice The depth-scaled liquidation penalty (issue 12): liqFee x min(1, floor + (1 - floor) x
 /// d / fullDepth), d = (maintenance - equity) / maintenance, rounded up; the same fraction sizes
@@ -36,6 +37,10 @@ contract LiquidationPenaltyTest is OrderHelpers {
     /// @dev Flags and liquidates `who` in BTC, returning the `Liquidated` event's amounts and the
     /// depth-scaled fee expected at the health seen when the liquidation ran.
     function liquidateAndSee(address who) internal returns (Seen memory s) {
+        return liquidateAndSeeAs(liquidator, who);
+    }
+
+    function liquidateAndSeeAs(address caller, address who) internal returns (Seen memory s) {
         flagAndWait(who, BTC);
         Position memory p = engine.position(who, BTC);
         MarketQuote memory q = controller.quote(BTC, p.sizeWad > 0, int256(p.sizeWad).abs());
@@ -45,7 +50,7 @@ contract LiquidationPenaltyTest is OrderHelpers {
         if (h.equityUsdWad <= 0) s.depthWad = WAD;
         else s.depthWad = (h.maintenanceUsdWad - uint256(h.equityUsdWad)).divWadUp(h.maintenanceUsdWad);
         vm.recordLogs();
-        vm.prank(liquidator);
+        vm.prank(caller);
         engine.liquidate(who, BTC);
         Vm.Log[] memory logs = vm.getRecordedLogs();
         for (uint256 i; i < logs.length; ++i) {
@@ -150,6 +155,28 @@ contract LiquidationPenaltyTest is OrderHelpers {
         assertConserved();
     }
 
+    /// @dev Self-liquidation at a shallow, ramp-made shortfall (the smallest penalty) does not pay:
+    /// whoever owns the account, the liquidator and the settlement keeper ends with no more than it
+    /// deposited (the price never moves: fees, impact and the insurance fund's share are lost).
+    function testFuzz_selfLiquidationAtShallowDepthDoesNotPay(uint256 sizeSeed, uint256 volSeed) public {
+        address self = track("selfLiquidator");
+        int256 keeper0 = engine.collateralOf(address(this));
+        fund(alice, 10_000 * USDC);
+        if (!tryTrade(alice, BTC, int256(bound(sizeSeed, 1.2e18, 3e18)))) return;
+        setFeed(1, int256(bound(volSeed, 2e8, 8e8)));
+        controller.poke(BTC);
+        for (uint256 i; i < 600 && !engine.isLiquidatable(alice); ++i) {
+            skipAndRefresh(60);
+        }
+        if (!engine.isLiquidatable(alice)) return;
+        Seen memory s = liquidateAndSeeAs(self, alice);
+        assertLt(s.depthWad, 0.2e18, "below full depth: a reduced penalty");
+        if (engine.position(alice, BTC).sizeWad != 0) close(alice, BTC);
+        int256 total = engine.collateralOf(alice) + engine.collateralOf(self) + engine.collateralOf(address(this)) - keeper0;
+        assertLe(total, int256(10_000 * USDC), "self-liquidation profit");
+        assertConserved();
+    }
+
     /// @dev The library rule: monotone in the depth (equity falling against a fixed maintenance),
     /// within [liqFee x floor, liqFee], the full fee at equity <= 0 and from fullDepth on, the
     /// floor's share when not under maintenance; floor 100% is the fee itself.
@@ -223,6 +250,90 @@ contract LiquidationPenaltyTest is OrderHelpers {
     function test_config_defaultsAreReadable() public view {
         assertEq(engine.liqPenaltyFloorWad(), 0.25e18);
         assertEq(engine.liqPenaltyFullDepthWad(), 0.2e18);
+    }
+}
+
+/// @notice The preferred market is ranked with the depth-scaled fee (`_scorePreferred`). Market B
+/// has a 2% liquidation fee and low volatility (maintenance 2.50%), BTC 0.5% and 50% (1.74%):
+/// T x mmf - fee favours BTC at the full fee (0.0168 > 0.0112) but B once the fee is scaled below
+/// 63% (a depth under ~10%), so a shallow shortfall is liquidated in B and a deep one in BTC.
+contract LiquidationPenaltyPreferredTest is OrderHelpers {
+    using FixedPointMathLib for uint256;
+    using SignedMath for int256;
+
+    uint256 internal constant B = 1;
+    uint256 internal constant TARGET = 1.25e18;
+
+    function beforeSeal() internal override {
+        MockAggregator[5] memory f;
+        f[0] = new MockAggregator(8, "price", 100e8);
+        f[1] = new MockAggregator(8, "vol", 0.2e8);
+        f[2] = new MockAggregator(8, "funding", 0);
+        f[3] = new MockAggregator(8, "depth", 50_000_000e8);
+        f[4] = new MockAggregator(8, "skew", 0);
+        RiskParams memory p = defaultParams();
+        p.liqFeeWad = 0.02e18;
+        controller.listMarket(B, listingConfigs(controller, B, f), p);
+        seedReport(controller, B, f);
+        controller.poke(B);
+        marketFeeds[B] = f;
+        extraMarkets.push(B);
+    }
+
+    /// @dev T x mmf - (fee + slip) of `who`'s position in `m`, with the fee scaled by the account's
+    /// depth when `scaled`, else the full fee (the engine before issue 12).
+    function score(address who, uint256 m, bool scaled) internal view returns (int256) {
+        Position memory p = engine.position(who, m);
+        MarketQuote memory q = controller.quote(m, p.sizeWad > 0, int256(p.sizeWad).abs());
+        uint256 mmf = q.mmfBaseWad + p.slipSnapWad;
+        if (mmf > q.maxMmfWad) mmf = q.maxMmfWad;
+        uint256 fee = scaled ? depthScaledFee(q.liqFeeWad, engine.health(who)) : q.liqFeeWad;
+        return int256(mmf.mulWad(TARGET)) - int256(fee + q.slipWad);
+    }
+
+    function openBoth() internal {
+        fund(alice, 10_000 * USDC);
+        trade(alice, BTC, 1e18, 0); // 50k
+        trade(alice, B, 500e18, 0); // 50k
+        assertFalse(engine.isLiquidatable(alice));
+    }
+
+    function depthOf(address who) internal view returns (uint256) {
+        Health memory h = engine.health(who);
+        if (h.equityUsdWad <= 0) return WAD;
+        return (h.maintenanceUsdWad - uint256(h.equityUsdWad)).divWadUp(h.maintenanceUsdWad);
+    }
+
+    function test_preferred_shallowShortfallClosesTheMarketTheScaledFeeFavours() public {
+        openBoth();
+        uint256 px = 42_500;
+        while (!engine.isLiquidatable(alice)) {
+            px -= 10;
+            setPrice(px);
+        }
+        assertLt(depthOf(alice), 0.05e18, "shallow");
+        assertGt(score(alice, BTC, false), score(alice, B, false), "the full fee would pick BTC");
+        assertGt(score(alice, B, true), score(alice, BTC, true), "the scaled fee picks B");
+        assertEq(engine.liquidationMarket(alice), B);
+        flagAndWait(alice, BTC);
+        setMarketFeed(B, 0, 100e8); // B's first round after the flag
+        vm.prank(liquidator);
+        vm.expectRevert(abi.encodeWithSelector(ErrorsLib.LiquidationMarketNotPreferred.selector, BTC, B));
+        engine.liquidate(alice, BTC);
+        vm.prank(liquidator);
+        engine.liquidate(alice, B);
+        assertFalse(engine.isLiquidatable(alice));
+        assertConserved();
+    }
+
+    function test_preferred_deepShortfallClosesTheFullFeeChoice() public {
+        openBoth();
+        setPrice(41_000);
+        assertGt(depthOf(alice), 0.2e18, "deep");
+        assertGt(score(alice, BTC, true), score(alice, B, true));
+        assertEq(engine.liquidationMarket(alice), BTC);
+        flagAndLiquidate(liquidator, alice, BTC);
+        assertConserved();
     }
 }
 
