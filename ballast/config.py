@@ -81,6 +81,12 @@ class EngineSettings:
     """A withdrawal with open positions needs every price published within this many seconds (1..3600)."""
     oi_depth_mult: float = 2.0
     """Each side's gross open interest (USD) is capped at this multiple of the depth input (0.1..100)."""
+    liq_penalty_floor: float = 0.25
+    """Share of the liquidation fee charged to an account barely under maintenance (0.1..1; 1: the
+    full fee at every depth, the engine before issue 12)."""
+    liq_penalty_full_depth: float = 0.2
+    """Shortfall depth (maintenance - equity) / maintenance from which the full liquidation fee is
+    charged; the share rises linearly from the floor up to it (0.01..1)."""
 
     def settlement_fee_tokens(self, token_decimals: int = TOKEN_DECIMALS) -> int:
         """The settlement fee in token units (rounded to the nearest unit, exact for decimal literals)."""
@@ -89,14 +95,15 @@ class EngineSettings:
         return int((Decimal(repr(float(self.settlement_fee_usd))) * 10**token_decimals)
                    .to_integral_value(rounding=ROUND_HALF_EVEN))
 
-    def engine_config_tuple(self, token_decimals: int = TOKEN_DECIMALS) -> tuple[int, int, int, int, int, int, int, int, int]:
+    def engine_config_tuple(self, token_decimals: int = TOKEN_DECIMALS) -> tuple[int, ...]:
         """``MarginEngine.EngineConfig`` in field order: tradingFeeWad, feeInsuranceShareWad,
         liquidatorShareWad, liqTargetRatioWad, orderMinDelaySec, orderWindowSec,
-        settlementFeeTokens, withdrawPriceMaxAgeSec, oiDepthMultWad."""
+        settlementFeeTokens, withdrawPriceMaxAgeSec, oiDepthMultWad, liqPenaltyFloorWad,
+        liqPenaltyFullDepthWad."""
         return (to_wad(self.trading_fee), to_wad(self.fee_insurance_share), to_wad(self.liquidator_share),
                 to_wad(self.liq_target_ratio), self.order_min_delay_sec, self.order_window_sec,
                 self.settlement_fee_tokens(token_decimals), self.withdraw_price_max_age_sec,
-                to_wad(self.oi_depth_mult))
+                to_wad(self.oi_depth_mult), to_wad(self.liq_penalty_floor), to_wad(self.liq_penalty_full_depth))
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,8 @@ def _engine(d: dict[str, Any]) -> EngineSettings:
         withdraw_price_max_age_sec=int(_in(f"{w}.withdraw_price_max_age_sec",
                                            _get(d, "withdraw_price_max_age_sec", w, int), 1, 3600)),
         oi_depth_mult=_in(f"{w}.oi_depth_mult", _get(d, "oi_depth_mult", w), 0.1, 100.0),
+        liq_penalty_floor=_in(f"{w}.liq_penalty_floor", _get(d, "liq_penalty_floor", w), 0.1, 1.0),
+        liq_penalty_full_depth=_in(f"{w}.liq_penalty_full_depth", _get(d, "liq_penalty_full_depth", w), 0.01, 1.0),
     )
 
 

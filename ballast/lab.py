@@ -202,7 +202,8 @@ class LabRun:
         m = self.cfg.market(MARKET)
         cfg = [e.functions[f]().call() for f in (
             "tradingFeeWad", "feeInsuranceShareWad", "liquidatorShareWad", "liqTargetRatioWad", "orderMinDelaySec",
-            "orderWindowSec", "settlementFeeTokens", "withdrawPriceMaxAgeSec", "oiDepthMultWad")]
+            "orderWindowSec", "settlementFeeTokens", "withdrawPriceMaxAgeSec", "oiDepthMultWad", "liqPenaltyFloorWad",
+            "liqPenaltyFullDepthWad")]
         mir = EngineMirror.from_engine_config(cfg, e.functions.tokenScale().call())
         feeds = {}
         for i, k in enumerate(FEED_KINDS):

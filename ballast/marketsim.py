@@ -18,7 +18,8 @@ lab's settlement keeper visits them: sorted addresses):
    position, the initial-margin check at the live quote, bad debt;
 3. **liquidation** (``_liquidate``): flagged accounts at the first round after their flag, in flag
    order: the partial close to the target ratio (``PositionMath.liquidationNotional``), impact,
-   penalty and liquidator reward, bad debt covered by the insurance fund;
+   penalty (the fee scaled by the shortfall depth, ``PositionMath.penaltyFraction``) and liquidator
+   reward, bad debt covered by the insurance fund;
 4. **flags** (``_flag``): what the liquidators saw under water ``latency`` blocks ago, largest
    notional first, up to ``count x max_per_block`` a block, if still under water;
 5. **traders** (``_trader_decisions`` on the last mined state, ``_commit`` last): the population of
@@ -57,6 +58,7 @@ from ballast.keeper import DepthMode, FeedModel, PushRules, VolMode
 from ballast.model import FUNDING_PERIOD_SEC, MIN_REMAINING_NOTIONAL_USD_WAD, YEAR_SEC
 from ballast.population import LiquidatorSpec, Trader
 from ballast.scenarios import ScenarioPath
+from ballast.sim import penalty_share
 from ballast.tail import TailSpec, publish_tail_path
 
 BoolArray = npt.NDArray[np.bool_]
@@ -137,6 +139,10 @@ class _P:
     settle_fee: float
     oi_mult: float
     heartbeat: int
+    pen_floor: float
+    """``EngineSettings.liq_penalty_floor``: share of the liquidation fee at zero shortfall depth."""
+    pen_full_depth: float
+    """``EngineSettings.liq_penalty_full_depth``: the depth from which the full fee is charged."""
     bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
@@ -151,7 +157,8 @@ class _P:
                    p.min_imf_wad * f, p.max_imf_wad * f, p.min_mmf_wad * f, p.max_mmf_wad * f,
                    p.mmf_ramp_wad_per_sec * f, p.vol_ref_wad * f, p.regime_sens_wad * f, e.trading_fee,
                    e.fee_insurance_share, e.liquidator_share, e.liq_target_ratio, e.order_min_delay_sec,
-                   e.order_window_sec, e.settlement_fee_usd, e.oi_depth_mult, m.heartbeat_sec, dict(m.bounds))
+                   e.order_window_sec, e.settlement_fee_usd, e.oi_depth_mult, m.heartbeat_sec, e.liq_penalty_floor,
+                   e.liq_penalty_full_depth, dict(m.bounds))
 
 
 def _nonzero(mask: BoolArray) -> tuple[IntArray, IntArray]:
@@ -964,6 +971,9 @@ class MarketSim:
         eq = coll0 + size * price - basis0
         maint = pos_n * mmf
         ok = eq < maint  # else AccountHealthy: the liquidation reverts
+        # MarginEngine._liquidationSize / _liquidateClose: the fee scaled by the shortfall depth
+        # (PositionMath.penaltyFraction), which sizes the close and is charged.
+        fee = p.liq_fee * penalty_share(eq, maint, p.pen_floor, p.pen_full_depth)
         slip = np.minimum(p.impact * pos_n / dep, 1.0)
         exit_slip = np.where((xr["risk_ok"] > 0) | (snap >= slip), slip, snap)
         # MarginEngine._exitCost: the larger of the slippage and the average skew-impact charge of
@@ -981,7 +991,7 @@ class MarketSim:
             whole = np.where(a0 > b0, p.impact * (a0 * a0 - b0 * b0) * price[k] * price[k] / (2 * dep[k]), 0.0)
             frac = whole / np.where(pos_n[k] > 0, pos_n[k], 1.0)
             exit_cost = np.where(risk_ok[k], np.maximum(frac, slip[k]), exit_slip[k])
-            denom = mmf[k] * p.target - (p.liq_fee + exit_cost)
+            denom = mmf[k] * p.target - (fee[k] + exit_cost)
             close_n = np.where(denom <= 0, pos_n[k],
                                np.minimum(np.maximum(deficit[k], 0.0) / np.where(denom > 0, denom, 1.0), pos_n[k]))
             close = np.where(close_n >= pos_n[k], abs_size[k], np.minimum(close_n / price[k], abs_size[k]))
@@ -1013,7 +1023,7 @@ class MarketSim:
         rebate = np.minimum(np.where(ok & (a < bb), -q, 0.0), np.maximum(pool_before, 0.0))
         impact = charge - rebate
         closed_n = close * price
-        penalty = closed_n * p.liq_fee
+        penalty = closed_n * fee
         reward = penalty * p.liq_share
         cb = basis0 * close / np.where(abs_size > 0, abs_size, 1.0)
         realized = np.sign(size) * close * price - cb

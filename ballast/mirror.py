@@ -48,6 +48,7 @@ from ballast.model import (
     mul_wad_down,
     mul_wad_up,
     notional,
+    penalty_fraction,
     position_maintenance,
     required_initial,
     skew_impact,
@@ -330,6 +331,9 @@ class HealthScan:
     found: bool = False
     preferred: int = 0
     best_score: int = 0
+    candidates: list[tuple[int, int, int]] = field(default_factory=list)
+    """Per valid-price market, ascending: (T*mmf - exit cost, liquidation fee, market id); the
+    preferred market is scored after the loop (``MarginEngine._scorePreferred``)."""
 
 
 @dataclass
@@ -374,6 +378,11 @@ class EngineMirror:
     settlement_fee_tokens: int = 0
     withdraw_price_max_age_sec: int = 600
     oi_depth_mult_wad: int = 2 * WAD
+    liq_penalty_floor_wad: int = WAD
+    """Share of the liquidation fee charged at zero shortfall depth (``liqPenaltyFloorWad``; WAD:
+    the full fee at every depth, the engine before issue 12)."""
+    liq_penalty_full_depth_wad: int = WAD // 5
+    """Shortfall depth at and beyond which the full fee is charged (``liqPenaltyFullDepthWad``)."""
     markets: dict[int, MarketMirror] = field(default_factory=dict)
     accounts: dict[str, AccountMirror] = field(default_factory=dict)
     orders: dict[tuple[str, int], OrderMirror] = field(default_factory=dict)
@@ -398,10 +407,11 @@ class EngineMirror:
     def from_engine_config(cls, cfg: tuple[int, ...] | list[int], token_scale: int) -> EngineMirror:
         """From ``EngineConfig`` in field order (``EngineSettings.engine_config_tuple()``): fee,
         insurance share, liquidator share, target ratio, min delay, window, settlement fee tokens,
-        withdrawal price age, OI depth multiple."""
-        fee, ins, liq, tgt, delay, window, sfee, age, oim = cfg
+        withdrawal price age, OI depth multiple, liquidation penalty floor and full depth."""
+        fee, ins, liq, tgt, delay, window, sfee, age, oim, pfloor, pdepth = cfg
         return cls(fee, ins, liq, tgt, token_scale, order_min_delay_sec=delay, order_window_sec=window,
-                   settlement_fee_tokens=sfee, withdraw_price_max_age_sec=age, oi_depth_mult_wad=oim)
+                   settlement_fee_tokens=sfee, withdraw_price_max_age_sec=age, oi_depth_mult_wad=oim,
+                   liq_penalty_floor_wad=pfloor, liq_penalty_full_depth_wad=pdepth)
 
     # ------------------------------------------------------------------ buckets
     def account(self, a: str) -> AccountMirror:
@@ -463,7 +473,18 @@ class EngineMirror:
             q = cached[1] if cached is not None and cached[0] == mid else self._quote(mid, pos.size > 0, abs(pos.size), now)
             scan.seq_up = scan.seq_up and q.sequencer_up
             self._health_term(h, scan, pos, q, mid, now, withdrawal)
+        # ``_scorePreferred``: the largest T*mmf - (depth-scaled fee + exit cost), lowest id on ties.
+        for i, (base, fee, mid) in enumerate(scan.candidates):
+            score = base - self.penalty_fraction(fee, h)
+            if i == 0 or score > scan.best_score:
+                scan.best_score, scan.preferred = score, mid
         return h, scan
+
+    def penalty_fraction(self, liq_fee_wad: int, h: Health) -> int:
+        """``MarginEngine._penaltyFraction``: the liquidation fee scaled by the shortfall depth of
+        an account of health ``h``."""
+        return penalty_fraction(liq_fee_wad, h.equity_usd_wad, h.maintenance_usd_wad, self.liq_penalty_floor_wad,
+                                self.liq_penalty_full_depth_wad)
 
     def _health_term(self, h: Health, scan: HealthScan, pos: PositionMirror, q: Quote, mid: int, now: int,
                      withdrawal: bool) -> None:
@@ -474,9 +495,9 @@ class EngineMirror:
             price = q.price_wad
             mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
             imf = max(q.imf_wad, mmf)
-            score = mul_wad_down(mmf, self.liq_target_ratio_wad) - (q.liq_fee_wad + exit_cost(q, pos.slip_snap, pos.size, m.skew))
-            if not scan.found or score > scan.best_score:
-                scan.found, scan.best_score, scan.preferred = True, score, mid
+            base = mul_wad_down(mmf, self.liq_target_ratio_wad) - exit_cost(q, pos.slip_snap, pos.size, m.skew)
+            scan.candidates.append((base, q.liq_fee_wad, mid))
+            scan.found = True
         else:
             if withdrawal:
                 raise MirrorRevert("PriceFeedInvalid", mid)
@@ -906,8 +927,9 @@ class EngineMirror:
         price = q.price_wad
         mmf = position_maintenance(q.mmf_base_wad, pos.slip_snap, q.max_mmf_wad)
         pos_n = notional(size, price)
+        fee = self.penalty_fraction(q.liq_fee_wad, h)  # depth-scaled: sizes the close and is charged
         close_n = liquidation_notional(h.equity_usd_wad, h.maintenance_usd_wad, self.liq_target_ratio_wad, mmf,
-                                       q.liq_fee_wad + exit_cost(q, pos.slip_snap, size, m.skew), pos_n)
+                                       fee + exit_cost(q, pos.slip_snap, size, m.skew), pos_n)
         close = abs_size if close_n >= pos_n else min(div_wad_up(close_n, price), abs_size)
         if notional(abs_size - close, price) < MIN_REMAINING_NOTIONAL_USD_WAD:
             close = abs_size
@@ -917,7 +939,7 @@ class EngineMirror:
         m.update_oi(size, size + delta)
         impact = self._trade_impact(m, q, skew_before, price, pos.slip_snap, delta, size)
         closed_n = notional(delta, price)
-        penalty = div_up(mul_wad_up(closed_n, q.liq_fee_wad), self.token_scale)
+        penalty = div_up(mul_wad_up(closed_n, fee), self.token_scale)
         reward = mul_wad_down(penalty, self.liquidator_share_wad)
         realized = self._write_position(a, acc, mid, pos, delta, price, q.slip_wad, False)
         acc.collateral += realized - penalty - impact

@@ -434,6 +434,23 @@ def liquidation_notional(
     return min(div_wad_up(deficit, denom), position_notional_wad)
 
 
+def penalty_fraction(liq_fee_wad: int, equity_wad: int, maintenance_wad: int, floor_wad: int,
+                     full_depth_wad: int) -> int:
+    """Liquidation penalty fraction at the account's shortfall depth (``PositionMath.penaltyFraction``):
+    ``liq_fee x min(1, floor + (1 - floor) x d / full_depth)`` with
+    ``d = (maintenance - equity) / maintenance``, WAD, each step rounded up (against the account).
+    The full fee when equity <= 0 (d >= 1), the floor's share when the account is not under
+    maintenance; ``floor_wad = WAD`` gives ``liq_fee_wad`` at every depth."""
+    if equity_wad <= 0:
+        return liq_fee_wad
+    if equity_wad >= maintenance_wad:
+        return mul_wad_up(liq_fee_wad, floor_wad)
+    depth = div_wad_up(maintenance_wad - equity_wad, maintenance_wad)
+    if depth >= full_depth_wad:
+        return liq_fee_wad
+    return mul_wad_up(liq_fee_wad, floor_wad + mul_div_up(WAD - floor_wad, depth, full_depth_wad))
+
+
 # ------------------------------------------------------------------------------ float model
 
 

@@ -12,7 +12,8 @@ formulas of ``EngineMirror.health`` in floats)::
     liquidatable  = equity_i < maintenance_i
 
 and a simplified liquidation: a liquidatable account is closed in full at the step's price, pays a
-penalty (``liq_fee`` and ``impact`` of the closed notional) and its negative collateral, if any,
+penalty (``liq_fee`` scaled by its shortfall depth, as the engine's ``PositionMath.penaltyFraction``
+(:func:`penalty_share`), and ``impact`` of the closed notional) and its negative collateral, if any,
 is bad debt. (The engine closes partially when it can: this is the conservative bound used for
 research sweeps, not a replica of the partial-close rule.)
 
@@ -222,6 +223,18 @@ class PathResult:
                           np.r_[self.liquidated_at, other.liquidated_at])
 
 
+def penalty_share(equity: FloatArray, maintenance: FloatArray, floor: float, full_depth: float) -> FloatArray:
+    """Share of the liquidation fee charged at each account's shortfall depth, the float form of
+    ``PositionMath.penaltyFraction`` (``ballast.model.penalty_fraction``), vectorized:
+    ``min(1, floor + (1 - floor) x d / full_depth)`` with ``d = (maintenance - equity) /
+    maintenance``; 1 when equity <= 0, ``floor`` when the account is not under maintenance.
+    ``floor`` 1 gives 1 everywhere (the engine before issue 12)."""
+    safe = np.where(maintenance > 0, maintenance, 1.0)
+    depth = np.where(equity > 0, np.maximum(maintenance - equity, 0.0) / safe, 1.0)
+    out: FloatArray = np.minimum(1.0, floor + (1.0 - floor) * depth / full_depth)
+    return out
+
+
 def _check_path(price: FloatArray, mmf_long: FloatArray, mmf_short: FloatArray) -> int:
     t = int(price.shape[0])
     if price.ndim != 1 or t == 0 or mmf_long.shape != (t,) or mmf_short.shape != (t,):
@@ -233,7 +246,8 @@ def _check_path(price: FloatArray, mmf_long: FloatArray, mmf_short: FloatArray) 
 
 def simulate(book: Book, price: FloatArray, mmf_long: FloatArray, mmf_short: FloatArray, *, max_mmf: float,
              liq_fee: float, impact: float = 0.0, funding_index: FloatArray | None = None,
-             chunk: int = DEFAULT_CHUNK) -> PathResult:
+             chunk: int = DEFAULT_CHUNK, liq_penalty_floor: float = 1.0,
+             liq_penalty_full_depth: float = 1.0) -> PathResult:
     """Replay a price path over a book: health of every account at every step, liquidations (full
     close with penalty) where ``equity < maintenance``. The book is not modified (a copy is).
 
@@ -244,7 +258,12 @@ def simulate(book: Book, price: FloatArray, mmf_long: FloatArray, mmf_short: Flo
     max_mmf
         Maintenance cap (position maintenance = min(base + slip, cap)).
     liq_fee, impact
-        Penalty and impact of a liquidation, fractions of the notional closed.
+        Penalty and impact of a liquidation, fractions of the notional closed; the penalty is
+        ``liq_fee`` x :func:`penalty_share` of the account's depth below maintenance.
+    liq_penalty_floor, liq_penalty_full_depth
+        The engine's ``liqPenaltyFloorWad`` and ``liqPenaltyFullDepthWad`` as plain numbers
+        (``EngineSettings.liq_penalty_floor``, ``liq_penalty_full_depth``); the default floor 1
+        charges the full fee at every depth.
     funding_index
         Optional per-step funding index (USD per base unit); needs ``book.funding_entry``.
     chunk
@@ -300,7 +319,8 @@ def simulate(book: Book, price: FloatArray, mmf_long: FloatArray, mmf_short: Flo
                 hit = np.flatnonzero(mask)
                 ntl = absz[hit] * p
                 realized = size[hit] * p - basis[hit]
-                pen = ntl * (liq_fee + impact)
+                share = penalty_share(eq[hit], m[hit], liq_penalty_floor, liq_penalty_full_depth)
+                pen = ntl * (liq_fee * share + impact)
                 c2 = coll[hit] + realized - pen
                 if fe is not None and fidx is not None:
                     c2 -= size[hit] * (float(fidx[t]) - fe[hit])
@@ -363,4 +383,4 @@ def random_book(n: int, price: float, imf: float, *, seed: int | np.random.Gener
 
 
 __all__ = ["Book", "ExactBook", "Health", "PathResult", "classify", "health", "maintenance_base_path",
-           "random_book", "simulate", "simulate_parallel"]
+           "penalty_share", "random_book", "simulate", "simulate_parallel"]

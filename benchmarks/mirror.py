@@ -53,7 +53,8 @@ def crash_path(seed: int = 42) -> dict[str, Any]:
     imf = compute_float(p, x)["imf"]
     return {"price": price, "mmf_long": ml, "mmf_short": ms, "imf0": imf, "params": p, "blocks": sc.blocks,
             "depth": m.initial["depth"], "max_mmf": p.max_mmf_wad / WAD, "liq_fee": p.liq_fee_wad / WAD,
-            "impact": p.impact_wad / WAD}
+            "impact": p.impact_wad / WAD, "liq_penalty_floor": cfg.engine.liq_penalty_floor,
+            "liq_penalty_full_depth": cfg.engine.liq_penalty_full_depth}
 
 
 def _exact_mirror_rate(path: dict[str, Any], n: int = 1_000, steps: int = 20) -> float:
@@ -125,7 +126,8 @@ def run(accounts: int = ACCOUNTS, verbose: bool = True) -> dict[str, Any]:
     path = crash_path()
     book = random_book(accounts, float(path["price"][0]), path["imf0"], seed=1, impact=path["impact"],
                        depth_usd=path["depth"])
-    kw = {"max_mmf": path["max_mmf"], "liq_fee": path["liq_fee"], "impact": path["impact"]}
+    kw = {"max_mmf": path["max_mmf"], "liq_fee": path["liq_fee"], "impact": path["impact"],
+          "liq_penalty_floor": path["liq_penalty_floor"], "liq_penalty_full_depth": path["liq_penalty_full_depth"]}
     args = (book, path["price"], path["mmf_long"], path["mmf_short"])
     simulate(book.take(slice(0, 50_000)), *args[1:], **kw)  # warm-up
     t1, r1 = _best(lambda: simulate(*args, **kw), 2)

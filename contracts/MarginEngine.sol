@@ -54,6 +54,11 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     /// within this many seconds (1 s to 1 h).
     /// @param oiDepthMultWad Gross open interest of one side of a market, in USD, is capped at this
     /// multiple of the market's depth input (0.1x to 100x), WAD.
+    /// @param liqPenaltyFloorWad Share of the market's liquidation fee charged to an account barely
+    /// under maintenance (10% to 100%; 100%: the full fee at every depth), WAD.
+    /// @param liqPenaltyFullDepthWad Shortfall depth (maintenance - equity) / maintenance at and
+    /// beyond which the full fee is charged (1% to 100%), WAD. Between zero depth and this one the
+    /// share rises linearly from the floor (`PositionMath.penaltyScale`).
     struct EngineConfig {
         uint256 tradingFeeWad;
         uint256 feeInsuranceShareWad;
@@ -64,6 +69,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         uint256 settlementFeeTokens;
         uint256 withdrawPriceMaxAgeSec;
         uint256 oiDepthMultWad;
+        uint256 liqPenaltyFloorWad;
+        uint256 liqPenaltyFullDepthWad;
     }
 
     struct MarketState {
@@ -123,6 +130,22 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     uint256 public immutable settlementFeeTokens;
     uint256 public immutable withdrawPriceMaxAgeSec;
     uint256 public immutable oiDepthMultWad;
+    /// @notice Depth-scaled liquidation penalty: the share of the liquidation fee charged at zero
+    /// shortfall depth, WAD (`EngineConfig.liqPenaltyFloorWad`).
+    /// @dev Why 25% and 20% by default (config/markets.toml). A position pushed under maintenance
+    /// only by a tightening ramp sits just below the line: charging it the full fee, sized for a
+    /// position the price carried through maintenance, takes collateral the account still has and
+    /// can tip it into the next liquidation (the cascade issue 12 forbids). At 25% the shallowest
+    /// liquidation still pays the liquidator a quarter of today's reward: with BTC's 0.5% fee and
+    /// a 50% share, 0.0625% of the notional closed, so a ~150k-gas call (0.045 USD at 0.1 gwei
+    /// and 3,000 USD/ETH on an L2) pays from about 72 USD closed, and 9 USD at 20 gwei on L1 from
+    /// about 14.4k USD. The full fee is reached 20% below maintenance: for a position at the
+    /// 0.5-2% maintenance fractions of the shipped markets, a price move of well under 1% past
+    /// the line, i.e. what the price (not the ramp) did. 100% here is the engine before issue 12.
+    uint256 public immutable liqPenaltyFloorWad;
+    /// @notice Shortfall depth at and beyond which the full liquidation fee is charged, WAD
+    /// (`EngineConfig.liqPenaltyFullDepthWad`).
+    uint256 public immutable liqPenaltyFullDepthWad;
 
     /// @dev The engine's token buckets, packed in three slots (see the views of the same names).
     /// The order escrow is `pendingOrders x settlementFeeTokens` (the fee is immutable), counted
@@ -209,13 +232,16 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         settlementFeeTokens = cfg.settlementFeeTokens;
         withdrawPriceMaxAgeSec = cfg.withdrawPriceMaxAgeSec;
         oiDepthMultWad = cfg.oiDepthMultWad;
+        liqPenaltyFloorWad = cfg.liqPenaltyFloorWad;
+        liqPenaltyFullDepthWad = cfg.liqPenaltyFullDepthWad;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(TREASURY_ROLE, admin);
     }
 
     /// @dev Reverts `EngineConfigOutOfBounds(index, value, max)` naming the first bad field
     /// (indices: 0 fee, 1 insurance share, 2 liquidator share, 3 target ratio, 4 token decimals,
-    /// 5 min delay, 6 window, 7 settlement fee, 8 withdrawal price age, 9 OI depth multiple).
+    /// 5 min delay, 6 window, 7 settlement fee, 8 withdrawal price age, 9 OI depth multiple,
+    /// 10 liquidation penalty floor, 11 liquidation penalty full depth).
     function _checkConfig(EngineConfig memory cfg) internal pure {
         if (cfg.tradingFeeWad > 0.01e18) revert ErrorsLib.EngineConfigOutOfBounds(0, cfg.tradingFeeWad, 0.01e18);
         if (cfg.feeInsuranceShareWad > 1e18) {
@@ -241,6 +267,12 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         }
         if (cfg.oiDepthMultWad < 0.1e18 || cfg.oiDepthMultWad > 100e18) {
             revert ErrorsLib.EngineConfigOutOfBounds(9, cfg.oiDepthMultWad, 100e18);
+        }
+        if (cfg.liqPenaltyFloorWad < 0.1e18 || cfg.liqPenaltyFloorWad > 1e18) {
+            revert ErrorsLib.EngineConfigOutOfBounds(10, cfg.liqPenaltyFloorWad, 1e18);
+        }
+        if (cfg.liqPenaltyFullDepthWad < 0.01e18 || cfg.liqPenaltyFullDepthWad > 1e18) {
+            revert ErrorsLib.EngineConfigOutOfBounds(11, cfg.liqPenaltyFullDepthWad, 1e18);
         }
     }
 
@@ -605,6 +637,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         }
     }
 
+    /// @dev Closes `delta` at the live price and charges the penalty: the closed notional times
+    /// `q.liqFeeWad`, the depth-scaled fraction `_liquidationSize` wrote there (rounded up).
     function _liquidateClose(address account, uint256 marketId, Position memory pos, MarketQuote memory q, int256 delta)
         internal
     {
@@ -653,12 +687,18 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     }
 
     /// @dev Size a liquidation closes: enough to restore the target ratio, all of it when that is
-    /// impossible or would leave dust. The closing cost counted is the penalty plus `_exitCost`.
+    /// impossible or would leave dust. The closing cost counted is the penalty plus `_exitCost`
+    /// (`q.liqFeeWad`, which it replaces by the depth-scaled fraction `_liquidateClose` charges).
     function _liquidationSize(uint256 marketId, Health memory h, Position memory pos, MarketQuote memory q, uint256 absSize)
         internal
         view
         returns (uint256 closeSize)
     {
+        // The penalty fraction at this account's shortfall depth, used for the size and (in
+        // `_liquidateClose`) for the charge alike.
+        q.liqFeeWad = PositionMath.penaltyFraction(
+            q.liqFeeWad, h.equityUsdWad, h.maintenanceUsdWad, liqPenaltyFloorWad, liqPenaltyFullDepthWad
+        );
         uint256 mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
         uint256 posNotional = PositionMath.notional(pos.sizeWad, q.priceWad);
         uint256 closeNotional = PositionMath.liquidationNotional(
@@ -1021,10 +1061,14 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         Account memory acc = _accounts[account];
         h.equityUsdWad = int256(acc.collateral) * int256(tokenScale);
         uint256 bits = acc.openMarkets;
+        // Liquidation mode with several open markets: each valid-price market is a candidate for
+        // the preferred one, recorded by `_healthTerm` and scored after the loop (`_scorePreferred`).
+        uint256[] memory candidates;
         if (mode == HealthMode.Liquidation) {
             unchecked {
                 scan.single = bits & (bits - 1) == 0; // at most one bit set (0 - 1 wraps harmlessly)
             }
+            if (!scan.single) candidates = new uint256[](1 + 2 * LibBit.popCount(bits));
         }
         while (bits != 0) {
             uint256 marketId = LibBit.ffs(bits);
@@ -1034,7 +1078,33 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
                 ? cached
                 : _quote(marketId, pos.sizeWad > 0, SignedMath.abs(pos.sizeWad));
             scan.seqUp = scan.seqUp && q.sequencerUp;
-            _healthTerm(h, scan, pos, q, marketId, mode);
+            _healthTerm(h, scan, pos, q, marketId, mode, candidates);
+        }
+        if (candidates.length != 0) _scorePreferred(h, scan, candidates);
+    }
+
+    /// @dev The liquidation penalty fraction of a market of fee `liqFeeWad` for an account of
+    /// health `h` (`PositionMath.penaltyFraction` with this engine's settings).
+    function _penaltyFraction(uint256 liqFeeWad, Health memory h) internal view returns (uint256) {
+        return PositionMath.penaltyFraction(
+            liqFeeWad, h.equityUsdWad, h.maintenanceUsdWad, liqPenaltyFloorWad, liqPenaltyFullDepthWad
+        );
+    }
+
+    /// @dev The preferred market among the candidates `_healthTerm` recorded (valid price,
+    /// ascending id; `c[0]` their count, then per candidate T*mmf - exit cost and liqFee << 8 | id):
+    /// the largest T*mmf - (liqFee x penalty scale + exit cost), the lowest id on ties, with the
+    /// depth-scaled fee a liquidation charges. The scale depends on the whole account's depth,
+    /// known only after the loop, hence the second pass.
+    function _scorePreferred(Health memory h, HealthScan memory scan, uint256[] memory c) internal view {
+        uint256 n = c[0];
+        for (uint256 i; i < n; ++i) {
+            uint256 feeId = c[2 + 2 * i];
+            int256 score = int256(c[1 + 2 * i]) - int256(_penaltyFraction(feeId >> 8, h));
+            if (i == 0 || score > scan.bestScore) {
+                scan.bestScore = score;
+                scan.preferred = feeId & 0xff;
+            }
         }
     }
 
@@ -1044,7 +1114,8 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
         Position memory pos,
         MarketQuote memory q,
         uint256 marketId,
-        HealthMode mode
+        HealthMode mode,
+        uint256[] memory candidates
     ) internal view {
         bool withdrawal = mode == HealthMode.Withdrawal;
         MarketState storage m = _markets[marketId];
@@ -1057,16 +1128,17 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
             mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
             imf = q.imfWad > mmf ? q.imfWad : mmf;
             if (mode == HealthMode.Liquidation) {
-                // The preferred market's score compares markets: with one open market it is that one.
+                // The preferred market's score compares markets: with one open market it is that
+                // one; with several, each valid-price market is a candidate scored after the loop
+                // (`_scorePreferred`).
                 if (scan.single) {
                     scan.preferred = marketId;
                 } else {
-                    int256 score = int256(mmf.mulWad(liqTargetRatioWad))
-                        - int256(q.liqFeeWad + _exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad));
-                    if (!scan.found || score > scan.bestScore) {
-                        scan.bestScore = score;
-                        scan.preferred = marketId;
-                    }
+                    uint256 i = candidates[0]++;
+                    candidates[1 + 2 * i] = uint256(
+                        int256(mmf.mulWad(liqTargetRatioWad)) - int256(_exitCost(marketId, q, pos.sizeWad, pos.slipSnapWad))
+                    );
+                    candidates[2 + 2 * i] = q.liqFeeWad << 8 | marketId;
                 }
             }
             scan.found = true;

@@ -105,7 +105,12 @@ interface IMarginEngine {
     /// valid-price market that restores health with the least notional closed. A market whose
     /// price is bad cannot be liquidated, and is valued conservatively (last good price moved
     /// adversely by its maximum maintenance fraction) so it cannot shield the others. Closes just enough to restore health to the target ratio (all of it when
-    /// that is not possible), credits the caller's engine account with a reward (its collateral,
+    /// that is not possible). The penalty is the closed notional times the market's liquidation
+    /// fee scaled by the account's shortfall depth d = (maintenance - equity) / maintenance:
+    /// min(1, floor + (1 - floor) d / fullDepth) of it (`liqPenaltyFloorWad`,
+    /// `liqPenaltyFullDepthWad`; rounded up), so an account pushed just under maintenance by a
+    /// tightening pays less than one the price carried deep below it; the same fraction sizes
+    /// the close and ranks the markets. Credits the caller's engine account with a reward (its collateral,
     /// withdrawable with `withdraw`; no token transfer) and pays the insurance fund a share. When
     /// the account is left with no position and negative collateral the shortfall is bad debt,
     /// covered by the insurance fund and then socialized to the vault.

@@ -68,6 +68,16 @@ export declare const marginEngineAbi: readonly [
             readonly "name": "oiDepthMultWad";
             readonly "type": "uint256";
             readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "liqPenaltyFloorWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
+          },
+          {
+            readonly "name": "liqPenaltyFullDepthWad";
+            readonly "type": "uint256";
+            readonly "internalType": "uint256";
           }
         ];
       }
@@ -543,6 +553,32 @@ export declare const marginEngineAbi: readonly [
         readonly "name": "";
         readonly "type": "bool";
         readonly "internalType": "bool";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
+    readonly "name": "liqPenaltyFloorWad";
+    readonly "inputs": readonly [];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
+    readonly "name": "liqPenaltyFullDepthWad";
+    readonly "inputs": readonly [];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
       }
     ];
     readonly "stateMutability": "view";

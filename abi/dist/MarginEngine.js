@@ -68,6 +68,16 @@ export const marginEngineAbi = [
             "name": "oiDepthMultWad",
             "type": "uint256",
             "internalType": "uint256"
+          },
+          {
+            "name": "liqPenaltyFloorWad",
+            "type": "uint256",
+            "internalType": "uint256"
+          },
+          {
+            "name": "liqPenaltyFullDepthWad",
+            "type": "uint256",
+            "internalType": "uint256"
           }
         ]
       }
@@ -543,6 +553,32 @@ export const marginEngineAbi = [
         "name": "",
         "type": "bool",
         "internalType": "bool"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "liqPenaltyFloorWad",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "uint256",
+        "internalType": "uint256"
+      }
+    ],
+    "stateMutability": "view"
+  },
+  {
+    "type": "function",
+    "name": "liqPenaltyFullDepthWad",
+    "inputs": [],
+    "outputs": [
+      {
+        "name": "",
+        "type": "uint256",
+        "internalType": "uint256"
       }
     ],
     "stateMutability": "view"

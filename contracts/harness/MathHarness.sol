@@ -63,6 +63,14 @@ contract MathHarness {
         return PositionMath.liquidationNotional(e, r, t, mmf, cost, n);
     }
 
+    function penaltyFraction(int256 e, uint256 r, uint256 liqFee, uint256 floor, uint256 fullDepth)
+        external
+        pure
+        returns (uint256)
+    {
+        return PositionMath.penaltyFraction(liqFee, e, r, floor, fullDepth);
+    }
+
     function skewImpact(uint256 coefWad, int256 skewBefore, int256 skewAfter, uint256 priceWad, uint256 depthUsdWad)
         external
         pure

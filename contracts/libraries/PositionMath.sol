@@ -66,6 +66,29 @@ library PositionMath {
         }
     }
 
+    /// @notice Liquidation penalty fraction at the account's shortfall depth, WAD:
+    /// liqFee x min(1, floor + (1 - floor) x d / fullDepth), d = (maintenance - equity) /
+    /// maintenance, each step rounded up (against the account): d up, the share up, the product up.
+    /// d >= 1 (the full fee) when equity <= 0; the floor's share when the account is not under
+    /// maintenance. `floorWad` 1e18 gives `liqFeeWad` at every depth (today's penalty).
+    /// @dev Monotone in the depth; with `floorWad` <= 1e18 and 0 < `fullDepthWad` <= 1e18 (the
+    /// engine's `_checkConfig`) the result is within [liqFee x floor, liqFee].
+    function penaltyFraction(
+        uint256 liqFeeWad,
+        int256 equityWad,
+        uint256 maintenanceWad,
+        uint256 floorWad,
+        uint256 fullDepthWad
+    ) internal pure returns (uint256) {
+        if (equityWad <= 0) return liqFeeWad;
+        uint256 e = uint256(equityWad);
+        if (e >= maintenanceWad) return liqFeeWad.mulWadUp(floorWad);
+        uint256 depthWad = (maintenanceWad - e).divWadUp(maintenanceWad);
+        if (depthWad >= fullDepthWad) return liqFeeWad;
+        // depth < fullDepth: the ramp term rounds up to at most 1e18 - floor, the share to 1e18.
+        return liqFeeWad.mulWadUp(floorWad + (ConstantsLib.WAD - floorWad).mulDivUp(depthWad, fullDepthWad));
+    }
+
     /// @notice Notional a liquidation closes so that equity returns to `targetRatio` times the
     /// maintenance requirement: c = (T*R - E) / (T*mmf - k), where k is the cost fraction of
     /// closing (penalty + impact). All of it when the denominator is not positive.

@@ -39,10 +39,12 @@ contract LiquidateTest is OrderHelpers {
         uint256 mmf = q.mmfBaseWad + p.slipSnapWad;
         if (mmf > q.maxMmfWad) mmf = q.maxMmfWad;
         uint256 posNotional = absSize.mulWadUp(q.priceWad);
-        // c = (T * R - E) / (T * mmf - (liqFee + slip)), everything against the account; the
-        // closing cost counted is the position's slippage fraction (risk feeds are good here)
+        // c = (T * R - E) / (T * mmf - (fee + slip)), everything against the account, with fee
+        // the liquidation fee scaled by the shortfall depth; the closing cost counted is the
+        // position's slippage fraction (risk feeds are good here)
         uint256 denom = mmf.mulWad(TARGET);
-        uint256 cost = q.liqFeeWad + q.slipWad;
+        uint256 fee = depthScaledFee(q.liqFeeWad, h);
+        uint256 cost = fee + q.slipWad;
         uint256 c;
         if (denom <= cost) {
             c = posNotional;
@@ -55,7 +57,7 @@ contract LiquidateTest is OrderHelpers {
         if ((absSize - e.closeSize).mulWadUp(q.priceWad) < 10e18) e.closeSize = absSize;
         e.full = e.closeSize == absSize;
         e.closedNotional = e.closeSize.mulWadUp(q.priceWad);
-        e.penalty = e.closedNotional.mulWadUp(q.liqFeeWad).divUp(1e12);
+        e.penalty = e.closedNotional.mulWadUp(fee).divUp(1e12);
         e.reward = e.penalty / 2;
         int256 closedSigned0 = p.sizeWad > 0 ? -int256(e.closeSize) : int256(e.closeSize);
         e.impact = impactTokens(BTC, skewOf(BTC), skewOf(BTC) + closedSigned0, q.priceWad);
@@ -431,13 +433,14 @@ contract LiquidateIsolationTest is OrderHelpers {
         (, a,,,) = priceFeed(id).latestRoundData();
     }
 
-    /// @dev The preference score of `who`'s position in market `m`, restated from the quote.
+    /// @dev The preference score of `who`'s position in market `m`, restated from the quote (the
+    /// fee scaled by the account's shortfall depth, as the liquidation charges it).
     function score(address who, uint256 m) internal view returns (int256) {
         Position memory p = engine.position(who, m);
         MarketQuote memory q = controller.quote(m, p.sizeWad > 0, int256(p.sizeWad).abs());
         uint256 mmf = q.mmfBaseWad + p.slipSnapWad;
         if (mmf > q.maxMmfWad) mmf = q.maxMmfWad;
-        return int256(mmf.mulWad(TARGET)) - int256(q.liqFeeWad + q.slipWad);
+        return int256(mmf.mulWad(TARGET)) - int256(depthScaledFee(q.liqFeeWad, engine.health(who)) + q.slipWad);
     }
 
     function test_liquidate_preferredMarketRule() public {

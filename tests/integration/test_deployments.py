@@ -90,7 +90,7 @@ def test_deploy_record_refuse_force_verify(node: Anvil, tmp_path: Path, monkeypa
     for k in ("volatility", "funding", "depth", "skew"):
         src = chain.at("ReportFeed", feeds[k]["address"]).functions.source().call()
         assert (src[0], src[1]) == (rec["controller"], 0)
-    # The engine config: the 9 fields of EngineConfig, from config/markets.toml.
+    # The engine config: the 11 fields of EngineConfig, from config/markets.toml.
     from ballast.config import load_config
     assert engine["constructorArgs"][3] == [_json_int(x) for x in load_config().engine.engine_config_tuple()]
     # Transactions were signed locally: the deployer is not an account of the node.

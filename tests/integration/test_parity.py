@@ -38,6 +38,7 @@ from ballast.model import (
     funding_index_delta,
     funding_owed,
     liquidation_notional,
+    penalty_fraction,
     required_initial,
     skew_impact,
     sqrt_horizon_wad,
@@ -189,6 +190,30 @@ def test_position_math_parity(chain: Chain, harness: Contract) -> None:
            _u(0, WAD // 5), _u(0, 10**26)] for _ in range(N)]
     got = _batch(chain, harness, "liquidationNotional", ln, ["uint256"])
     assert [g[0] for g in got] == [liquidation_notional(*a) for a in ln]
+
+
+def test_penalty_fraction_parity(chain: Chain, harness: Contract) -> None:
+    """``PositionMath.penaltyFraction`` against ``ballast.model.penalty_fraction`` over depths from
+    not liquidatable to deep underwater, many just under the line, and settings at their bounds."""
+    cases = []
+    for _ in range(N):
+        r = _u(1, 10**40)
+        u = rng.random()
+        if u < 0.3:
+            e = r - _u(0, max(1, r // 50))  # within 2% under the line
+        elif u < 0.8:
+            e = int(r * rng.uniform(-0.5, 1.2))
+        else:
+            e = _s(2 * r)
+        floor = _u(WAD // 10, WAD)
+        full = _u(WAD // 100, WAD)
+        cases.append([e, r, _u(10**15, 10**17), floor, full])
+    got = _batch(chain, harness, "penaltyFraction", cases, ["uint256"])
+    mine = [penalty_fraction(c[2], c[0], c[1], c[3], c[4]) for c in cases]
+    assert [g[0] for g in got] == mine
+    # The sample reached the floor, the ramp between and the full fee.
+    assert sum(1 for c, m in zip(cases, mine) if m == c[2]) > N // 10
+    assert sum(1 for c, m in zip(cases, mine) if m < c[2] and 0 < c[0] < c[1]) > N // 5
 
 
 def _skew_case() -> list[int]:
@@ -470,6 +495,79 @@ def _engine_sequence(chain: Chain, seed: int) -> None:
     print("engine differential outcomes:", dict(sorted(o.items())))
     assert o.get("settle:ok", 0) >= 10 and o.get("commit:ok", 0) >= 10, o
     assert sum(v for k, v in o.items() if not k.endswith(":ok")) >= 5, o
+
+
+def test_engine_liquidations_at_many_depths_match_the_mirror(chain: Chain) -> None:
+    """Liquidations at shortfall depths from just under maintenance to underwater (the depth-scaled
+    penalty, issue 12), both sides: each trader opens, the price is pushed to where its account
+    sits at a drawn depth, flag, liquidation in the preferred market, close of the rest; after
+    every transaction the whole engine state equals the mirror's, to the wei."""
+    try:
+        _liquidation_depths(chain, 12)
+    finally:
+        chain.auto_impersonate(False)
+
+
+def _liquidation_depths(chain: Chain, seed: int) -> None:
+    d = _EngineDiff(chain, seed)
+    mir, rng = d.mir, d.rng
+    mid = 0
+    base = d.cfg.market(mid).initial["price"]
+    depths: list[float] = []
+    targets = [0.002, 0.01, 0.03, 0.06, 0.1, 0.15, 0.19, 0.21, 0.3, 0.6, 0.95, 1.3]
+    for t in d.traders:
+        d.step("deposit", d.e.functions.deposit(50_000 * 10**6), t, lambda t=t: mir.deposit(t, 50_000 * 10**6))
+    for k in range(36):
+        t = d.traders[k % len(d.traders)]
+        for m_ in sorted(mir.markets):
+            d.refresh(m_)
+        d.push_price(mid, base)
+        lev = float(rng.choice([8.0, 12.0, 20.0]))
+        side = 1 if k % 2 == 0 else -1
+        coll = mir.accounts[t].collateral / 1e6
+        delta = side * int(coll * lev / base * 1e18)
+        d.step("commit", d.e.functions.commitOrder(mid, delta, 0), t,
+               lambda t=t, delta=delta: mir.commit(t, mid, delta, d.now))
+        d.now += mir.order_min_delay_sec
+        d.push_price(mid, base)
+        d.settle_all()
+        pos = mir.accounts[t].positions.get(mid)
+        if pos is None or pos.size == 0:
+            continue
+        # The price at which the account is at the drawn depth delta: E0 + s (P - P0) = (1 - delta) R0 P / P0.
+        h = mir.health(t, d.now)
+        s_, e0, r0 = pos.size / 1e18, h.equity_usd_wad / 1e18, h.maintenance_usd_wad / 1e18
+        delta_t = float(targets[k % len(targets)] * rng.uniform(0.9, 1.1))
+        px = (s_ * base - e0) / (s_ - (1 - delta_t) * r0 / base)
+        d.push_price(mid, px)
+        d.now += 1
+        if not mir.is_liquidatable(t, d.now):
+            continue
+        d.step("flag", d.e.functions.flagLiquidation(t), d.keeper, lambda t=t: mir.flag_liquidation(t, d.now))
+        d.now += mir.order_min_delay_sec
+        d.push_price(mid, px)
+        m_ = mir.liquidation_market(t, d.now) if mir.is_liquidatable(t, d.now) else mid
+        res: list[Any] = []
+        d.step("liquidate", d.e.functions.liquidate(t, m_), d.keeper,
+               lambda t=t, m_=m_: res.append(mir.liquidate(t, m_, d.now, d.keeper)))
+        if res:
+            hb = res[0].health_before
+            depths.append(1.0 if hb.equity_usd_wad <= 0 else
+                          (hb.maintenance_usd_wad - hb.equity_usd_wad) / hb.maintenance_usd_wad)
+        p2 = mir.accounts[t].positions.get(mid)
+        if p2 is not None and p2.size != 0:
+            d.step("close", d.e.functions.commitClose(mid, 0), t, lambda t=t: mir.commit(t, mid, 0, d.now, close_all=True))
+            d.now += mir.order_min_delay_sec
+            d.push_price(mid, px)
+            d.settle_all()
+        # Top the account up for its next round.
+        d.step("deposit", d.e.functions.deposit(20_000 * 10**6), t, lambda t=t: mir.deposit(t, 20_000 * 10**6))
+    print("liquidation depths:", sorted(round(x, 4) for x in depths))
+    full = mir.liq_penalty_full_depth_wad / WAD
+    assert len(depths) >= 20, depths
+    assert sum(1 for x in depths if x < 0.05) >= 4, depths  # near the floor
+    assert sum(1 for x in depths if 0.05 <= x < full) >= 4, depths  # on the ramp
+    assert sum(1 for x in depths if x >= full) >= 4, depths  # the full fee
 
 
 def test_dynamic_quote_with_published_tail_matches_the_mirror(chain: Chain) -> None:

@@ -52,7 +52,9 @@ def test_shipped_config_loads() -> None:
     assert (e.order_min_delay_sec, e.order_window_sec, e.settlement_fee_usd) == (1, 3600, 0.5)
     assert (e.withdraw_price_max_age_sec, e.oi_depth_mult) == (600, 2.0)
     assert e.settlement_fee_tokens() == 500_000 and e.settlement_fee_tokens(18) == WAD // 2
-    assert e.engine_config_tuple() == (5 * 10**14, WAD // 2, WAD // 2, 125 * 10**16, 1, 3600, 500_000, 600, 2 * WAD)
+    assert (e.liq_penalty_floor, e.liq_penalty_full_depth) == (0.25, 0.2)
+    assert e.engine_config_tuple() == (5 * 10**14, WAD // 2, WAD // 2, 125 * 10**16, 1, 3600, 500_000, 600, 2 * WAD,
+                                       WAD // 4, WAD // 5)
     (m,) = cfg.markets
     assert (m.id, m.symbol, m.feed_decimals, m.heartbeat_sec, m.alpha) == (0, "BTC", 8, 3600, 0.99)
     assert set(m.initial) == set(m.bounds) == set(FEED_KINDS)
@@ -192,6 +194,11 @@ MALFORMED: list[tuple[str, Mutation, str]] = [
     ("withdraw age 3601", _set("engine.withdraw_price_max_age_sec", 3601), "engine.withdraw_price_max_age_sec"),
     ("oi depth mult 0.05", _set("engine.oi_depth_mult", 0.05), "engine.oi_depth_mult"),
     ("oi depth mult 101", _set("engine.oi_depth_mult", 101.0), "engine.oi_depth_mult"),
+    ("penalty floor 0.05", _set("engine.liq_penalty_floor", 0.05), "engine.liq_penalty_floor"),
+    ("penalty floor 1.1", _set("engine.liq_penalty_floor", 1.1), "engine.liq_penalty_floor"),
+    ("penalty full depth 0", _set("engine.liq_penalty_full_depth", 0.0), "engine.liq_penalty_full_depth"),
+    ("penalty full depth 1.5", _set("engine.liq_penalty_full_depth", 1.5), "engine.liq_penalty_full_depth"),
+    ("missing penalty floor", _del("engine.liq_penalty_floor"), "engine.liq_penalty_floor"),
     ("float window", _set("engine.order_window_sec", 3600.0), "engine.order_window_sec"),
     ("id 64", _set("markets[0].id", 64), "markets[0].id"),
     ("19 decimals", _set("markets[1].feed_decimals", 19), "markets[1].feed_decimals"),
@@ -260,7 +267,8 @@ ENGINE_FIELDS: dict[str, tuple[str, float, float]] = {
     "vault_seed_usd": (NUM, 0.0, 1e15), "insurance_seed_usd": (NUM, 0.0, 1e15),
     "order_min_delay_sec": (INT, 1, 300), "order_window_sec": (INT, 60, 86400),
     "settlement_fee_usd": (NUM, 0.0, (2**64 - 1) / 10**6), "withdraw_price_max_age_sec": (INT, 1, 3600),
-    "oi_depth_mult": (NUM, 0.1, 100.0),
+    "oi_depth_mult": (NUM, 0.1, 100.0), "liq_penalty_floor": (NUM, 0.1, 1.0),
+    "liq_penalty_full_depth": (NUM, 0.01, 1.0),
 }
 MARKET_FIELDS: dict[str, tuple[str, float, float]] = {
     "id": (INT, 0, 63), "symbol": (STR, 0, 0), "feed_decimals": (INT, 0, 18), "heartbeat_sec": (INT, 1, 2**32 - 1),

@@ -245,3 +245,43 @@ def test_calibrated_sweep_options_are_validated() -> None:
     # a calibrated sweep's tasks have other ids than the plain sweep's (resume never mixes them)
     a, b = SweepSpec(("garch",), seeds=2), SweepSpec(("garch",), seeds=2, calibrated=("fhs",))
     assert {t.task_id for t in tasks_of(a)}.isdisjoint(t.task_id for t in tasks_of(b))
+
+
+# --------------------------------------------------------------------------- depth-scaled penalty (issue 12)
+
+
+def test_the_simulators_liquidation_penalty_is_scaled_by_depth(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MarketSim._liquidate`` charges (and sizes the close with) the fee times the engine's depth
+    share: floor 100% is the old penalty (penalties / liquidated notional = liq_fee); the shipped
+    floor charges every liquidation between the floor's share and the full fee, less in total."""
+    import ballast.marketsim as ms
+
+    sc = build("btc_2021_12_04", 5)
+    tr = generate(120, sc.blocks, seed=5, long_bias=sc.long_bias)
+    cfg = load_config()
+    fee = cfg.market(0).params.liq_fee_wad / WAD
+    shares: list[np.ndarray] = []
+    inner = ms.penalty_share
+
+    def spy(eq: np.ndarray, maint: np.ndarray, floor: float, full: float) -> np.ndarray:
+        out = inner(eq, maint, floor, full)
+        shares.append(out[eq < maint])
+        return out
+
+    monkeypatch.setattr(ms, "penalty_share", spy)
+
+    def run(floor: float) -> dict[str, float]:
+        c = replace(cfg, engine=replace(cfg.engine, liq_penalty_floor=floor))
+        return MarketSim([RunSpec(sc, tr, Controller("dynamic", label="dynamic"), 5)], c).run().metrics()[0]
+
+    old = run(1.0)
+    assert old["liquidations"] > 20
+    assert old["liquidation_penalties_usd"] / old["liquidated_notional_usd"] == pytest.approx(fee, rel=1e-9)
+    assert all(np.all(s == 1.0) for s in shares)
+    shares.clear()
+    new = run(cfg.engine.liq_penalty_floor)
+    got = np.concatenate(shares)
+    assert got.size > 20 and got.min() >= cfg.engine.liq_penalty_floor and got.max() <= 1.0
+    assert (got < 1.0).mean() > 0.2  # shallow shortfalls exist on this path and pay less
+    ratio = new["liquidation_penalties_usd"] / new["liquidated_notional_usd"]
+    assert cfg.engine.liq_penalty_floor * fee <= ratio < fee

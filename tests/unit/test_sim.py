@@ -9,13 +9,14 @@ from ballast._typing import WAD
 from ballast.errors import ValidationError
 from ballast.mirror import AccountMirror, EngineMirror, Feed, MarketMirror, PositionMirror
 from ballast.config import default_params
-from ballast.model import Ramp, maintenance_base, var_move
+from ballast.model import Ramp, maintenance_base, penalty_fraction, var_move
 from ballast.sim import (
     Book,
     ExactBook,
     classify,
     health,
     maintenance_base_path,
+    penalty_share,
     random_book,
     simulate,
     simulate_parallel,
@@ -192,3 +193,44 @@ def test_inputs_are_validated() -> None:
         simulate(book, np.array([1.0, -1.0]), np.zeros(2), np.zeros(2), max_mmf=0.4, liq_fee=0.0)
     with pytest.raises(ValidationError):
         simulate(book, np.ones(3), np.zeros(2), np.zeros(3), max_mmf=0.4, liq_fee=0.0)
+
+
+# --------------------------------------------------------------------------- depth-scaled penalty (issue 12)
+
+
+def test_penalty_share_is_the_engines_rule() -> None:
+    eq = np.array([99.0, 98.0, 90.0, 80.0, 50.0, 0.0, -5.0, 120.0])
+    maint = np.full(eq.size, 100.0)
+    share = penalty_share(eq, maint, 0.25, 0.2)
+    # 1% -> 25% + 75% x 0.05; 2% -> 32.5%; 10% -> 62.5%; 20% and beyond, or equity <= 0 -> 100%;
+    # not under maintenance -> the floor
+    np.testing.assert_allclose(share, [0.2875, 0.325, 0.625, 1.0, 1.0, 1.0, 1.0, 0.25])
+    np.testing.assert_array_equal(penalty_share(eq, maint, 1.0, 0.2), np.ones(eq.size))  # floor 100%: today's
+    np.testing.assert_array_equal(penalty_share(np.array([-1.0]), np.array([0.0]), 0.25, 0.2), [1.0])
+    # the float form of the integer rule the engine and the mirror apply
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        r = float(rng.uniform(1.0, 1e6))
+        e = float(r * rng.uniform(-0.5, 1.1))
+        fl, fd = float(rng.uniform(0.1, 1.0)), float(rng.uniform(0.01, 1.0))
+        want = penalty_fraction(5 * 10**15, int(e * WAD), int(r * WAD), int(fl * WAD), int(fd * WAD)) / WAD
+        got = 0.005 * float(penalty_share(np.array([e]), np.array([r]), fl, fd)[0])
+        assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+def test_simulate_charges_the_depth_scaled_penalty() -> None:
+    # Two longs of 2 at 50 (maintenance 3%); at 46 (maintenance 2.76) the first has equity 2.6,
+    # 5.8% under maintenance (share 25% + 75% x 0.058 / 0.2), the second -0.5 (the full fee).
+    book = Book(size=np.array([2.0, 2.0]), basis=np.array([100.0, 100.0]),
+                collateral=np.array([10.6, 7.5]), slip=np.zeros(2))
+    price = np.array([50.0, 46.0])
+    mmf = np.full(2, 0.03)
+    full = simulate(book, price, mmf, mmf, max_mmf=0.4, liq_fee=0.005)
+    scaled = simulate(book, price, mmf, mmf, max_mmf=0.4, liq_fee=0.005, liq_penalty_floor=0.25,
+                      liq_penalty_full_depth=0.2)
+    ntl = 92.0
+    d0 = (2.76 - 2.6) / 2.76
+    assert full.penalties.sum() == pytest.approx(2 * ntl * 0.005)
+    assert scaled.penalties.sum() == pytest.approx(ntl * 0.005 * (0.25 + 0.75 * d0 / 0.2) + ntl * 0.005)
+    assert scaled.book.collateral[0] > full.book.collateral[0]  # the shallow account keeps more
+    assert scaled.bad_debt.sum() == pytest.approx(full.bad_debt.sum())  # the underwater one pays the full fee

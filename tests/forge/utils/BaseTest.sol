@@ -2,6 +2,8 @@
 pragma solidity 0.8.28;
 
 import {Test} from "forge-std/Test.sol";
+import {FixedPointMathLib} from "solady/utils/FixedPointMathLib.sol";
+import {Health} from "../../../interfaces/IMarginEngine.sol";
 import {FeedConfig, FeedKind, RiskParams} from "../../../interfaces/ILeverageController.sol";
 import {LeverageController} from "../../../contracts/LeverageController.sol";
 import {MarginEngine} from "../../../contracts/MarginEngine.sol";
@@ -62,7 +64,7 @@ abstract contract BaseTest is Test {
         });
     }
 
-    function defaultEngineConfig() internal pure returns (MarginEngine.EngineConfig memory) {
+    function defaultEngineConfig() internal pure virtual returns (MarginEngine.EngineConfig memory) {
         return MarginEngine.EngineConfig({
             tradingFeeWad: 0.0005e18,
             feeInsuranceShareWad: 0.5e18,
@@ -72,7 +74,9 @@ abstract contract BaseTest is Test {
             orderWindowSec: 3600,
             settlementFeeTokens: 1 * USDC,
             withdrawPriceMaxAgeSec: 3600,
-            oiDepthMultWad: 100e18
+            oiDepthMultWad: 100e18,
+            liqPenaltyFloorWad: 0.25e18,
+            liqPenaltyFullDepthWad: 0.2e18
         });
     }
 
@@ -297,6 +301,23 @@ abstract contract BaseTest is Test {
     function track(string memory name) internal returns (address a) {
         a = makeAddr(name);
         trackedAccounts.push(a);
+    }
+
+    /// @notice The liquidation penalty fraction `engine` charges an account of health `h` in a
+    /// market of fee `liqFeeWad`, restated from the documented rule (not from the library):
+    /// liqFee x min(1, floor + (1 - floor) x d / fullDepth), d = (maintenance - equity) /
+    /// maintenance (1 when equity <= 0, 0 when not under maintenance), each step rounded up.
+    function depthScaledFee(uint256 liqFeeWad, Health memory h) internal view returns (uint256) {
+        uint256 floor = engine.liqPenaltyFloorWad();
+        uint256 d;
+        if (h.equityUsdWad <= 0) {
+            d = WAD;
+        } else if (uint256(h.equityUsdWad) < h.maintenanceUsdWad) {
+            d = FixedPointMathLib.divWadUp(h.maintenanceUsdWad - uint256(h.equityUsdWad), h.maintenanceUsdWad);
+        }
+        uint256 share = floor + FixedPointMathLib.mulDivUp(WAD - floor, d, engine.liqPenaltyFullDepthWad());
+        if (share > WAD) share = WAD;
+        return FixedPointMathLib.mulWadUp(liqFeeWad, share);
     }
 
     /// @notice Token conservation: the engine's balance equals every bucket.
