@@ -324,14 +324,21 @@ def _liquidation(s: System, col: str, out: dict[str, dict[str, int]], notes: lis
             notes.append(f"{s.kind} {col}: no {kind_} liquidation found near a {threshold:.2%} drop")
 
 
+def _seed_open_interest(s: System) -> None:
+    """Open interest in every market before anything is measured: the first trade of a market pays
+    for creating its state, which is not what a user's trade costs (a market maker, 10,000 USD at 2x
+    in each)."""
+    mm = s.new_account()
+    s.send(s.e.functions.deposit(200_000 * TOKEN), mm)
+    for mid in range(s.markets):
+        s.trade(mm, mid, s.size_for(mid, 10_000.0, 2.0))
+
+
 def cross_margin_curve(chain: Chain, cfg1: Config, kind: str) -> dict[int, dict[str, int]]:
     """Withdrawal and increase (market 0) of one warm account holding 1..CURVE_MARKETS positions
     (one more market each step): the entry points whose health check quotes every open market."""
     s = System(chain, n_market_config(cfg1, CURVE_MARKETS), kind)
-    mm = s.new_account()
-    s.send(s.e.functions.deposit(200_000 * TOKEN), mm)
-    for mid in range(s.markets):  # open interest everywhere first (a market's first trade creates its state)
-        s.trade(mm, mid, s.size_for(mid, 10_000.0, 2.0))
+    _seed_open_interest(s)
     a = s.new_account()
     s.send(s.e.functions.deposit(100_000 * TOKEN), a)
     out: dict[int, dict[str, int]] = {}
@@ -640,12 +647,7 @@ def run(*, verbose: bool = True) -> dict[str, Any]:
             table: dict[str, dict[str, int]] = {key: {} for key, _ in ROWS}
             for cfg in (cfg1, cfg3):
                 s = System(chain, cfg, kind)
-                # Open interest in every market before anything is measured: the first trade of a
-                # market pays for creating its state, which is not what a user's trade costs.
-                mm = s.new_account()
-                s.send(s.e.functions.deposit(100_000 * TOKEN), mm)
-                for mid in range(s.markets):
-                    s.trade(mm, mid, s.size_for(mid, 10_000.0, 2.0))
+                _seed_open_interest(s)
                 # ... and one bad debt already realized (its counters exist), as on a live system.
                 _liquidation(s, "warmup", table, notes, commit=True)
                 for col in COLUMNS:

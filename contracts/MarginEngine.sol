@@ -696,9 +696,7 @@ contract MarginEngine is IMarginEngine, AccessControl, ReentrancyGuardTransient 
     {
         // The penalty fraction at this account's shortfall depth, used for the size and (in
         // `_liquidateClose`) for the charge alike.
-        q.liqFeeWad = PositionMath.penaltyFraction(
-            q.liqFeeWad, h.equityUsdWad, h.maintenanceUsdWad, liqPenaltyFloorWad, liqPenaltyFullDepthWad
-        );
+        q.liqFeeWad = _penaltyFraction(q.liqFeeWad, h);
         uint256 mmf = MarginMath.positionMaintenance(q.mmfBaseWad, pos.slipSnapWad, q.maxMmfWad);
         uint256 posNotional = PositionMath.notional(pos.sizeWad, q.priceWad);
         uint256 closeNotional = PositionMath.liquidationNotional(
