@@ -40,6 +40,10 @@ contract LeverageController is RiskOracleBase {
     mapping(uint256 marketId => Pending) internal _pendingListing;
     /// @dev Index 0: long, 1: short.
     mapping(uint256 marketId => Ramp[2]) internal _ramps;
+    /// @dev Bit 160 of a side's market word (`_marketWords`): the side's ramp has reached its end,
+    /// and bits 192-255 hold its value, the same at every later time until the ramp is written again
+    /// (`_syncSettled` after every ramp write and every poke). A quote then reads no ramp slot.
+    uint256 internal constant RAMP_SETTLED = 1 << 160;
     uint256 internal _rampNonce;
     /// @dev A market's published tail, one slot: long (64 bits) | short << 64 | publishedAt << 128
     /// (0: never published, the model without it).
@@ -241,7 +245,7 @@ contract LeverageController is RiskOracleBase {
         view
         returns (MarketQuote memory q)
     {
-        _quoteOf(q, _blob(marketId), marketId, isLong, positionSizeWad, oiLong, oiShort);
+        _quoteOf(q, _blobFor(marketId, isLong), marketId, isLong, positionSizeWad, oiLong, oiShort);
     }
 
     function _quoteOf(
@@ -295,14 +299,41 @@ contract LeverageController is RiskOracleBase {
         );
     }
 
-    /// @dev A side's ramped maintenance fraction now, from one raw SLOAD of its ramp.
+    /// @dev A side's ramped maintenance fraction now: its settled value from the side's market word
+    /// (warm: the quote read the blob pointer there) or, while the ramp moves, from one raw SLOAD of
+    /// the ramp.
     function _rampValue(uint256 marketId, bool isLong) internal view returns (uint256) {
-        Ramp storage rs = _ramps[marketId][isLong ? 0 : 1];
-        uint256 w;
+        uint256 i = isLong ? 0 : 1;
+        uint256 mw = _marketWords[marketId][i];
+        if (mw & RAMP_SETTLED != 0) return mw >> 192;
+        return RampLib.valueAtWord(_rampWord(marketId, i), block.timestamp);
+    }
+
+    function _rampWord(uint256 marketId, uint256 i) internal view returns (uint256 w) {
+        Ramp storage rs = _ramps[marketId][i];
         assembly ("memory-safe") {
             w := sload(rs.slot)
         }
-        return RampLib.valueAtWord(w, block.timestamp);
+    }
+
+    /// @dev Records in a side's market word whether its ramp has reached its end and, if so, the
+    /// value it keeps (`RAMP_SETTLED`). Called after every write of the ramp and at every poke; a
+    /// ramp that is still moving clears the record, so a quote never reads a stale value.
+    function _syncSettled(uint256 marketId, uint256 i) internal {
+        uint256 rw = _rampWord(marketId, i);
+        uint256 v = RampLib.valueAtWord(rw, block.timestamp);
+        // Settled: the value has reached the end (`toWad`), or the ramp never rises (to <= from).
+        uint256 bits = v >= uint64(rw >> 64) ? RAMP_SETTLED | (v << 192) : 0;
+        uint256 mw = _marketWords[marketId][i];
+        if (mw >> 160 != bits >> 160) _marketWords[marketId][i] = uint160(mw) | bits;
+    }
+
+    /// @notice A side's settled maintenance as recorded for quotes: `settled` false while its ramp
+    /// moves (quotes then read the ramp), else the value every later quote uses until the next
+    /// poke, WAD.
+    function settledMaintenance(uint256 marketId, bool isLong) external view returns (bool settled, uint256 valueWad) {
+        uint256 mw = _marketWords[marketId][isLong ? 0 : 1];
+        return (mw & RAMP_SETTLED != 0, mw >> 192);
     }
 
     /// @inheritdoc ILeverageController
@@ -370,7 +401,7 @@ contract LeverageController is RiskOracleBase {
         if (marketId >= ConstantsLib.MAX_MARKETS) {
             revert ErrorsLib.MarketIdOutOfRange(marketId, ConstantsLib.MAX_MARKETS);
         }
-        if (_blobOf[marketId] != address(0)) revert ErrorsLib.MarketAlreadyListed(marketId);
+        if (_pointer(marketId) != address(0)) revert ErrorsLib.MarketAlreadyListed(marketId);
     }
 
     function _list(uint256 marketId, FeedConfig[5] memory feeds, RiskParams memory params) internal {
@@ -387,6 +418,8 @@ contract LeverageController is RiskOracleBase {
         });
         _ramps[marketId][0] = r;
         _ramps[marketId][1] = r;
+        _syncSettled(marketId, 0);
+        _syncSettled(marketId, 1);
         emit EventsLib.MarketListed(marketId, feeds, params);
     }
 
@@ -438,6 +471,7 @@ contract LeverageController is RiskOracleBase {
             rs.toWad = uint64(target);
             emit EventsLib.MaintenanceTargetRaised(marketId, isLong, target);
         }
+        _syncSettled(marketId, isLong ? 0 : 1);
     }
 
     /// @dev A delay in [0, jitterSec] that nobody can know before the committing block.

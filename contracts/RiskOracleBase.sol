@@ -36,7 +36,11 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     /// code of a data contract: the packed feeds, then the controller's own words (parameters;
     /// layout in `BlobLib`). A quote reads it with one EXTCODECOPY instead of ~18 cold storage slots. The
     /// zero address: not listed. Rewritten (a new pointer) whenever the parameters change.
-    mapping(uint256 marketId => address) internal _blobOf;
+    /// Stored twice, once per side (index 0: long, 1: short), in the low 160 bits of the side's word,
+    /// so that a quote of a side reads one word that also carries the bits above the pointer, which
+    /// the controller keeps per side (`LeverageController`: the side's settled maintenance) and a
+    /// pointer rewrite preserves.
+    mapping(uint256 marketId => uint256[2]) internal _marketWords;
     /// @dev Bit i: market i is listed (i < MAX_MARKETS; `setSequencerFeed` rewrites their blobs).
     uint256 internal _listedBits;
 
@@ -143,7 +147,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
             assembly ("memory-safe") {
                 mstore(add(b, at), w)
             }
-            _blobOf[m] = SSTORE2.write(b);
+            _setPointer(m, SSTORE2.write(b));
         }
         emit EventsLib.SequencerFeedSet(feed, graceSec);
     }
@@ -158,7 +162,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     // ---------------------------------------------------------------- views
 
     function isListed(uint256 marketId) public view returns (bool) {
-        return _blobOf[marketId] != address(0);
+        return _pointer(marketId) != address(0);
     }
 
     /// @inheritdoc ILeverageController
@@ -170,7 +174,7 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
         uint256 oiShortWad,
         uint80 roundId
     ) external view returns (MarketQuote memory q, PriceRound memory r) {
-        bytes memory b = _blob(marketId);
+        bytes memory b = _blobFor(marketId, isLong);
         _quoteOf(q, b, marketId, isLong, positionSizeWad, oiLongWad, oiShortWad);
         _priceRound(r, b, roundId);
     }
@@ -226,14 +230,14 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
 
     /// @notice The feed configuration of a market input.
     function feedConfig(uint256 marketId, FeedKind kind) external view returns (FeedConfig memory c) {
-        if (_blobOf[marketId] == address(0)) return c;
+        if (_pointer(marketId) == address(0)) return c;
         FeedSlot memory s = BlobLib.feed(_blob(marketId), uint256(kind));
         c = FeedConfig({feed: s.feed, heartbeatSec: s.heartbeatSec, minWad: s.minWad, maxWad: s.maxWad});
     }
 
     /// @notice A feed's answer scaled to WAD, and whether it passed every check.
     function readFeed(uint256 marketId, FeedKind kind) external view returns (bool ok, int256 valueWad) {
-        if (_blobOf[marketId] == address(0)) return (false, 0);
+        if (_pointer(marketId) == address(0)) return (false, 0);
         bytes memory b = _blob(marketId);
         (ok, valueWad,,,) = _readK(b, uint256(kind), _loadReport(b, marketId));
     }
@@ -279,20 +283,37 @@ abstract contract RiskOracleBase is AccessControl, ILeverageController, IRiskRep
     }
 
     function _requireListed(uint256 marketId) internal view {
-        if (_blobOf[marketId] == address(0)) revert ErrorsLib.MarketNotListed(marketId);
+        if (_pointer(marketId) == address(0)) revert ErrorsLib.MarketNotListed(marketId);
+    }
+
+    /// @dev A market's blob pointer (zero: not listed), from its long side's word.
+    function _pointer(uint256 marketId) internal view returns (address) {
+        return address(uint160(_marketWords[marketId][0]));
     }
 
     /// @dev A listed market's whole blob. Reverts `MarketNotListed`.
     function _blob(uint256 marketId) internal view returns (bytes memory) {
-        address ptr = _blobOf[marketId];
+        return _blobFor(marketId, true);
+    }
+
+    /// @dev `_blob` read through the word of a side (what a quote of that side reads).
+    function _blobFor(uint256 marketId, bool isLong) internal view returns (bytes memory) {
+        address ptr = address(uint160(_marketWords[marketId][isLong ? 0 : 1]));
         if (ptr == address(0)) revert ErrorsLib.MarketNotListed(marketId);
         return SSTORE2.read(ptr);
     }
 
+    /// @dev Points both side words of a market at a new blob, keeping the bits above the pointer.
+    function _setPointer(uint256 marketId, address ptr) internal {
+        uint256[2] storage ws = _marketWords[marketId];
+        for (uint256 i; i < 2; ++i) {
+            ws[i] = ((ws[i] >> 160) << 160) | uint160(ptr);
+        }
+    }
+
     /// @dev Writes a market's blob: its feeds, then `extra` (the controller's parameter words).
     function _writeBlob(uint256 marketId, FeedSlot[5] memory fs, bytes memory extra) internal {
-        _blobOf[marketId] =
-            SSTORE2.write(bytes.concat(abi.encodePacked(BlobLib.packFeeds(fs), _sequencerWord()), extra));
+        _setPointer(marketId, SSTORE2.write(bytes.concat(abi.encodePacked(BlobLib.packFeeds(fs), _sequencerWord()), extra)));
         _listedBits |= 1 << marketId;
     }
 

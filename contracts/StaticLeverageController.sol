@@ -41,7 +41,7 @@ contract StaticLeverageController is RiskOracleBase {
         if (marketId >= ConstantsLib.MAX_MARKETS) {
             revert ErrorsLib.MarketIdOutOfRange(marketId, ConstantsLib.MAX_MARKETS);
         }
-        if (_blobOf[marketId] != address(0)) revert ErrorsLib.MarketAlreadyListed(marketId);
+        if (_pointer(marketId) != address(0)) revert ErrorsLib.MarketAlreadyListed(marketId);
         if (params.imfWad > ConstantsLib.IMF_MAX || params.imfWad < ConstantsLib.MIN_IMF_MIN) {
             revert ErrorsLib.ParamOutOfBounds(ParamField.MinImf, params.imfWad, ConstantsLib.MIN_IMF_MIN, ConstantsLib.IMF_MAX);
         }
@@ -75,7 +75,7 @@ contract StaticLeverageController is RiskOracleBase {
 
     /// @inheritdoc ILeverageController
     function quote(uint256 marketId, bool isLong, uint256 positionSizeWad) public view returns (MarketQuote memory q) {
-        _quoteOf(q, _blob(marketId), marketId, isLong, positionSizeWad, 0, 0);
+        _quoteOf(q, _blobFor(marketId, isLong), marketId, isLong, positionSizeWad, 0, 0);
     }
 
     /// @dev The static model ignores the side and open interest.

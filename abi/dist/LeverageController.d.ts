@@ -1926,6 +1926,35 @@ export declare const leverageControllerAbi: readonly [
   },
   {
     readonly "type": "function";
+    readonly "name": "settledMaintenance";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "isLong";
+        readonly "type": "bool";
+        readonly "internalType": "bool";
+      }
+    ];
+    readonly "outputs": readonly [
+      {
+        readonly "name": "settled";
+        readonly "type": "bool";
+        readonly "internalType": "bool";
+      },
+      {
+        readonly "name": "valueWad";
+        readonly "type": "uint256";
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "stateMutability": "view";
+  },
+  {
+    readonly "type": "function";
     readonly "name": "submitReport";
     readonly "inputs": readonly [
       {

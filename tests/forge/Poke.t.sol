@@ -6,7 +6,7 @@ import {BaseTest} from "./utils/BaseTest.sol";
 import {ErrorsLib} from "../../contracts/libraries/ErrorsLib.sol";
 import {EventsLib} from "../../contracts/libraries/EventsLib.sol";
 import {LeverageController} from "../../contracts/LeverageController.sol";
-import {Ramp} from "../../contracts/libraries/RampLib.sol";
+import {Ramp, RampLib} from "../../contracts/libraries/RampLib.sol";
 import {MarketQuote, RiskParams} from "../../interfaces/ILeverageController.sol";
 
 /// @notice `poke`: the maintenance ramp. Loosening applies at once; tightening starts after a
@@ -352,6 +352,98 @@ contract PokeTest is BaseTest {
             assertLe(mmfNow(false), s0 + RATE * dt, "short too fast");
             Ramp memory r = controller.ramp(BTC, true);
             assertLe(r.fromWad, r.toWad);
+        }
+    }
+    // ================================================================ settled maintenance record
+
+    /// @dev The side's maintenance as the ramp defines it now (what every quote must return).
+    function rampNow(bool isLong) internal view returns (uint256) {
+        return RampLib.valueAt(controller.ramp(BTC, isLong), block.timestamp);
+    }
+
+    function settled(bool isLong) internal view returns (bool s, uint256 v) {
+        return controller.settledMaintenance(BTC, isLong);
+    }
+
+    function test_settled_recordedAtListingAndAfterLoosening() public {
+        (bool s, uint256 v) = settled(true);
+        assertTrue(s, "setUp's poke loosened the long side: settled");
+        assertEq(v, target(true));
+        (s, v) = settled(false);
+        assertTrue(s);
+        assertEq(v, target(false));
+        vm.startPrank(admin);
+        LeverageController c2 = new LeverageController(admin, 1 days);
+        c2.listMarket(BTC, feedConfigs(feeds), defaultParams());
+        vm.stopPrank();
+        (s, v) = c2.settledMaintenance(BTC, false);
+        assertTrue(s, "a listing starts settled at the cap");
+        assertEq(v, 0.4e18);
+    }
+
+    /// @dev A tightening clears the record at once (quotes read the moving ramp); the poke after the
+    /// ramp reached its end records it again; quotes equal the ramp throughout.
+    function test_settled_clearedWhileRampingRecordedAfter() public {
+        setVol(1e8);
+        uint256 t1 = target(true);
+        poke();
+        (bool s,) = settled(true);
+        assertFalse(s, "tightening scheduled: not settled");
+        Ramp memory r = controller.ramp(BTC, true);
+        uint256 end = r.activationSec + (t1 - r.fromWad + RATE - 1) / RATE;
+        warpTo(r.activationSec + 10);
+        assertEq(mmfNow(true), rampNow(true));
+        warpTo(end + 1);
+        assertEq(mmfNow(true), t1, "past its end the ramp is read, not the record");
+        (s,) = settled(true);
+        assertFalse(s, "not recorded until the next poke");
+        poke();
+        uint256 v;
+        (s, v) = settled(true);
+        assertTrue(s);
+        assertEq(v, t1);
+        assertEq(mmfNow(true), t1);
+    }
+
+    /// @dev A parameter proposal writes a new blob pointer into both side words and keeps the record.
+    function test_settled_keptAcrossParameterChange() public {
+        (, uint256 v0) = settled(true);
+        RiskParams memory p = controller.activeParams(BTC);
+        p.impactWad += 0.001e18;
+        vm.prank(admin);
+        controller.proposeParams(BTC, p);
+        // A tightening prices new risk at once: the blob is rewritten (bootstrap or not).
+        assertEq(controller.imfParams(BTC).impactWad, p.impactWad, "blob rewritten");
+        (bool s, uint256 v) = settled(true);
+        assertTrue(s);
+        assertEq(v, v0);
+        assertEq(mmfNow(true), rampNow(true));
+        assertEq(mmfNow(false), rampNow(false));
+    }
+
+    /// @dev Over any sequence of volatility and skew moves, warps, pokes or none: every quote equals
+    /// the ramp's value now, and a recorded side is one whose ramp has reached its end at that value.
+    function testFuzz_settled_quoteAlwaysEqualsRamp(
+        uint256[10] memory vols,
+        uint256[10] memory dts,
+        int256[10] memory skews,
+        bool[10] memory pokes
+    ) public {
+        for (uint256 i; i < 10; ++i) {
+            setVol(bound(vols[i], 0.05e8, 5e8));
+            setFeed(4, bound(skews[i], -0.3e8, 0.3e8));
+            if (pokes[i]) poke();
+            warpTo(block.timestamp + bound(dts[i], 0, 3 hours));
+            for (uint256 k; k < 2; ++k) {
+                bool isLong = k == 0;
+                assertEq(mmfNow(isLong), rampNow(isLong), "quote differs from the ramp");
+                (bool s, uint256 v) = settled(isLong);
+                if (s) {
+                    Ramp memory r = controller.ramp(BTC, isLong);
+                    assertEq(v, rampNow(isLong), "record differs from the ramp");
+                    assertGe(v, r.toWad, "recorded before the ramp's end");
+                }
+            }
         }
     }
 }
