@@ -325,7 +325,10 @@ contract LeverageController is RiskOracleBase {
         // Settled: the value has reached the end (`toWad`), or the ramp never rises (to <= from).
         uint256 bits = v >= uint64(rw >> 64) ? RAMP_SETTLED | (v << 192) : 0;
         uint256 mw = _marketWords[marketId][i];
-        if (mw >> 160 != bits >> 160) _marketWords[marketId][i] = uint160(mw) | bits;
+        if (mw >> 160 != bits >> 160) {
+            _marketWords[marketId][i] = uint160(mw) | bits;
+            emit EventsLib.MaintenanceRecordSet(marketId, i == 0, bits != 0, bits >> 192);
+        }
     }
 
     /// @notice A side's settled maintenance as recorded for quotes: `settled` false while its ramp

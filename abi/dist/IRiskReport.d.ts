@@ -117,6 +117,37 @@ export declare const iRiskReportAbi: readonly [
   },
   {
     readonly "type": "event";
+    readonly "name": "MaintenanceRecordSet";
+    readonly "inputs": readonly [
+      {
+        readonly "name": "marketId";
+        readonly "type": "uint256";
+        readonly "indexed": true;
+        readonly "internalType": "uint256";
+      },
+      {
+        readonly "name": "isLong";
+        readonly "type": "bool";
+        readonly "indexed": false;
+        readonly "internalType": "bool";
+      },
+      {
+        readonly "name": "settled";
+        readonly "type": "bool";
+        readonly "indexed": false;
+        readonly "internalType": "bool";
+      },
+      {
+        readonly "name": "valueWad";
+        readonly "type": "uint256";
+        readonly "indexed": false;
+        readonly "internalType": "uint256";
+      }
+    ];
+    readonly "anonymous": false;
+  },
+  {
+    readonly "type": "event";
     readonly "name": "MaintenanceTargetRaised";
     readonly "inputs": readonly [
       {

@@ -28,5 +28,5 @@ export interface Deployment {
   [key: string]: unknown;
 }
 export declare const deployments: Record<string, Deployment>;
-export declare const version: "1.5.0";
+export declare const version: "1.6.0";
 export * from "./feeds.js";

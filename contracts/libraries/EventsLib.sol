@@ -24,6 +24,9 @@ library EventsLib {
         uint256 indexed marketId, bool isLong, uint256 fromWad, uint256 toWad, uint256 activationSec, uint256 rateWadPerSec
     );
     event MaintenanceTargetRaised(uint256 indexed marketId, bool isLong, uint256 toWad);
+    /// @notice A side's settled maintenance recorded for quotes (`settled`, its ramp's end value) or
+    /// cleared (a ramp under way: quotes read the ramp). The quoted value does not change.
+    event MaintenanceRecordSet(uint256 indexed marketId, bool isLong, bool settled, uint256 valueWad);
     event StaticFractionsSet(uint256 indexed marketId, uint256 imfWad, uint256 mmfWad);
 
     // Engine.

@@ -128,7 +128,7 @@ contract PokeTest is BaseTest {
         assertLe(r.activationSec, now0 + JITTER);
         // The event carries the same schedule.
         Vm.Log[] memory logs = vm.getRecordedLogs();
-        assertEq(logs.length, 2); // long and short
+        assertEq(logs.length, 4); // long and short, each followed by its cleared record
         assertEq(logs[0].topics[0], EventsLib.MaintenanceTighteningScheduled.selector);
         (bool isLong, uint256 from, uint256 to, uint256 act, uint256 rate) =
             abi.decode(logs[0].data, (bool, uint256, uint256, uint256, uint256));
@@ -386,7 +386,14 @@ contract PokeTest is BaseTest {
     function test_settled_clearedWhileRampingRecordedAfter() public {
         setVol(1e8);
         uint256 t1 = target(true);
+        vm.recordLogs();
         poke();
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        assertEq(logs[1].topics[0], EventsLib.MaintenanceRecordSet.selector, "the record's clearing is logged");
+        (bool recLong, bool recSettled, uint256 recValue) = abi.decode(logs[1].data, (bool, bool, uint256));
+        assertTrue(recLong);
+        assertFalse(recSettled);
+        assertEq(recValue, 0);
         (bool s,) = settled(true);
         assertFalse(s, "tightening scheduled: not settled");
         Ramp memory r = controller.ramp(BTC, true);
@@ -397,6 +404,8 @@ contract PokeTest is BaseTest {
         assertEq(mmfNow(true), t1, "past its end the ramp is read, not the record");
         (s,) = settled(true);
         assertFalse(s, "not recorded until the next poke");
+        vm.expectEmit(true, false, false, true, address(controller));
+        emit EventsLib.MaintenanceRecordSet(BTC, true, true, t1);
         poke();
         uint256 v;
         (s, v) = settled(true);
