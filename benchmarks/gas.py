@@ -688,6 +688,10 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
     out["settle"] = out.get("open", 0)
     out["commit_plus_settle"] = out.get("commit", 0) + out.get("open", 0)
     out["order"] = out["commit_plus_settle"]
+    # A returning trader (slots kept from an earlier order) and a returning liquidator (engine account
+    # holding earlier rewards): the warm column alone.
+    out["order_returning"] = dyn["commit"].get("1m_warm", 0) + dyn["open"].get("1m_warm", 0)
+    out["liquidate_returning"] = max(dyn[k].get("1m_warm", 0) for k in ("liquidate_partial", "liquidate_full"))
     out["report_update"] = max(out.get("report_one", 0), out.get("report_all", 0))
     out["feed_update"] = out.get("transmit_price", 0)
     ratios = {f"{row}_{c}": dyn[row][c] / sta[row][c] for row in RATIO_ROWS for c in COLUMNS
@@ -755,7 +759,9 @@ def tables(r: dict[str, Any]) -> str:
     lines.append(f"{'':<32}{'measured':>12}{'target':>12}  {'status':<7} Synthetix v3 perps, PR #2147 (avg of 200 calls)")
     for label, v, tgt, ref in (
             ("order (commit + settle open)", sm["order"], TARGETS["order"], "commit 322k + settle 731k"),
+            ("  returning trader (warm)", sm["order_returning"], TARGETS["order"], ""),
             ("liquidate (partial or full)", sm["liquidate"], TARGETS["liquidate"], "liquidatePosition 346k"),
+            ("  returning liquidator (warm)", sm["liquidate_returning"], TARGETS["liquidate"], ""),
             ("risk report (4 fields)", sm["report_update"], TARGETS["report_update"], "-")):
         lines.append(f"{label:<32}{v:>12,}{tgt:>12,}  {'pass' if v <= tgt else 'MISS':<7} {ref}")
     for label, key, ref in (("commitOrder (open)", "commit", "commitOrder 322k"),
