@@ -354,6 +354,7 @@ contract PokeTest is BaseTest {
             assertLe(r.fromWad, r.toWad);
         }
     }
+
     // ================================================================ settled maintenance record
 
     /// @dev The side's maintenance as the ramp defines it now (what every quote must return).
@@ -443,16 +444,8 @@ contract PokeTest is BaseTest {
             setFeed(4, bound(skews[i], -0.3e8, 0.3e8));
             if (pokes[i]) poke();
             warpTo(block.timestamp + bound(dts[i], 0, 3 hours));
-            for (uint256 k; k < 2; ++k) {
-                bool isLong = k == 0;
-                assertEq(mmfNow(isLong), rampNow(isLong), "quote differs from the ramp");
-                (bool s, uint256 v) = settled(isLong);
-                if (s) {
-                    Ramp memory r = controller.ramp(BTC, isLong);
-                    assertEq(v, rampNow(isLong), "record differs from the ramp");
-                    assertGe(v, r.toWad, "recorded before the ramp's end");
-                }
-            }
+            assertQuotedMaintenanceIsRamp(BTC, true);
+            assertQuotedMaintenanceIsRamp(BTC, false);
         }
     }
 }

@@ -4,7 +4,6 @@ pragma solidity 0.8.28;
 import {BaseTest} from "../utils/BaseTest.sol";
 import {Handler} from "./Handler.sol";
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
-import {Ramp, RampLib} from "../../../contracts/libraries/RampLib.sol";
 
 /// @notice Stateful invariants of the engine under random deposits, withdrawals, committed orders
 /// (opens, reductions, flips, closes) settled by a keeper at the first eligible round or expired
@@ -171,17 +170,8 @@ contract EngineInvariantTest is BaseTest {
     /// settled (`settledMaintenance`, read by quotes instead of the ramp) holds its ramp's end value.
     function invariant_quotedMaintenanceIsTheRamp() public view {
         for (uint256 m; m < 2; ++m) {
-            for (uint256 k; k < 2; ++k) {
-                bool isLong = k == 0;
-                Ramp memory r = controller.ramp(m, isLong);
-                uint256 v = RampLib.valueAt(r, block.timestamp);
-                assertEq(controller.quote(m, isLong, 0).mmfBaseWad, v, "quote != ramp");
-                (bool settled, uint256 rec) = controller.settledMaintenance(m, isLong);
-                if (settled) {
-                    assertEq(rec, v, "record != ramp");
-                    assertGe(v, r.toWad, "recorded before the end");
-                }
-            }
+            assertQuotedMaintenanceIsRamp(m, true);
+            assertQuotedMaintenanceIsRamp(m, false);
         }
     }
 }

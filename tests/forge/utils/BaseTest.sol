@@ -11,6 +11,7 @@ import {StaticLeverageController} from "../../../contracts/StaticLeverageControl
 import {MockAggregator} from "../../../contracts/mocks/MockAggregator.sol";
 import {MockUSD} from "../../../contracts/mocks/MockUSD.sol";
 import {ReportFeed} from "../../../contracts/ReportFeed.sol";
+import {Ramp, RampLib} from "../../../contracts/libraries/RampLib.sol";
 import {IRiskReport} from "../../../interfaces/IRiskReport.sol";
 
 /// @notice Deploys a dynamic engine with one BTC-like market (id 0) and helpers to move feeds,
@@ -190,6 +191,19 @@ abstract contract BaseTest is Test {
 
     /// @notice Re-transmits every feed's current answer, timestamped now (after a warp); in report
     /// mode also re-writes each market's whole report.
+    /// @dev A side's quoted maintenance is its ramp's value now, and a side recorded as settled
+    /// (`settledMaintenance`, read by quotes instead of the ramp) holds its ramp's end value.
+    function assertQuotedMaintenanceIsRamp(uint256 marketId, bool isLong) internal view {
+        Ramp memory r = controller.ramp(marketId, isLong);
+        uint256 v = RampLib.valueAt(r, block.timestamp);
+        assertEq(controller.quote(marketId, isLong, 0).mmfBaseWad, v, "quote differs from the ramp");
+        (bool settled, uint256 rec) = controller.settledMaintenance(marketId, isLong);
+        if (settled) {
+            assertEq(rec, v, "record differs from the ramp");
+            assertGe(v, r.toWad, "recorded before the ramp's end");
+        }
+    }
+
     function refreshFeeds() internal {
         _refreshMarket(BTC, feeds);
         for (uint256 i; i < extraMarkets.length; ++i) {
