@@ -15,7 +15,8 @@ def _stress_args(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--accounts", type=int, default=300, help="trader accounts (1..5000)")
     p.add_argument("--seed", type=int, default=42, help="seed of the scenario noise and the population")
     p.add_argument("--out", default=default_out, help="output folder (report.html, PNGs, metrics.json)")
-    p.add_argument("--keeper", choices=["trailing", "predictive"], default="trailing", help="volatility feed mode")
+    p.add_argument("--keeper", choices=["trailing", "predictive", "intraday"], default="trailing",
+                   help="volatility feed mode (ballast.keeper.VOL_MODES)")
     p.add_argument("--depth-mode", choices=["trailing", "predictive"], default="trailing",
                    help="depth feed mode: predictive projects the book's trend one liquidation horizon ahead "
                         "(never above trailing)")

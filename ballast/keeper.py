@@ -1,11 +1,17 @@
 """The oracle keeper: computes volatility, funding, depth and skew and pushes them to the
 Chainlink-style feeds under Chainlink's rules (deviation threshold or heartbeat).
 
-Two volatility modes:
+Three volatility modes:
 
 ``trailing``
     EWMA of squared log returns (RiskMetrics, ``lam``) on the keeper's sampling grid: the vol feed
-    follows realized volatility.
+    follows realized volatility. In a replay the grid is the history's bars (daily bars: one update
+    per day, ``lam`` per day), on a synthetic path every block.
+``intraday``
+    The same EWMA up to the last history bar, then continued on every block's price with ``lam``
+    per block (:func:`intraday_vol`), as the live keeper (:class:`ChainKeeper`) samples every
+    round: in a replay of daily bars the feed moves every hour instead of once a day. On a path
+    whose history is at block spacing (the synthetic families) it equals ``trailing``.
 ``predictive``
     GARCH(1,1) one-step-ahead forecast (``ballast.risk.volatility.Garch11``, fitted with ``arch``):
     tightens as soon as volatility clustering predicts a rise, before it is realized.
@@ -60,11 +66,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from scipy.signal import lfilter  # type: ignore[import-untyped]
 from web3 import Web3
 
 from ballast._typing import FloatArray
 from ballast.errors import BallastError, ValidationError
-from ballast.risk.volatility import EWMA, Garch11
+from ballast.risk.volatility import EWMA, SECONDS_PER_YEAR, Garch11
 from ballast.riskreport import pusher_args, reported_kinds
 from ballast.scenarios import ScenarioPath
 
@@ -72,7 +79,8 @@ if TYPE_CHECKING:
     from ballast.chain import Chain
     from ballast.deployments import Signer
 
-VolMode = Literal["trailing", "predictive"]
+VolMode = Literal["trailing", "predictive", "intraday"]
+VOL_MODES: tuple[VolMode, ...] = ("trailing", "predictive", "intraday")
 DepthMode = Literal["trailing", "predictive"]
 DEPTH_MODES: tuple[DepthMode, ...] = ("trailing", "predictive")
 DEPTH_FLOOR = 0.5
@@ -136,6 +144,26 @@ def predictive_depth(trailing: FloatArray, block_sec: int, horizon_sec: int = 3_
     return np.asarray(np.minimum(d, d * factor), dtype=np.float64)
 
 
+def intraday_vol(start_sigma: float, prices: FloatArray, block_sec: int, lam: float) -> FloatArray:
+    """Annualized EWMA volatility after each block: seeded with ``start_sigma`` (annualized, the
+    estimate at the last history bar) and updated with every block's squared log return at decay
+    ``lam`` per block (zero mean, ``SECONDS_PER_YEAR / block_sec`` periods a year, as
+    ``ballast.risk.volatility.EWMA``). ``prices``: the last history price, then one price per block;
+    element ``b`` of the result has seen the returns up to block ``b``."""
+    if not (math.isfinite(start_sigma) and start_sigma > 0):
+        raise ValidationError("start_sigma", start_sigma, "a finite positive annualized volatility")
+    if not 0.0 < lam < 1.0:
+        raise ValidationError("lam", lam, "a float in (0, 1)")
+    if block_sec <= 0:
+        raise ValidationError("block_sec", block_sec, "> 0 seconds")
+    p = np.asarray(prices, dtype=np.float64)
+    if p.size < 2 or not np.all(np.isfinite(p) & (p > 0)):
+        raise ValidationError("prices", p.size, "at least two finite positive prices")
+    r2 = np.diff(np.log(p)) ** 2 * (SECONDS_PER_YEAR / block_sec)
+    var, _ = lfilter([1.0 - lam], [1.0, -lam], r2, zi=[lam * start_sigma**2])
+    return np.asarray(np.sqrt(var), dtype=np.float64)
+
+
 @dataclass
 class FeedModel:
     """Per-block feed targets for a scenario (volatility precomputed without look-ahead).
@@ -168,15 +196,15 @@ class FeedModel:
     sigma_ref: float = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("trailing", "predictive"):
-            raise ValidationError("keeper.mode", self.mode, "'trailing' or 'predictive'")
+        if self.mode not in VOL_MODES:
+            raise ValidationError("keeper.mode", self.mode, "'trailing', 'predictive' or 'intraday'")
         if self.depth_mode not in DEPTH_MODES:
             raise ValidationError("keeper.depth_mode", self.depth_mode, "'trailing' or 'predictive'")
         s = self.scenario
         ratio = max(1, s.history_sec // s.block_sec)
         self._ratio = ratio
         grid = np.r_[s.history, s.price[ratio - 1::ratio]]
-        est = EWMA(self.lam) if self.mode == "trailing" else Garch11(dist="t", refit_every=250, fit_window=2000,
+        est = EWMA(self.lam) if self.mode != "predictive" else Garch11(dist="t", refit_every=250, fit_window=2000,
                                                                       min_fit=min(500, max(100, len(s.history) - 2)))
         sig = est.estimate(grid, interval_seconds=s.history_sec)
         sig = np.where(np.isfinite(sig), sig, np.nan)
@@ -189,6 +217,9 @@ class FeedModel:
         # The last completed grid sample at block b: history plus floor((b+1)/ratio) path samples.
         idx = self._n_hist - 1 + (blocks + 1) // ratio
         self.vol = np.asarray(sig[np.minimum(idx, sig.size - 1)], dtype=np.float64)
+        if self.mode == "intraday":
+            self.vol = intraday_vol(float(sig[self._n_hist - 1]), np.r_[s.history[-1], s.price], s.block_sec,
+                                    self.lam)
         # The depth target of every block (``targets`` reads it): trailing, or its predictive projection
         # (never above it).
         trailing = self.trailing_depth()

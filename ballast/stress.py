@@ -15,7 +15,7 @@ from typing import Any
 
 from ballast.config import Config, StaticFractions, load_config
 from ballast.errors import ScenarioError, ValidationError, VerificationError
-from ballast.keeper import DEPTH_MODES, DepthMode, VolMode
+from ballast.keeper import DEPTH_MODES, VOL_MODES, DepthMode, VolMode
 from ballast.lab import RunResult, calm_fractions_from_run, run_one
 from ballast.population import MAX_ACCOUNTS, LiquidatorSpec, default_liquidator_count, generate
 from ballast.scenarios import ScenarioPath, build
@@ -59,8 +59,8 @@ class StressOptions:
             raise ValidationError("--accounts", self.accounts, f"[1, {MAX_ACCOUNTS}]")
         if not 0 <= self.seed < 2**32:
             raise ValidationError("--seed", self.seed, "[0, 2**32)")
-        if self.keeper_mode not in ("trailing", "predictive"):
-            raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        if self.keeper_mode not in VOL_MODES:
+            raise ValidationError("--keeper", self.keeper_mode, " or ".join(VOL_MODES))
         if self.depth_mode not in DEPTH_MODES:
             raise ValidationError("--depth-mode", self.depth_mode, "trailing or predictive")
         if not 0.0 <= self.anticipatory_share <= 1.0:

@@ -52,7 +52,7 @@ import numpy as np
 from ballast.config import Config, StaticFractions, load_config
 from ballast.data import parse_utc
 from ballast.errors import ValidationError
-from ballast.keeper import DEPTH_MODES
+from ballast.keeper import DEPTH_MODES, VOL_MODES
 from ballast.marketsim import Controller, MarketSim, RunSpec, TailFeedSpec
 from ballast.population import LiquidatorSpec, default_liquidator_count, generate
 from ballast.scenarios import CORPUS, build_source, check_source
@@ -130,8 +130,8 @@ class SweepSpec:
         for c in self.caps:
             if not 1.0 < c <= 100.0:
                 raise ValidationError("--caps", c, "leverage in (1, 100]")
-        if self.keeper_mode not in ("trailing", "predictive"):
-            raise ValidationError("--keeper", self.keeper_mode, "trailing or predictive")
+        if self.keeper_mode not in VOL_MODES:
+            raise ValidationError("--keeper", self.keeper_mode, " or ".join(VOL_MODES))
         if self.depth_mode not in DEPTH_MODES:
             raise ValidationError("--depth-mode", self.depth_mode, "trailing or predictive")
         if self.model_set:
@@ -524,8 +524,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     ap.add_argument("--caps", default=",".join(f"{c:g}" for c in DEFAULT_CAPS), help="static caps (x); '' for none")
     ap.add_argument("--chunk", type=int, default=SweepSpec.chunk, help="seeds per Dask task")
     ap.add_argument("--base-seed", type=int, default=SweepSpec.base_seed)
-    ap.add_argument("--keeper", default="trailing", choices=["trailing", "predictive"],
-                    help="volatility feed: trailing (EWMA) or predictive (GARCH)")
+    ap.add_argument("--keeper", default="trailing", choices=list(VOL_MODES),
+                    help="volatility feed: trailing (EWMA on the path's bars), predictive (GARCH) or intraday "
+                         "(EWMA continued on every block)")
     ap.add_argument("--depth-mode", default="trailing", choices=list(DEPTH_MODES),
                     help="depth feed: trailing (the book now) or predictive (its trend projected one liquidation "
                          "horizon ahead, never above the trailing depth)")

@@ -8,12 +8,13 @@ import math
 from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ballast.errors import ValidationError
-from ballast.keeper import FEEDS, FeedModel, OracleKeeper, PushRules, annualized
+from ballast.keeper import FEEDS, FeedModel, OracleKeeper, PushRules, annualized, intraday_vol
 from ballast.scenarios import ScenarioPath, build
 
 PROPS = settings(max_examples=50, deadline=None, database=None, derandomize=True)
@@ -377,3 +378,59 @@ def test_metrics_endpoint_serves_health_and_metrics() -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# ------------------------------------------------------------------ intraday volatility (issue 12)
+
+
+@settings(max_examples=30, deadline=None, database=None, derandomize=True)
+@given(st.integers(0, 3), st.integers(0, 88), st.sampled_from([1, 3, 24]))
+def test_intraday_feed_model_has_no_look_ahead(seed: int, b: int, ratio: int) -> None:
+    sp = small_path(seed, ratio=ratio)
+    m1, m2 = FeedModel(sp, mode="intraday"), FeedModel(_perturb_after(sp, b, seed + 1), mode="intraday")
+    np.testing.assert_array_equal(m1.vol[: b + 1], m2.vol[: b + 1])
+    assert m1.targets(b, 4.0, 2.0) == m2.targets(b, 4.0, 2.0)
+    assert b == 88 or not np.array_equal(m1.vol, m2.vol)  # every later block moves it
+
+
+def test_intraday_vol_is_the_ewma_recursion_per_block() -> None:
+    prices = np.array([100.0, 101.0, 99.0, 99.0, 105.0])
+    lam, sigma0, block_sec = 0.9, 0.5, 3_600
+    per_year = 365 * 86_400 / block_sec
+    v, want = sigma0**2, []
+    for a, c in zip(prices[:-1], prices[1:]):
+        v = lam * v + (1 - lam) * math.log(c / a) ** 2 * per_year
+        want.append(math.sqrt(v))
+    np.testing.assert_allclose(intraday_vol(sigma0, prices, block_sec, lam), want, rtol=1e-12)
+
+
+def test_intraday_equals_trailing_when_the_history_is_at_block_spacing() -> None:
+    sp = small_path(5, ratio=1)
+    np.testing.assert_allclose(FeedModel(sp, mode="intraday").vol, FeedModel(sp).vol, rtol=1e-9)
+    flash = build("flash_crash", 11)
+    np.testing.assert_allclose(FeedModel(flash, mode="intraday").vol, FeedModel(flash).vol, rtol=1e-9)
+
+
+def test_intraday_moves_every_block_on_a_daily_history() -> None:
+    sp = small_path(2, ratio=24)
+    t, i = FeedModel(sp), FeedModel(sp, mode="intraday")
+    assert np.count_nonzero(np.diff(t.vol)) <= sp.blocks // 24 + 1  # the trailing feed: once a history bar
+    assert np.count_nonzero(np.diff(i.vol)) >= sp.blocks - 2  # intraday: every block
+    assert i.vol[0] != t.vol[0] and np.isfinite(i.vol).all() and (i.vol > 0).all()
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ((0.0, np.array([1.0, 2.0]), 300, 0.94), "start_sigma"),
+    ((0.5, np.array([1.0, 2.0]), 300, 1.0), "lam"),
+    ((0.5, np.array([1.0, 2.0]), 0, 0.94), "block_sec"),
+    ((0.5, np.array([1.0]), 300, 0.94), "prices"),
+    ((0.5, np.array([1.0, -2.0]), 300, 0.94), "prices"),
+])
+def test_intraday_vol_rejects_bad_input(args: tuple[float, npt.NDArray[np.float64], int, float], match: str) -> None:
+    with pytest.raises(ValidationError, match=match):
+        intraday_vol(*args)
+
+
+def test_unknown_keeper_mode_names_the_three() -> None:
+    with pytest.raises(ValidationError, match="intraday"):
+        FeedModel(small_path(1), mode="hourly")  # type: ignore[arg-type]
