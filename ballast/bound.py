@@ -22,6 +22,10 @@ at that variant's own calm-period leverage, ``MarketSim.calm_fractions``, as
     volatility the traders read, stay the trailing keeper's.
 ``foresight_instant_{H}``
     Both.
+``intraday``, ``intraday_instant`` (``--variants``)
+    The causal intraday keeper (``ballast.keeper`` mode ``intraday``: the EWMA continued on every
+    block), with the configured ramp and with the instant one: how much of what is left after a
+    faster causal feed is the ramp.
 
 Every ``static_calm`` runs the shipped configuration and keeper (a static cap reads no volatility
 feed and has no ramp): only its fractions differ between variants. Issue 12's targets are computed
@@ -47,7 +51,7 @@ from ballast._typing import WAD, FloatArray
 from ballast.config import Config, load_config
 from ballast.errors import ScenarioError, ValidationError
 from ballast.frontier import GAP_SOURCES, TARGETS, paired, targets
-from ballast.keeper import FeedModel
+from ballast.keeper import FeedModel, VolMode
 from ballast.marketsim import Controller, MarketSim, RunSpec
 from ballast.population import LiquidatorSpec, Trader, default_liquidator_count, generate
 from ballast.risk.volatility import annualization_factor
@@ -72,7 +76,9 @@ class Variant:
     """Instant only: the tightening applies in the block it is computed (``InstantSim``), or, False,
     from the next block (the contract's ramp rule: it starts the second after its activation)."""
     ahead_sec: int | None = None
-    """Look-ahead of the volatility feed, seconds (None: the trailing feed)."""
+    """Look-ahead of the volatility feed, seconds (None: the keeper's own feed)."""
+    keeper: VolMode = "trailing"
+    """The keeper's volatility mode (``ballast.keeper.VOL_MODES``)."""
 
     @property
     def label(self) -> str:
@@ -87,6 +93,24 @@ def variants(horizons_h: Sequence[int] = (24, 4)) -> tuple[Variant, ...]:
     out = [Variant("shipped"), Variant("instant", instant=True), Variant("instant_next_block", instant=True, same_block=False)]
     out += [Variant(f"foresight_{h}h", ahead_sec=h * 3_600) for h in horizons_h]
     out += [Variant(f"foresight_instant_{h}h", instant=True, ahead_sec=h * 3_600) for h in horizons_h]
+    return tuple(out)
+
+
+INTRADAY_VARIANTS = (Variant("intraday", keeper="intraday"), Variant("intraday_instant", instant=True, keeper="intraday"))
+"""Causal variants with the intraday keeper (``--variants``)."""
+
+
+def select_variants(default: Sequence[Variant], names: str) -> tuple[Variant, ...]:
+    """The variants named in ``names`` (comma-separated; empty: ``default``), among ``default`` and
+    :data:`INTRADAY_VARIANTS`, in the order given."""
+    if not names.strip():
+        return tuple(default)
+    known = {v.name: v for v in (*default, *INTRADAY_VARIANTS)}
+    out = []
+    for n in (x.strip() for x in names.split(",") if x.strip()):
+        if n not in known:
+            raise ValidationError("--variants", n, f"one of {sorted(known)}")
+        out.append(known[n])
     return tuple(out)
 
 
@@ -163,10 +187,11 @@ def run_paths(source: str, paths: Sequence[ScenarioPath], pops: Sequence[Sequenc
     for v in vs:
         t0 = time.monotonic()
         runs = [RunSpec(p, t, Controller("dynamic", label=v.label), sd) for p, t, sd in zip(paths, pops, seeds)]
-        models = None if v.ahead_sec is None else [ForesightFeed(p, "trailing", base_depth_usd=cfg.market(0).initial["depth"],
+        models = None if v.ahead_sec is None else [ForesightFeed(p, v.keeper, base_depth_usd=cfg.market(0).initial["depth"],
                                                                  ahead_sec=v.ahead_sec) for p in paths]
         sim_cls = InstantSim if v.instant and v.same_block else MarketSim
-        dyn[v.name] = sim_cls(runs, icfg if v.instant else cfg, liquidators=liq, models=models).run()
+        dyn[v.name] = sim_cls(runs, icfg if v.instant else cfg, liquidators=liq, models=models,
+                              keeper_mode=v.keeper).run()
         if progress:
             print(f"  {source}: {v.label} x {len(seeds)} seeds {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     specs = [RunSpec(p, t, Controller.static(dyn[v.name].calm_fractions(i), v.static_label), sd)
@@ -321,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sources", default="corpus-oos", help="comma-separated sources; corpus-oos: every corpus "
                     "source but the in-sample " + ",".join(sorted(TUNED)))
     ap.add_argument("--horizons", default="24,4", help="look-ahead horizons of the foresight variants, hours")
+    ap.add_argument("--variants", default="", help="comma-separated variant names to run (default: shipped, the "
+                    "instant and foresight ones); also intraday, intraday_instant")
     ap.add_argument("--accounts", type=int, default=300)
     ap.add_argument("--base-seed", type=int, default=11)
     ap.add_argument("--out", default="out/bound")
@@ -332,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ValidationError("--sources", a.sources, "at least one source")
     if not 1 <= a.seeds <= 100_000:
         raise ValidationError("--seeds", a.seeds, "[1, 100000]")
-    vs = variants(tuple(int(h) for h in a.horizons.split(",") if h.strip()))
+    vs = select_variants(variants(tuple(int(h) for h in a.horizons.split(",") if h.strip())), a.variants)
     cfg = load_config()
     rows: list[dict[str, Any]] = []
     calm: dict[str, int] = {}

@@ -123,3 +123,27 @@ def test_no_trading_and_no_stress_are_errors_naming_the_source() -> None:
     with pytest.raises(ScenarioError, match="source quiet: no stress"):
         check_stress("quiet", calm)
     assert check_stress("mixed", calm + [{"seed": 3, "liquidations": 2.0, "bad_debt_usd": 0.0}]) == 2
+
+
+def test_intraday_variant_runs_the_intraday_keeper() -> None:
+    from ballast.bound import INTRADAY_VARIANTS, select_variants
+    from ballast.errors import ValidationError
+    from ballast.population import LiquidatorSpec, default_liquidator_count
+
+    cfg = load_config()
+    sc = build("sp500_2008_10", 4)
+    pop = generate(30, sc.blocks, seed=4, long_bias=sc.long_bias)
+    v = select_variants([Variant("shipped")], "intraday")[0]
+    assert v is INTRADAY_VARIANTS[0] and v.keeper == "intraday" and not v.instant
+    rows = run_paths("sp500_2008_10", [sc], [pop], [4], cfg, [v])
+    liq = LiquidatorSpec(count=default_liquidator_count(30))
+    ref = MarketSim([RunSpec(sc, pop, Controller("dynamic", label="dynamic@intraday"), 4)], cfg,
+                    keeper_mode="intraday", liquidators=liq).run().metrics()[0]
+    trailing = MarketSim([RunSpec(sc, pop, Controller("dynamic"), 4)], cfg, liquidators=liq).run().metrics()[0]
+    mine = next(r for r in rows if r["controller"] == "dynamic@intraday")
+    for k, x in ref.items():
+        assert mine[k] == x or (math.isnan(x) and math.isnan(mine[k])), k
+    assert mine["calm_mean_max_leverage"] != trailing["calm_mean_max_leverage"]  # a different feed
+    assert select_variants([Variant("shipped")], "") == (Variant("shipped"),)
+    with pytest.raises(ValidationError, match="--variants"):
+        select_variants([Variant("shipped")], "psychic")
