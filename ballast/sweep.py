@@ -55,7 +55,7 @@ from ballast.errors import ValidationError
 from ballast.keeper import DEPTH_MODES, VOL_MODES
 from ballast.marketsim import Controller, MarketSim, RunSpec, TailFeedSpec
 from ballast.population import LiquidatorSpec, default_liquidator_count, generate
-from ballast.scenarios import CORPUS, build_source, check_source
+from ballast.scenarios import CORPUS, REPLAY_WINDOWS, build_source, check_source
 from ballast.tail import TailSpec
 
 TUNED = frozenset({"btc_2021_12_04"})
@@ -72,17 +72,6 @@ TAIL_SPECS = ("plain", "file")
 """The tail estimator of the calibrated controllers: ``plain`` FHS (every past window, the keeper's
 EWMA as the filter: no hyperparameter) or the calibration ``file``'s ``[tail]`` (its rolling window
 and fast filter, chosen after a grid that also read the backtest's test periods: README)."""
-REPLAY_WINDOWS: dict[str, tuple[str, str, str]] = {
-    "btc_2021_12_04": ("btc_15min", "2021-12-03", "2021-12-05"),
-    "btc_2020_03_12": ("btc_daily", "2020-02-25", "2020-03-20"),
-    "sp500_2008_10": ("sp500", "2008-09-26", "2008-10-31"),
-    "nasdaq_2000_04": ("nasdaq", "2000-03-24", "2000-04-28"),
-    "sp500_2011_08": ("sp500", "2011-07-22", "2011-08-26"),
-    "sp500_2018_02": ("sp500", "2018-01-12", "2018-02-16"),
-}
-"""The data set and the window (start inclusive, end exclusive, UTC) each real replay of
-``ballast.scenarios`` plays (its history is the keeper's past, before the window): a calibration
-whose training set shares the data set and any time with the window was fitted on the scenario."""
 COLUMNS = ("bad_debt_usd", "bad_debt_socialized_usd", "liquidations", "liquidated_notional_usd",
            "liquidation_penalties_usd", "peak_liquidations_per_block", "accounts_wiped_out", "calm_mean_max_leverage",
            "mean_max_leverage", "insurance_drawdown_usd", "orders_settled", "orders_expired")

@@ -233,6 +233,7 @@ def test_replay_windows_are_the_scenarios_and_overlap_is_by_data_set_and_time() 
         assert not trained_on(s, cal)
     eq = load_calibration(resolve_calibration("docs/calibration-equity.toml"))  # S&P 500 / NASDAQ 1999-2008
     assert trained_on("sp500_2008_10", eq) and trained_on("nasdaq_2000_04", eq) and not trained_on("sp500_2011_08", eq)
+    assert trained_on("nasdaq_2001_02", eq) and not trained_on("btc_2021_05", eq)  # the fresh windows too
 
 
 def test_calibrated_sweep_options_are_validated() -> None:

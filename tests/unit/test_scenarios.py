@@ -521,14 +521,16 @@ def _worst_windows(close: np.ndarray, days: np.ndarray, used: list[tuple[np.date
 
 def test_fresh_replays_are_the_rules_windows_and_stay_out_of_the_corpus() -> None:
     from ballast.data import DATASETS, load_btc_daily
-    from ballast.scenarios import CORPUS, FRESH_REPLAYS
+    from ballast.scenarios import CORPUS, FRESH_REPLAYS, INDEX_REPLAYS, REPLAY_WINDOWS
 
     def days(h: Any) -> np.ndarray:
         return np.asarray(h.timestamps, dtype="datetime64[s]").astype("datetime64[D]")
 
-    corpus_windows = [(np.datetime64(a), np.datetime64(b)) for a, b in
-                      (("2008-09-26", "2008-10-31"), ("2011-07-22", "2011-08-26"), ("2018-01-12", "2018-02-16"),
-                       ("2000-03-24", "2000-04-28"))]
+    def window(name: str) -> tuple[np.datetime64, np.datetime64]:
+        _, a, b = REPLAY_WINDOWS[name]
+        return np.datetime64(a), np.datetime64(b)
+
+    corpus_windows = [window(n) for n in INDEX_REPLAYS]
     series = {k: DATASETS[k]() for k in ("sp500", "nasdaq")}
     cands = sorted(c for k, h in series.items()
                    for c in _worst_windows(np.asarray(h.close), days(h), corpus_windows, 10, k))
@@ -540,11 +542,14 @@ def test_fresh_replays_are_the_rules_windows_and_stay_out_of_the_corpus() -> Non
             break
     btc = load_btc_daily()
     picked += _worst_windows(np.asarray(btc.close), days(btc),
-                             [(np.datetime64("2020-02-25"), np.datetime64("2020-03-20"))], 1, "btc")
+                             [window("btc_2020_03_12")], 1, "btc")
     want = {("nasdaq", "2001-02-08", "2001-03-22"), ("nasdaq", "2001-08-06", "2001-09-21"),
             ("nasdaq", "2000-11-08", "2000-12-20"), ("sp500", "2002-06-11", "2002-07-23"),
             ("btc", "2021-05-03", "2021-06-01")}
     assert {(d, str(a), str(b)) for _, d, a, b in picked} == want
+    for d, a, b in want:  # each window's table entry: its start, and the day after its last bar as the end
+        name = next(n for n in FRESH_REPLAYS if REPLAY_WINDOWS[n][:2] == ("btc_daily" if d == "btc" else d, a))
+        assert np.datetime64(REPLAY_WINDOWS[name][2]) == np.datetime64(b) + 1
     for name in FRESH_REPLAYS:
         assert name in REAL_REPLAYS and name in GENERATORS and name not in CORPUS
         sp = build(name, 3)
